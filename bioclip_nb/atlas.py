@@ -1,0 +1,373 @@
+"""Atlas: an index and its metadata, opened, validated and searched as one.
+
+An atlas is a directory::
+
+    faiss/index.index         IVF-PQ (or flat) index; ids are positions
+    duckdb/metadata.duckdb    tables ``metadata`` and ``url_prefixes``
+    atlas.json                optional manifest (bioclip-nb's own atlases)
+    images/ queries/          optional, own atlases keep their images here
+
+The published ``imageomics/bioclip-image-search-lite`` layout has no manifest; one is
+inferred (model ``hf-hub:imageomics/bioclip-2``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import index as ivf
+from .config import Settings
+from .errors import AtlasError, ModelMismatchError
+from .metadata import HIT_COLUMNS, MAX_LOOKUP, MetadataStore, Scope
+from .taxonomy import Rank, parse_taxon
+
+FORMAT_VERSION = 1
+INDEX_FILE = Path("faiss") / "index.index"
+METADATA_FILE = Path("duckdb") / "metadata.duckdb"
+MANIFEST_FILE = "atlas.json"
+BIOCLIP2 = "hf-hub:imageomics/bioclip-2"
+#: Embedding width of the models bioclip-nb knows; an atlas of another width is refused.
+MODEL_DIMS = {BIOCLIP2: 768, "hf-hub:imageomics/bioclip": 512, "bioclip-nb/pixel-768": 768}
+MAX_TOP_N = 1000
+#: Columns of the hits DataFrame, in order (``query`` comes first for batches).
+RESULT_COLUMNS = ("rank", "id", "distance", "similarity", *HIT_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What ``atlas.json`` records (inferred for the published layout)."""
+
+    model: str
+    dim: int
+    metric: str
+    count: int
+    nlist: int
+    format_version: int = FORMAT_VERSION
+    created: str | None = None
+    source: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> "Manifest":
+        """Parse ``atlas.json``; unknown keys are kept in ``extra``."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise AtlasError(f"{path} is not valid JSON ({exc}); fix or delete it") from None
+        if not isinstance(data, dict):
+            raise AtlasError(f"{path} must hold a JSON object")
+        known = {"model", "dim", "metric", "count", "nlist", "format_version", "created", "source"}
+        missing = [k for k in ("model", "dim") if k not in data]
+        if missing:
+            raise AtlasError(f"{path} lacks {', '.join(missing)}; rebuild the atlas with `bioclip-nb build`")
+        if int(data.get("format_version", 1)) > FORMAT_VERSION:
+            raise AtlasError(f"{path} has format_version {data['format_version']}, newer than this "
+                             f"bioclip-nb understands ({FORMAT_VERSION}); upgrade bioclip-nb")
+        return cls(
+            model=str(data["model"]), dim=int(data["dim"]), metric=str(data.get("metric", "l2")),
+            count=int(data.get("count", -1)), nlist=int(data.get("nlist", -1)),
+            format_version=int(data.get("format_version", 1)), created=data.get("created"),
+            source=data.get("source"), extra={k: v for k, v in data.items() if k not in known},
+        )
+
+    def to_json(self) -> str:
+        """The manifest as JSON text."""
+        data = asdict(self)
+        data.update(data.pop("extra"))
+        return json.dumps(data, indent=2, sort_keys=True)
+
+
+class Atlas:
+    """A searchable atlas. Open with :meth:`open`; searching is thread-safe."""
+
+    def __init__(self, path: Path, index, metadata: MetadataStore, manifest: Manifest,
+                 settings: Settings, fingerprint: str):
+        self.path = path
+        self.index = index
+        self.metadata = metadata
+        self.manifest = manifest
+        self.settings = settings
+        self.fingerprint = fingerprint
+        self._bitmaps: dict[str, np.ndarray | None] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: str | Path, settings: Settings | None = None, mmap: bool = True) -> "Atlas":
+        """Open and validate an atlas directory; :class:`AtlasError` says what is wrong and how to fix it."""
+        settings = settings or Settings.from_env()
+        root = Path(path).expanduser()
+        if not root.exists():
+            raise AtlasError(f"atlas directory not found: {root}. Build one with `bioclip-nb demo` "
+                             "or `bioclip-nb build`, or get the published one with `bioclip-nb download`.")
+        if not root.is_dir():
+            raise AtlasError(f"{root} is a file; an atlas is a directory holding faiss/ and duckdb/")
+        for rel in (INDEX_FILE, METADATA_FILE):
+            if not (root / rel).is_file():
+                raise AtlasError(f"{root / rel} is missing: an atlas needs {INDEX_FILE} and {METADATA_FILE}. "
+                                 "Re-run `bioclip-nb download` (it resumes) or rebuild the atlas.")
+        index = ivf.open_index(root / INDEX_FILE, mmap=mmap)
+        metadata = MetadataStore.open(root / METADATA_FILE)
+        try:
+            manifest = cls._manifest(root, index)
+            fingerprint = _fingerprint(root)
+            atlas = cls(root, index, metadata, manifest, settings, fingerprint)
+            atlas._validate()
+        except Exception:
+            metadata.close()
+            raise
+        return atlas
+
+    @staticmethod
+    def _manifest(root: Path, index) -> Manifest:
+        metric = ivf.metric_name(index)
+        if (root / MANIFEST_FILE).is_file():
+            m = Manifest.read(root / MANIFEST_FILE)
+            if m.dim != index.d:
+                raise AtlasError(f"{root / MANIFEST_FILE} says dim {m.dim} but {root / INDEX_FILE} holds "
+                                 f"{index.d}-d vectors; the manifest belongs to another index. Rebuild the atlas.")
+            return m
+        return Manifest(model=BIOCLIP2, dim=index.d, metric=metric, count=int(index.ntotal),
+                        nlist=ivf.nlist_of(index), source="inferred (published layout)")
+
+    def _validate(self) -> None:
+        expected = MODEL_DIMS.get(self.manifest.model)
+        if expected is not None and expected != self.index.d:
+            raise AtlasError(f"{self.path / INDEX_FILE} holds {self.index.d}-d vectors but the atlas's model "
+                             f"{self.manifest.model} embeds to {expected}-d; this index was built with another "
+                             "model. Fix `model` in atlas.json or rebuild the atlas.")
+        ntotal = int(self.index.ntotal)
+        marker = self.settings.cache_dir / self.fingerprint / "validated.json"
+        if marker.is_file():
+            return
+        rows = self.metadata.count()
+        if rows < ntotal:
+            raise AtlasError(f"{self.path / INDEX_FILE} holds {ntotal:,} vectors but {self.path / METADATA_FILE} "
+                             f"has only {rows:,} rows: the two files come from different atlases. "
+                             "Download or rebuild them together.")
+        covered = int(self.metadata._cursor().execute(
+            "SELECT count(DISTINCT id) FROM metadata WHERE id >= 0 AND id < ?", [ntotal]).fetchone()[0])
+        if covered < ntotal:
+            raise AtlasError(f"{self.path / METADATA_FILE} has rows for only {covered:,} of the {ntotal:,} "
+                             f"ids in {self.path / INDEX_FILE} (ids must be 0..{ntotal - 1}); "
+                             "the files do not belong together. Rebuild the atlas.")
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps({"ntotal": ntotal, "rows": rows}))
+        except OSError:
+            pass  # a read-only home only costs a re-check next time
+
+    def close(self) -> None:
+        """Release the metadata connection."""
+        self.metadata.close()
+
+    def __enter__(self) -> "Atlas":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Atlas({str(self.path)!r}, model={self.model!r}, count={self.count:,}, nlist={self.nlist})"
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def model(self) -> str:
+        """The encoder this atlas's vectors come from."""
+        return self.manifest.model
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    @property
+    def count(self) -> int:
+        """Vectors in the index."""
+        return int(self.index.ntotal)
+
+    @property
+    def nlist(self) -> int:
+        """IVF cells (1 for a flat index)."""
+        return ivf.nlist_of(self.index)
+
+    @property
+    def metric(self) -> str:
+        return ivf.metric_name(self.index)
+
+    @property
+    def cache_dir(self) -> Path:
+        """This atlas's derived-data cache (under ``$BIOCLIP_NB_HOME/cache``)."""
+        return self.settings.atlas_cache_dir(self.fingerprint)
+
+    def info(self) -> dict:
+        """Facts for ``bioclip-nb info``: count, dim, metric, nlist, model, scope counts."""
+        return {
+            "path": str(self.path), "model": self.model, "count": self.count, "dim": self.dim,
+            "metric": self.metric, "nlist": self.nlist, "rows": self.metadata.count(),
+            "index_type": type(self.index).__name__, "format_version": self.manifest.format_version,
+            "created": self.manifest.created, "source": self.manifest.source,
+            "scope_counts": self.scope_counts(),
+        }
+
+    def scope_counts(self) -> dict[str, int]:
+        """Records in each scope, cached per atlas."""
+        path = self.cache_dir / "scope_counts.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        counts = self.metadata.scope_counts()
+        _write_quietly(path, json.dumps(counts).encode())
+        return counts
+
+    # ------------------------------------------------------------------ scopes
+    def bitmap(self, scope: Scope | str = Scope.ALL, taxon=None) -> np.ndarray | None:
+        """The id bitmap for a scope ANDed with a taxon filter; None when nothing is excluded."""
+        scope = Scope.parse(scope)
+        parts = [self._cached_bitmap(f"scope-{scope.value}", lambda: self.metadata.scope_ids(scope))]
+        for rank, name in parse_taxon(taxon).items():
+            key = "taxon-" + rank.value + "-" + hashlib.sha1(name.encode()).hexdigest()[:16]
+            parts.append(self._cached_bitmap(key, lambda r=rank, n=name: self.metadata.taxon_ids(r, n)))
+        parts = [p for p in parts if p is not None]
+        if not parts:
+            return None
+        out = parts[0]
+        for p in parts[1:]:
+            out = np.bitwise_and(out, p)
+        return out
+
+    def _cached_bitmap(self, key: str, ids_fn) -> np.ndarray | None:
+        with self._lock:
+            if key in self._bitmaps:
+                return self._bitmaps[key]
+        path = self.cache_dir / f"{key}.npy"
+        bitmap = None
+        if path.is_file():
+            try:
+                bitmap = np.load(path)
+            except (OSError, ValueError):
+                bitmap = None
+        if bitmap is None:
+            ids = ids_fn()
+            if ids is not None:
+                bitmap = ivf.ids_to_bitmap(ids, self.count)
+                _save_quietly(path, bitmap)
+        with self._lock:
+            if len(self._bitmaps) > 64:
+                self._bitmaps.pop(next(iter(self._bitmaps)))
+            self._bitmaps[key] = bitmap
+        return bitmap
+
+    # ------------------------------------------------------------------ search
+    def check_vectors(self, vectors, model: str | None = None) -> np.ndarray:
+        """Validate and L2-normalise query vectors to ``(n, dim)`` float32."""
+        if model is not None and model != self.model:
+            raise ModelMismatchError(
+                f"these vectors come from {model!r} but the atlas {self.path} was built with "
+                f"{self.model!r}; search it with that model, or open an atlas built with {model!r}")
+        arr = np.asarray(vectors, dtype=np.float32)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != self.dim or arr.shape[0] == 0:
+            raise ValueError(f"query vectors must have shape ({self.dim},) or (n, {self.dim}); got {np.shape(vectors)}")
+        if not np.isfinite(arr).all():
+            raise ValueError("query vectors contain NaN or infinity")
+        norms = np.linalg.norm(arr, axis=1, keepdims=True)
+        if (norms == 0).any():
+            raise ValueError("a query vector is all zeros; it has no direction to search")
+        return np.ascontiguousarray(arr / norms, dtype=np.float32)
+
+    def check_settings(self, top_n: int, nprobe: int) -> None:
+        """Refuse a ``top_n`` outside 1..1000 or an ``nprobe`` outside 1..nlist."""
+        if isinstance(top_n, bool) or not isinstance(top_n, (int, np.integer)) or not 1 <= top_n <= MAX_TOP_N:
+            raise ValueError(f"top_n must be a whole number from 1 to {MAX_TOP_N}, got {top_n!r}")
+        if isinstance(nprobe, bool) or not isinstance(nprobe, (int, np.integer)) or nprobe < 1:
+            raise ValueError(f"nprobe must be a whole number from 1 to {self.nlist}, got {nprobe!r}")
+        if self.nlist > 1 and nprobe > self.nlist:
+            raise ValueError(f"nprobe must be from 1 to {self.nlist} (this atlas has {self.nlist} cells), got {nprobe}")
+
+    def search(self, vectors, top_n: int = 10, nprobe: int = 16, scope: Scope | str = Scope.ALL,
+               taxon=None, model: str | None = None) -> pd.DataFrame:
+        """Nearest records to one vector ``(dim,)`` or a batch ``(n, dim)``.
+
+        Returns a DataFrame with ``RESULT_COLUMNS`` (plus ``query``, the query number, for a
+        batch), ordered by query then rank. Each page holds ``top_n`` in-scope hits whenever
+        that many lie in the probed cells. ``df.attrs["timings"]`` has seconds per step.
+        """
+        batch = np.asarray(vectors).ndim == 2
+        queries = self.check_vectors(vectors, model)
+        self.check_settings(top_n, nprobe)
+        scope = Scope.parse(scope)
+        t0 = time.perf_counter()
+        bitmap = self.bitmap(scope, taxon)
+        t1 = time.perf_counter()
+        nprobe_eff = min(int(nprobe), self.nlist)
+        dist, ids = ivf.search(self.index, queries, top_n, nprobe_eff, bitmap)
+        t2 = time.perf_counter()
+        hits = self._hits(dist, ids, batch)
+        t3 = time.perf_counter()
+        hits.attrs["timings"] = {"scope": t1 - t0, "search": t2 - t1, "metadata": t3 - t2}
+        hits.attrs["metric"] = self.metric
+        return hits
+
+    def _hits(self, dist: np.ndarray, ids: np.ndarray, batch: bool) -> pd.DataFrame:
+        qn, rank = np.nonzero(ids >= 0)
+        found = ids[qn, rank]
+        frame = pd.DataFrame({
+            "query": qn.astype(np.int64), "rank": (rank + 1).astype(np.int64), "id": found.astype(np.int64),
+            "distance": dist[qn, rank].astype(np.float32),
+        })
+        frame["similarity"] = ivf.similarity_from_distance(frame["distance"].to_numpy(), self.metric)
+        meta = self.lookup(np.unique(found))
+        out = frame.merge(meta, on="id", how="left", sort=False)
+        out = out.sort_values(["query", "rank"], kind="stable").reset_index(drop=True)
+        cols = (["query"] if batch else []) + list(RESULT_COLUMNS)
+        return out[cols]
+
+    def lookup(self, ids) -> pd.DataFrame:
+        """Metadata for any number of ids (in chunks of 1,000), in the given order."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        chunks = [self.metadata.get(ids[i:i + MAX_LOOKUP]) for i in range(0, len(ids), MAX_LOOKUP)]
+        return pd.concat(chunks, ignore_index=True) if chunks else self.metadata.get([])
+
+    def taxon_values(self, rank: Rank | str, prefix: str = "", limit: int = 50) -> list[str]:
+        """Names present at a rank, most frequent first (for completion)."""
+        return self.metadata.taxon_values(Rank.parse(rank), prefix, limit)
+
+    def local_file(self, url: str | None) -> Path | None:
+        """The file for a ``file:``-less relative URL kept inside the atlas, if any."""
+        if not url or "://" in url:
+            return None
+        path = (self.path / url.lstrip("/")).resolve()
+        return path if path.is_relative_to(self.path.resolve()) and path.is_file() else None
+
+
+def _fingerprint(root: Path) -> str:
+    h = hashlib.sha1()
+    for rel in (INDEX_FILE, METADATA_FILE):
+        st = (root / rel).stat()
+        h.update(f"{(root / rel).resolve()}|{st.st_size}|{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:16]
+
+
+def _write_quietly(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        pass  # caches are an optimisation; a read-only home must not break search
+
+
+def _save_quietly(path: Path, array: np.ndarray) -> None:
+    import io
+    buf = io.BytesIO()
+    np.save(buf, array)
+    _write_quietly(path, buf.getvalue())

@@ -1,0 +1,194 @@
+"""The ``bioclip-nb`` command.
+
+Exit codes: 0 success, 1 failure (message on stderr), 2 bad usage (one line on stderr).
+Results go to stdout (or ``--output``); tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .errors import AtlasError, EncoderUnavailableError, UploadError
+
+
+class UsageError(Exception):
+    """Bad usage discovered after parsing (e.g. nprobe larger than the atlas allows)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def _top_n(text: str) -> int:
+    value = _int(text, "--top-n")
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"--top-n must be from 1 to 1000, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _int(text, "a count")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} takes a whole number, got {text!r}") from None
+
+
+def _taxon(text: str) -> str:
+    from .taxonomy import parse_taxon
+    try:
+        parse_taxon([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    p = _Parser(prog="bioclip-nb", description="Find similar organism images in TreeOfLife-200M or your own atlas.")
+    p.add_argument("--version", action="version", version=f"bioclip-nb {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on failure")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on failure")
+
+    s = sub.add_parser("search", parents=[common], help="search an atlas by image, text or vectors",
+                       description="Search by image files, a text query, or a .npy of vectors.")
+    s.add_argument("images", nargs="*", metavar="IMAGE", help="image files to search with")
+    s.add_argument("--text", help='search by a name or description, e.g. "Vulpes vulpes"')
+    s.add_argument("--vectors", type=Path, metavar="FILE.npy", help="(n, dim) or (dim,) float array; L2-normalised before search")
+    _atlas_arg(s)
+    s.add_argument("--top-n", type=_top_n, default=10, help="hits per query, 1-1000 (default 10)")
+    s.add_argument("--nprobe", type=_positive, default=None, help="IVF cells to scan (default min(16, nlist))")
+    s.add_argument("--scope", choices=["all", "url", "inat", "training"], default="all", help="records to search (default all)")
+    s.add_argument("--taxon", type=_taxon, action="append", default=[], metavar="RANK=NAME",
+                   help="keep only hits with this name at this rank, e.g. class=Aves (repeatable)")
+    s.add_argument("--format", choices=["json", "table", "csv"], default="json", help="output format (default json)")
+    s.add_argument("--output", default="-", metavar="PATH|-", help="write results here (default stdout)")
+    s.add_argument("--device", default="auto", help="torch device for the encoder: auto, cpu, cuda, mps")
+
+    i = sub.add_parser("info", parents=[common], help="describe an atlas (JSON)")
+    _atlas_arg(i)
+
+    d = sub.add_parser("download", parents=[common], help="download the published index and metadata (resumable)")
+    d.add_argument("--dir", type=Path, default=None, help="destination (default $BIOCLIP_NB_HOME/data)")
+    return p
+
+
+def _atlas_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--atlas", type=Path, default=None,
+                   help="atlas directory (default: $BIOCLIP_NB_ATLAS, downloaded data, then the demo atlas)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``bioclip-nb``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(COMMANDS[args.command](args) or 0)
+    except UsageError as exc:
+        sys.stderr.write(f"bioclip-nb {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except (AtlasError, EncoderUnavailableError, UploadError, ValueError, OSError, RuntimeError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(f"bioclip-nb {args.command}: {exc}\n")
+        return 1
+
+
+def _open_atlas(args):
+    from .atlas import Atlas
+    from .locate import locate_atlas
+    return Atlas.open(locate_atlas(args.atlas))
+
+
+def cmd_info(args) -> int:
+    with _open_atlas(args) as atlas:
+        print(json.dumps(atlas.info(), indent=2))
+    return 0
+
+
+def cmd_search(args) -> int:
+    import numpy as np
+
+    from . import results
+    given = sum([bool(args.images), args.text is not None, args.vectors is not None])
+    if given != 1:
+        raise UsageError("give exactly one of IMAGE..., --text or --vectors")
+    with _open_atlas(args) as atlas:
+        nprobe = args.nprobe if args.nprobe is not None else min(16, atlas.nlist)
+        if atlas.nlist > 1 and nprobe > atlas.nlist:
+            raise UsageError(f"--nprobe must be from 1 to {atlas.nlist} for this atlas, got {nprobe}")
+        model = None
+        if args.vectors is not None:
+            try:
+                vectors = np.load(args.vectors, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise OSError(f"cannot read {args.vectors} as a .npy array: {exc}") from None
+            if vectors.ndim not in (1, 2) or not np.issubdtype(vectors.dtype, np.number):
+                raise ValueError(f"{args.vectors} must hold a numeric (n, {atlas.dim}) or ({atlas.dim},) array, got {vectors.dtype} {vectors.shape}")
+            labels = [f"{args.vectors}[{i}]" for i in range(1 if vectors.ndim == 1 else len(vectors))]
+            vectors = np.atleast_2d(vectors)
+        else:
+            from .model import load_encoder
+            encoder = load_encoder(atlas.model, device=args.device)
+            model = encoder.model_id
+            if args.text is not None:
+                vectors = encoder.encode_text(args.text)[None, :]
+                labels = [f"text: {args.text}"]
+            else:
+                from .images import load_upload
+                vectors = np.stack([encoder.encode(load_upload(Path(p))).embedding for p in args.images])
+                labels = [str(p) for p in args.images]
+        hits = atlas.search(vectors, top_n=args.top_n, nprobe=nprobe, scope=args.scope,
+                            taxon=args.taxon or None, model=model)
+        frames = results.per_query(hits, len(vectors))
+        if args.format == "json":
+            text = results.to_json(frames) + "\n"
+        elif args.format == "csv":
+            text = results.to_csv(hits)
+        else:
+            text = results.to_table(frames, labels)
+    _emit(text, args.output)
+    return 0
+
+
+def cmd_download(args) -> int:
+    from .config import Settings
+    from .download import download_published
+    dest = args.dir or Settings.from_env().data_dir
+    path = download_published(dest)
+    print(path)
+    return 0
+
+
+def _emit(text: str, output: str) -> None:
+    if output in ("-", "", None):
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+
+
+COMMANDS = {"search": cmd_search, "info": cmd_info, "download": cmd_download}
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""Settings: where bioclip-nb keeps its data, and which atlas it opens by default.
+
+Two environment variables steer it:
+
+``BIOCLIP_NB_HOME``
+    The working directory for downloads (``data/``), derived caches (``cache/``) and the
+    demo atlas (``demo/``). Defaults to ``~/.cache/bioclip-nb``.
+``BIOCLIP_NB_ATLAS``
+    An atlas directory to open when none is named. On a shared JupyterHub this is how every
+    user is pointed at one read-only copy of the published artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_HOME = "BIOCLIP_NB_HOME"
+ENV_ATLAS = "BIOCLIP_NB_ATLAS"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved locations. Build with :meth:`from_env`; nothing is created until asked."""
+
+    home: Path
+    atlas: Path | None = None
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+        """Read ``BIOCLIP_NB_HOME`` and ``BIOCLIP_NB_ATLAS`` (from ``os.environ`` by default)."""
+        env = os.environ if environ is None else environ
+        home = Path(env.get(ENV_HOME) or Path.home() / ".cache" / "bioclip-nb").expanduser()
+        atlas = env.get(ENV_ATLAS)
+        return cls(home=home, atlas=Path(atlas).expanduser() if atlas else None)
+
+    @property
+    def data_dir(self) -> Path:
+        """Where ``bioclip-nb download`` puts the published artifacts."""
+        return self.home / "data"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Derived data (scope bitmaps, maps); safe to delete."""
+        return self.home / "cache"
+
+    @property
+    def image_cache_dir(self) -> Path:
+        """The on-disk cache of fetched images."""
+        return self.cache_dir / "images"
+
+    @property
+    def demo_dir(self) -> Path:
+        """Where the demo atlas is built on first use."""
+        return self.home / "demo"
+
+    def atlas_cache_dir(self, fingerprint: str) -> Path:
+        """The cache directory of one atlas, created on demand."""
+        path = self.cache_dir / fingerprint
+        path.mkdir(parents=True, exist_ok=True)
+        return path

@@ -1,0 +1,217 @@
+"""DuckDB metadata: rows by id in FAISS order, image URLs, and scope / taxon bitmaps.
+
+The store opens ``duckdb/metadata.duckdb`` read-only. It expects the published schema
+(table ``metadata`` keyed by ``id`` = FAISS position, table ``url_prefixes``) and tolerates
+its quirks: ENUM taxonomy columns, rows sorted by taxonomy rather than id, NULL ranks.
+"""
+
+from __future__ import annotations
+
+import threading
+from enum import Enum
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from .errors import AtlasError
+from .taxonomy import RANKS, Rank
+
+#: Columns the ``metadata`` table must have.
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "id", *RANKS, "common_name", "source_dataset", "source_id", "publisher", "img_type",
+    "url_prefix_id", "identifier_suffix", "has_url", "in_bioclip2_training",
+)
+#: Columns of a hit, in the order the CLI and exports write them (after rank/id/distance).
+HIT_COLUMNS: tuple[str, ...] = (
+    *RANKS, "common_name", "source_dataset", "source_id", "publisher", "img_type",
+    "url", "occurrence_url", "has_url", "in_bioclip2_training",
+)
+MAX_LOOKUP = 1000
+GBIF_OCCURRENCE = "https://www.gbif.org/occurrence/"
+
+
+class Scope(str, Enum):
+    """Which records a search may return."""
+
+    ALL = "all"
+    URL = "url"
+    INAT = "inat"
+    TRAINING = "training"
+
+    @classmethod
+    def parse(cls, value: "str | Scope") -> "Scope":
+        """``Scope.parse("inat")``; a clear ``ValueError`` for an unknown scope."""
+        if isinstance(value, Scope):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            raise ValueError(
+                f"unknown scope {value!r}: use one of {', '.join(s.value for s in cls)}"
+            ) from None
+
+
+SCOPE_SQL: dict[Scope, str | None] = {
+    Scope.ALL: None,
+    Scope.URL: "has_url",
+    Scope.INAT: "source_dataset = 'gbif' AND publisher LIKE '%iNaturalist%' AND has_url",
+    Scope.TRAINING: "in_bioclip2_training",
+}
+
+
+def _q(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+class MetadataStore:
+    """Read-only access to an atlas's ``metadata.duckdb``. Open with :meth:`open`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, prefix_cols: tuple[str, str]):
+        self._con = con
+        self.path = path
+        self._prefix_key, self._prefix_col = prefix_cols
+        self._lock = threading.Lock()
+        self._count: int | None = None
+
+    @classmethod
+    def open(cls, path: str | Path) -> "MetadataStore":
+        """Open and validate the database; raise :class:`AtlasError` naming what is wrong."""
+        path = Path(path)
+        if not path.is_file():
+            raise AtlasError(f"metadata database not found: {path} (expected duckdb/metadata.duckdb in the atlas)")
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+        except duckdb.Error as exc:
+            raise AtlasError(
+                f"{path} is not a DuckDB database this DuckDB ({duckdb.__version__}) can open: {exc}. "
+                "Re-download it with `bioclip-nb download` or rebuild the atlas."
+            ) from None
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        for table in ("metadata", "url_prefixes"):
+            if table not in tables:
+                con.close()
+                raise AtlasError(f"{path} has no table {table!r} (found: {', '.join(sorted(tables)) or 'none'}); "
+                                 "this is not a bioclip-nb metadata database")
+        cols = _columns(con, "metadata")
+        missing = [c for c in REQUIRED_COLUMNS if c not in cols]
+        if missing:
+            con.close()
+            raise AtlasError(f"{path}: table 'metadata' lacks column(s) {', '.join(missing)}; "
+                             "the atlas was written with another schema. Rebuild it with `bioclip-nb build`.")
+        pcols = _columns(con, "url_prefixes")
+        key = next((c for c in ("id", "url_prefix_id", "prefix_id") if c in pcols), None)
+        val = next((c for c in ("prefix", "url_prefix", "url") if c in pcols), None)
+        if key is None or val is None:
+            con.close()
+            raise AtlasError(f"{path}: table 'url_prefixes' needs an id column and a prefix column, "
+                             f"found {', '.join(pcols)}")
+        return cls(con, path, (key, val))
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._con.close()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        # A cursor is a separate connection to the same database: safe across threads.
+        return self._con.cursor()
+
+    def count(self) -> int:
+        """Number of rows in ``metadata``."""
+        if self._count is None:
+            self._count = int(self._cursor().execute("SELECT count(*) FROM metadata").fetchone()[0])
+        return self._count
+
+    def id_range(self) -> tuple[int, int]:
+        """Smallest and largest id."""
+        lo, hi = self._cursor().execute("SELECT min(id), max(id) FROM metadata").fetchone()
+        return int(lo if lo is not None else 0), int(hi if hi is not None else -1)
+
+    def get(self, ids, cols: tuple[str, ...] | None = None) -> pd.DataFrame:
+        """Rows for up to 1,000 ids, in the order given, one DuckDB query.
+
+        Returns the hit columns (``HIT_COLUMNS`` or ``cols``) plus ``id``. An id with no row
+        gives a row of missing values; missing ranks are ``None``, never ``"None"``.
+        """
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        if ids.size > MAX_LOOKUP:
+            raise ValueError(f"at most {MAX_LOOKUP} ids per lookup, got {ids.size}")
+        wanted = HIT_COLUMNS if cols is None else tuple(cols)
+        if ids.size == 0:
+            return pd.DataFrame(columns=["id", *wanted])
+        select = []
+        for c in wanted:
+            if c == "url":
+                select.append(f"p.{_q(self._prefix_col)} || m.identifier_suffix AS url")
+            elif c == "occurrence_url":
+                select.append(
+                    f"CASE WHEN m.source_dataset::VARCHAR = 'gbif' AND m.source_id IS NOT NULL "
+                    f"THEN '{GBIF_OCCURRENCE}' || m.source_id::VARCHAR END AS occurrence_url"
+                )
+            elif c in RANKS or c in ("common_name", "source_dataset", "publisher", "img_type", "source_id"):
+                select.append(f"m.{_q(c)}::VARCHAR AS {_q(c)}")
+            else:
+                select.append(f"m.{_q(c)}")
+        sql = f"""
+            WITH q AS (SELECT unnest($ids) AS id, generate_subscripts($ids, 1) AS pos)
+            SELECT q.pos, q.id, {', '.join(select)}
+            FROM q
+            LEFT JOIN metadata m ON m.id = q.id
+            LEFT JOIN url_prefixes p ON p.{_q(self._prefix_key)} = m.url_prefix_id
+            ORDER BY q.pos
+        """
+        df = self._cursor().execute(sql, {"ids": ids.tolist()}).df()
+        df = df.drop(columns="pos").reset_index(drop=True)
+        for c in df.columns:
+            if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
+                df[c] = df[c].astype(object).where(df[c].notna(), None)
+                if c in RANKS or c == "common_name":
+                    df[c] = [v if (v is None or str(v).strip()) else None for v in df[c]]
+        return df
+
+    def ids_where(self, condition: str, params: list | None = None) -> np.ndarray:
+        """All ids whose row satisfies a SQL condition (one column scan)."""
+        sql = f"SELECT id FROM metadata WHERE {condition}"
+        return self._cursor().execute(sql, params or []).fetchnumpy()["id"].astype(np.int64)
+
+    def scope_ids(self, scope: Scope) -> np.ndarray | None:
+        """Ids in a scope, or None for ``all``."""
+        cond = SCOPE_SQL[Scope.parse(scope)]
+        return None if cond is None else self.ids_where(cond)
+
+    def taxon_ids(self, rank: Rank, name: str) -> np.ndarray:
+        """Ids whose ``rank`` equals ``name`` (exact, case-sensitive as stored)."""
+        return self.ids_where(f"{_q(Rank.parse(rank).value)}::VARCHAR = ?", [name])
+
+    def scope_counts(self) -> dict[str, int]:
+        """Record count of each scope, in one scan."""
+        parts = ", ".join(
+            f"count(*) FILTER (WHERE {cond}) AS {_q(s.value)}" if cond else f"count(*) AS {_q(s.value)}"
+            for s, cond in SCOPE_SQL.items()
+        )
+        row = self._cursor().execute(f"SELECT {parts} FROM metadata").fetchone()
+        return {s.value: int(v) for s, v in zip(SCOPE_SQL, row)}
+
+    def taxon_values(self, rank: Rank, prefix: str = "", limit: int = 50) -> list[str]:
+        """Distinct names at a rank (for completion), most frequent first, optionally by prefix."""
+        col = _q(Rank.parse(rank).value)
+        sql = (f"SELECT {col}::VARCHAR AS v, count(*) AS n FROM metadata "
+               f"WHERE {col} IS NOT NULL AND {col}::VARCHAR <> '' AND {col}::VARCHAR ILIKE ? "
+               f"GROUP BY v ORDER BY n DESC, v LIMIT ?")
+        return [r[0] for r in self._cursor().execute(sql, [prefix.replace("%", r"\%") + "%", int(limit)]).fetchall()]
+
+    def sample_column(self, ids: np.ndarray, column: str) -> pd.Series:
+        """One column for many ids (no 1,000 limit), aligned to ``ids``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        sql = (f"WITH q AS (SELECT unnest($ids) AS id, generate_subscripts($ids, 1) AS pos) "
+               f"SELECT m.{_q(column)}::VARCHAR AS v FROM q LEFT JOIN metadata m USING (id) ORDER BY q.pos")
+        return self._cursor().execute(sql, {"ids": ids.tolist()}).df()["v"]
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return [r[0] for r in rows]

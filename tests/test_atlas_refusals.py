@@ -1,0 +1,146 @@
+"""Opening refuses broken atlases with a message that names the file and the fix."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import duckdb
+import faiss
+import numpy as np
+import pytest
+
+from bioclip_nb import Atlas, AtlasError
+from helpers.atlases import build_synthetic_atlas
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return build_synthetic_atlas(tmp_path_factory.mktemp("small") / "atlas", 3000, "IVF16,Flat",
+                                 published_layout=False, model="bioclip-nb/pixel-768")
+
+
+@pytest.fixture
+def copy(small, tmp_path):
+    dest = tmp_path / "atlas"
+    shutil.copytree(small.path, dest)
+    return dest
+
+
+def test_own_atlas_reads_manifest(small):
+    with Atlas.open(small.path) as a:
+        assert a.model == "bioclip-nb/pixel-768" and a.manifest.source == "test fixture"
+        assert a.manifest.created
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(AtlasError, match=r"atlas directory not found: .*nowhere.*bioclip-nb demo"):
+        Atlas.open(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("rel", ["faiss/index.index", "duckdb/metadata.duckdb"])
+def test_missing_file(copy, rel):
+    (copy / rel).unlink()
+    with pytest.raises(AtlasError, match=rf"{rel} is missing.*bioclip-nb download"):
+        Atlas.open(copy)
+
+
+def test_corrupt_index(copy):
+    data = (copy / "faiss/index.index").read_bytes()
+    (copy / "faiss/index.index").write_bytes(data[: len(data) // 3])
+    with pytest.raises(AtlasError, match=r"index.index is not a FAISS index we can read.*truncated or corrupt"):
+        Atlas.open(copy)
+
+
+def test_non_faiss_index(copy):
+    (copy / "faiss/index.index").write_text("hello, I am not an index")
+    with pytest.raises(AtlasError, match="is not a FAISS index we can read"):
+        Atlas.open(copy)
+
+
+def test_non_duckdb_metadata(copy):
+    (copy / "duckdb/metadata.duckdb").write_bytes(b"SQLite format 3\x00" + b"\x00" * 4096)
+    with pytest.raises(AtlasError, match=r"metadata.duckdb is not a DuckDB database"):
+        Atlas.open(copy)
+
+
+def _edit_db(path, sql):
+    con = duckdb.connect(str(path / "duckdb/metadata.duckdb"))
+    con.execute(sql)
+    con.close()
+
+
+def test_missing_table(copy):
+    _edit_db(copy, "DROP TABLE url_prefixes")
+    with pytest.raises(AtlasError, match="has no table 'url_prefixes'"):
+        Atlas.open(copy)
+
+
+def test_missing_column(copy):
+    _edit_db(copy, "ALTER TABLE metadata DROP COLUMN has_url")
+    with pytest.raises(AtlasError, match="lacks column.*has_url"):
+        Atlas.open(copy)
+
+
+def test_metadata_does_not_cover_index(copy):
+    _edit_db(copy, "DELETE FROM metadata WHERE id >= 2500")
+    with pytest.raises(AtlasError, match=r"3,000 vectors but .* only 2,500 rows"):
+        Atlas.open(copy)
+
+
+def test_ids_out_of_range(copy):
+    _edit_db(copy, "UPDATE metadata SET id = id + 100000 WHERE id < 10")
+    with pytest.raises(AtlasError, match=r"rows for only 2,990 of the 3,000 ids"):
+        Atlas.open(copy)
+
+
+def test_dimension_not_matching_model(copy):
+    index = faiss.IndexFlatL2(512)
+    index.add(np.random.default_rng(0).normal(size=(3000, 512)).astype("float32"))
+    faiss.write_index(index, str(copy / "faiss/index.index"))
+    manifest = json.loads((copy / "atlas.json").read_text())
+    manifest["dim"] = 512
+    (copy / "atlas.json").write_text(json.dumps(manifest))
+    with pytest.raises(AtlasError, match=r"holds 512-d vectors but the atlas's model bioclip-nb/pixel-768 embeds to 768-d"):
+        Atlas.open(copy)
+
+
+def test_manifest_disagreeing_with_index(copy):
+    manifest = json.loads((copy / "atlas.json").read_text())
+    manifest["dim"] = 512
+    (copy / "atlas.json").write_text(json.dumps(manifest))
+    with pytest.raises(AtlasError, match="says dim 512 but .* holds 768-d vectors"):
+        Atlas.open(copy)
+
+
+def test_broken_manifest(copy):
+    (copy / "atlas.json").write_text("{not json")
+    with pytest.raises(AtlasError, match="atlas.json is not valid JSON"):
+        Atlas.open(copy)
+
+
+def test_atlas_path_is_a_file(tmp_path):
+    f = tmp_path / "atlas.zip"
+    f.write_bytes(b"PK")
+    with pytest.raises(AtlasError, match="is a file; an atlas is a directory"):
+        Atlas.open(f)
+
+
+def test_read_only_atlas_and_home_still_search(small, tmp_path, monkeypatch):
+    import os
+    import stat
+    from bioclip_nb.config import Settings
+    ro = tmp_path / "ro"
+    shutil.copytree(small.path, ro)
+    home = tmp_path / "home"
+    home.mkdir()
+    for p in [*ro.rglob("*"), ro, home]:
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user that ignores permissions (root)")
+        with Atlas.open(ro, settings=Settings(home=home)) as a:
+            assert len(a.search(small.vectors[0], top_n=3, nprobe=4, scope="inat")) == 3
+    finally:
+        for p in [*ro.rglob("*"), ro, home]:
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)
