@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-import matplotlib
-import pytest
+# Before anything imports huggingface_hub: never reach a hub, never touch the user's cache.
+_HF_CACHE = Path(tempfile.mkdtemp(prefix="bioclip-nb-hf-"))
+os.environ["HF_HUB_CACHE"] = str(_HF_CACHE)
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.pop("HF_HOME", None)
+
+import matplotlib  # noqa: E402
+import pytest  # noqa: E402
 
 matplotlib.use("agg")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers.atlases import BuiltAtlas, build_synthetic_atlas  # noqa: E402
+from helpers.tinymodel import install_tiny_bioclip  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,7 +29,6 @@ def bioclip_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("bioclip-home")
     os.environ["BIOCLIP_NB_HOME"] = str(home)
     os.environ.pop("BIOCLIP_NB_ATLAS", None)
-    os.environ["HF_HUB_OFFLINE"] = "1"
     return home
 
 
@@ -30,3 +37,18 @@ def published_atlas(tmp_path_factory) -> BuiltAtlas:
     """50,000 vectors, IVF128,PQ16, L2, in the published layout (no atlas.json) with its quirks."""
     path = tmp_path_factory.mktemp("published") / "bioclip-lite"
     return build_synthetic_atlas(path, 50_000, "IVF128,PQ16", published_layout=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_bioclip() -> dict:
+    """The offline Hugging Face cache holding a tiny random BioCLIP 2 and Tree of Life labels."""
+    return install_tiny_bioclip(_HF_CACHE)
+
+
+@pytest.fixture
+def empty_hf_cache(tmp_path, monkeypatch) -> Path:
+    """An empty, offline Hugging Face cache (as on a machine that never downloaded the model)."""
+    import huggingface_hub.constants as c
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    return tmp_path / "hub"

@@ -1,0 +1,30 @@
+"""Shared helpers for benchmarks: timing, markdown tables, the results file."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+
+def best_of(fn: Callable[[], object], repeat: int = 3, warmup: int = 1) -> float:
+    """Median wall time of ``fn`` in seconds over ``repeat`` runs, after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """A GitHub markdown table."""
+    def cell(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

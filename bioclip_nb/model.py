@@ -1,0 +1,324 @@
+"""Encoders: BioCLIP 2 through pybioclip, and the offline stand-in ``bioclip-nb/pixel-768``.
+
+One vision forward pass per image gives both the search embedding and the taxonomic
+prediction at every rank: the unit-norm image features are multiplied with the Tree of Life
+text embeddings once, and the species probabilities are summed into each rank.
+
+Text-embedding columns that are all zeros (about 1.8% of the published file) are masked, so
+a prediction never lands on them, and empty ranks (``""``) are reported as missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .errors import EncoderUnavailableError
+from .taxonomy import RANKS, Rank
+
+BIOCLIP2 = "hf-hub:imageomics/bioclip-2"
+PIXEL_MODEL = "bioclip-nb/pixel-768"
+WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
+                "open_clip_pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One predicted taxon at a rank, with its lineage and probability."""
+
+    rank: Rank
+    name: str | None                 # "Vulpes vulpes" at species, the rank's name otherwise
+    lineage: tuple[str | None, ...]  # kingdom .. this rank; None where the labels leave it empty
+    score: float
+    common_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """What one forward pass gives: the embedding and predictions at every rank."""
+
+    embedding: np.ndarray            # (dim,) float32, unit norm
+    model_id: str
+    predictions: dict[Rank, tuple[Prediction, ...]] = field(default_factory=dict)
+
+    def predict(self, rank: Rank | str = Rank.SPECIES, k: int = 5) -> list[Prediction]:
+        """Top ``k`` predictions at ``rank`` (empty for a model without labels)."""
+        return list(self.predictions.get(Rank.parse(rank), ()))[:k]
+
+
+class Encoder(Protocol):
+    """What the atlas builder, the CLI and the dashboard need from a model."""
+
+    model_id: str
+    dim: int
+
+    def encode(self, image: Image.Image, k: int = 5) -> Encoding: ...
+
+    def embed(self, images: list[Image.Image]) -> np.ndarray: ...
+
+    def encode_text(self, text: str) -> np.ndarray: ...
+
+
+# --------------------------------------------------------------------------- labels
+class TreeOfLifeLabels:
+    """The Tree of Life label set, grouped by rank for fast probability sums."""
+
+    def __init__(self, names: list, embeddings: np.ndarray):
+        if embeddings.ndim != 2 or embeddings.shape[1] != len(names):
+            raise EncoderUnavailableError(
+                f"Tree of Life labels do not match: {len(names)} names for text embeddings of shape {embeddings.shape}")
+        self.valid = np.abs(embeddings).sum(axis=0) > 0          # all-zero columns are masked
+        self.names = names
+        self.codes: list[np.ndarray] = []
+        self.groups: list[list[tuple[str | None, ...]]] = []
+        lineages = [tuple(_clean(v) for v in entry[0][:7]) for entry in names]
+        for depth in range(len(RANKS)):
+            keys: dict[tuple, int] = {}
+            codes = np.empty(len(names), dtype=np.int64)
+            for i, lin in enumerate(lineages):
+                codes[i] = keys.setdefault(lin[:depth + 1], len(keys))
+            self.codes.append(codes)
+            self.groups.append(list(keys))
+        self.common = [_clean(entry[1]) if len(entry) > 1 else None for entry in names]
+
+    def top(self, probs: np.ndarray, rank: Rank, k: int) -> tuple[Prediction, ...]:
+        """Top ``k`` taxa at ``rank`` from species probabilities."""
+        depth = rank.index
+        sums = np.bincount(self.codes[depth], weights=probs, minlength=len(self.groups[depth]))
+        order = np.argsort(-sums, kind="stable")[:k]
+        out = []
+        for g in order:
+            if sums[g] <= 0:
+                break
+            lineage = self.groups[depth][g]
+            if rank is Rank.SPECIES:
+                genus, epithet = lineage[5], lineage[6]
+                name = f"{genus} {epithet}" if genus and epithet else None
+                best = int(np.argmax(np.where(self.codes[depth] == g, probs, -1)))
+                common = self.common[best]
+            else:
+                name, common = lineage[depth], None
+            out.append(Prediction(rank, name, lineage, float(sums[g]), common))
+        return tuple(out)
+
+
+def _clean(value) -> str | None:
+    text = "" if value is None else str(value).strip()
+    return text or None
+
+
+# --------------------------------------------------------------------------- BioCLIP
+class BioClipEncoder:
+    """BioCLIP 2 (or any Tree of Life model pybioclip supports). Load with :meth:`load`."""
+
+    def __init__(self, model_id: str, classifier, labels: TreeOfLifeLabels | None, device: str):
+        import torch
+        self.model_id = model_id
+        self.device = device
+        self._clf = classifier
+        # pybioclip wraps the model in torch.compile; call the original module directly so the
+        # first query does not wait for a compilation (and CPUs without a compiler still work).
+        self.model = getattr(classifier.model, "_orig_mod", classifier.model)
+        self.model.eval()
+        self.preprocess = classifier.preprocess
+        self.labels = labels
+        self.dim = int(self.model.visual.output_dim)
+        txt = classifier.txt_embeddings if labels is not None else None
+        self._txt = txt.float() if txt is not None else None
+        self._valid = torch.from_numpy(labels.valid).to(device) if labels is not None else None
+        self._lock = threading.Lock()
+        self._tokenizer = None
+
+    @classmethod
+    def load(cls, model_id: str = BIOCLIP2, device: str = "auto") -> "BioClipEncoder":
+        """Load weights and Tree of Life labels (from the Hugging Face cache when offline)."""
+        device = pick_device(device)
+        _require_weights(model_id)
+        try:
+            from bioclip import TreeOfLifeClassifier
+            clf = TreeOfLifeClassifier(model_str=model_id, device=device)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise EncoderUnavailableError(_unavailable(model_id, f"its Tree of Life label files could not be loaded ({_short(exc)})")) from None
+        txt = clf.txt_embeddings.detach().cpu().numpy()
+        labels = TreeOfLifeLabels(clf.txt_names, txt)
+        return cls(model_id, clf, labels, device)
+
+    def _features(self, images: list[Image.Image]):
+        import torch
+        import torch.nn.functional as F
+        batch = torch.stack([self.preprocess(img.convert("RGB")) for img in images]).to(self.device)
+        with self._lock, torch.no_grad():
+            feats = self.model.encode_image(batch)
+        return F.normalize(feats.float(), dim=-1)
+
+    def _predictions(self, feats, k: int) -> list[dict[Rank, tuple[Prediction, ...]]]:
+        import torch
+        if self.labels is None:
+            return [{} for _ in range(len(feats))]
+        with torch.no_grad():
+            logits = self.model.logit_scale.exp().float() * feats @ self._txt
+            logits = logits.masked_fill(~self._valid, float("-inf"))
+            probs = torch.softmax(logits, dim=-1).cpu().numpy().astype(np.float64)
+        return [{rank: self.labels.top(p, rank, k) for rank in Rank} for p in probs]
+
+    def encode(self, image: Image.Image, k: int = 5) -> Encoding:
+        """Embedding and predictions at every rank from one forward pass."""
+        return self.encode_many([image], k=k)[0]
+
+    def encode_many(self, images: list[Image.Image], k: int = 5, batch_size: int = 16,
+                    progress: bool = False) -> list[Encoding]:
+        """:meth:`encode` for many images, in batches, with an optional progress bar."""
+        out: list[Encoding] = []
+        for start in tqdm(range(0, len(images), batch_size), disable=not progress, desc="encoding", unit="batch"):
+            feats = self._features(images[start:start + batch_size])
+            preds = self._predictions(feats, k)
+            emb = feats.cpu().numpy().astype(np.float32)
+            out.extend(Encoding(e, self.model_id, p) for e, p in zip(emb, preds))
+        return out
+
+    def embed(self, images: list[Image.Image]) -> np.ndarray:
+        """Unit embeddings only ``(n, dim)``, for building atlases."""
+        return self._features(images).cpu().numpy().astype(np.float32)
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """A name or description, through pybioclip's tokenizer and prompt templates."""
+        import torch
+        import torch.nn.functional as F
+        from bioclip.predict import OPENA_AI_IMAGENET_TEMPLATE, create_bioclip_tokenizer
+        text = (text or "").strip()
+        if not text:
+            raise ValueError("the text query is empty; type a name or a description")
+        if self._tokenizer is None:
+            self._tokenizer = create_bioclip_tokenizer(self.model_id)
+        tokens = self._tokenizer([t(text) for t in OPENA_AI_IMAGENET_TEMPLATE]).to(self.device)
+        with self._lock, torch.no_grad():
+            feats = F.normalize(self.model.encode_text(tokens).float(), dim=-1).mean(dim=0)
+        return (feats / feats.norm()).cpu().numpy().astype(np.float32)
+
+
+def pick_device(device: str = "auto") -> str:
+    """``auto`` -> cuda, then mps, then cpu."""
+    if device != "auto":
+        return device
+    import torch
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _require_weights(model_id: str) -> None:
+    """Fail early and clearly when the weights are not here (open_clip would build a random model)."""
+    from huggingface_hub import hf_hub_download
+    repo = model_id.removeprefix("hf-hub:")
+    try:
+        hf_hub_download(repo, "open_clip_config.json")
+    except Exception as exc:  # huggingface_hub raises many kinds (offline, HTTP, missing entry)
+        raise EncoderUnavailableError(_unavailable(model_id, f"its configuration could not be loaded ({_short(exc)})")) from None
+    for name in WEIGHT_FILES:
+        try:
+            hf_hub_download(repo, name)
+            return
+        except Exception:  # try the next file name
+            continue
+    raise EncoderUnavailableError(_unavailable(model_id, "no weights file was found"))
+
+
+def _unavailable(model_id: str, why: str) -> str:
+    return (f"The model {model_id} is not available here: {why}. Connect to the internet once so "
+            "it can be downloaded (about 1.7 GB), or point HF_HOME (or HF_HUB_CACHE) at a copy of "
+            "the Hugging Face cache that holds it. Without it, atlases built with "
+            f"{PIXEL_MODEL} still work.")
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- loading
+_ENCODERS: dict[tuple[str, str], Encoder] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def load_encoder(model_id: str = BIOCLIP2, device: str = "auto") -> Encoder:
+    """The encoder for ``model_id``, loaded once per process and shared (thread-safe)."""
+    from .pixel import PixelEncoder
+    key = (model_id, device)
+    with _LOAD_LOCK:
+        if key not in _ENCODERS:
+            if model_id == PIXEL_MODEL:
+                _ENCODERS[key] = PixelEncoder()
+            elif model_id.startswith("hf-hub:"):
+                _ENCODERS[key] = BioClipEncoder.load(model_id, device)
+            else:
+                raise EncoderUnavailableError(
+                    f"unknown model {model_id!r}: use {BIOCLIP2!r} (BioCLIP 2) or {PIXEL_MODEL!r}")
+        return _ENCODERS[key]
+
+
+def bioclip_available(model_id: str = BIOCLIP2) -> bool:
+    """Whether the BioCLIP weights can be loaded here (from the cache or the network)."""
+    try:
+        _require_weights(model_id)
+        return True
+    except EncoderUnavailableError:
+        return False
+
+
+# --------------------------------------------------------------------------- cache
+class EncodingCache:
+    """Encodings keyed by a hash of the uploaded bytes (bounded, least recently used out)."""
+
+    def __init__(self, maxsize: int = 64):
+        self.maxsize = maxsize
+        self._items: OrderedDict[tuple[str, str], Encoding] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(data: bytes) -> str:
+        """The cache key of some bytes."""
+        return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+    def get_or_encode(self, data: bytes, model_id: str, encode: Callable[[], Encoding]) -> Encoding:
+        """The cached encoding of ``data`` for ``model_id``, or ``encode()`` and remember it."""
+        key = (self.key(data), model_id)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key]
+        enc = encode()
+        with self._lock:
+            self.misses += 1
+            self._items[key] = enc
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+        return enc
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def embed_all(encoder: Encoder, images: Iterable[Image.Image], batch_size: int = 16) -> np.ndarray:
+    """Embed an iterable of images in batches."""
+    batch, out = [], []
+    for img in images:
+        batch.append(img)
+        if len(batch) == batch_size:
+            out.append(encoder.embed(batch))
+            batch = []
+    if batch:
+        out.append(encoder.embed(batch))
+    return np.concatenate(out) if out else np.zeros((0, encoder.dim), np.float32)
