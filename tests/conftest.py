@@ -50,5 +50,4 @@ def empty_hf_cache(tmp_path, monkeypatch) -> Path:
     """An empty, offline Hugging Face cache (as on a machine that never downloaded the model)."""
     import huggingface_hub.constants as c
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     return tmp_path / "hub"

@@ -137,11 +137,8 @@ def test_download_links_from_prefilled_hf_cache(capsys, published_atlas, tmp_pat
         "faiss/index.index": published_atlas.path / "faiss/index.index",
         "duckdb/metadata.duckdb": published_atlas.path / "duckdb/metadata.duckdb",
     })
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import huggingface_hub.constants as c
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
     dest = tmp_path / "data"
     code, out, err = run(capsys, "download", "--dir", str(dest))
     assert code == 0, err
