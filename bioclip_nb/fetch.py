@@ -1,0 +1,406 @@
+"""Polite, fast image fetching from the records' original hosts.
+
+* one pooled ``requests`` session with a User-Agent naming bioclip-nb, its version and URL;
+* per-host policies in one table (:data:`DEFAULT_POLICIES`), overridable: iNaturalist's
+  ``static.inaturalist.org`` gets one request at a time, at most one per second, and an
+  hourly byte budget that is enforced (past it: ``budget_exceeded``, no request);
+* small variants where the host has them (iNaturalist ``/original.`` -> ``/medium.``),
+  thumbnails of at most 256 px, the full image only when a result is opened;
+* a bounded on-disk cache (``diskcache``), so a repeated search makes no requests;
+* connect/read timeouts and a total deadline, a body-size cap enforced while streaming,
+  at most 3 redirects, only ``http``/``https`` and ``atlas:`` files inside the atlas,
+  429/503 retried once within ``Retry-After`` bounds;
+* every outcome is a :class:`FetchResult` with a :class:`FetchStatus`; nothing raises for
+  one bad image, and results arrive as they complete.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from PIL import Image, UnidentifiedImageError
+
+from . import __version__
+
+PROJECT_URL = "https://github.com/Imageomics/bioclip-nb"
+USER_AGENT = f"bioclip-nb/{__version__} (+{PROJECT_URL})"
+THUMB_PX = 256
+FULL_PX = 2048
+INAT_HOSTS = ("static.inaturalist.org", "inaturalist-open-data.s3.amazonaws.com")
+
+
+class FetchStatus(str, Enum):
+    """The outcome of fetching one image."""
+
+    OK = "ok"
+    NO_URL = "no_url"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    TIMEOUT = "timeout"
+    TOO_LARGE = "too_large"
+    NOT_IMAGE = "not_image"
+    BLOCKED = "blocked"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """How we treat one host: spacing between request starts, parallelism, hourly bytes."""
+
+    min_interval: float = 0.0
+    max_concurrency: int = 4
+    hourly_bytes: int | None = None
+
+
+#: The policy table. Keys are host names; ``"*"`` is every other host.
+DEFAULT_POLICIES: dict[str, HostPolicy] = {
+    "static.inaturalist.org": HostPolicy(min_interval=1.0, max_concurrency=1, hourly_bytes=4 * 10**9),
+    "inaturalist-open-data.s3.amazonaws.com": HostPolicy(max_concurrency=8),
+    "*": HostPolicy(max_concurrency=4),
+}
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """One image's outcome. ``data`` is JPEG/PNG bytes ready to display when ``status`` is ok."""
+
+    key: object
+    url: str | None
+    status: FetchStatus
+    message: str = ""
+    data: bytes | None = None
+    size: tuple[int, int] | None = None
+    nbytes: int = 0              # bytes transferred over the network for this result
+    from_cache: bool = False
+    variant: str = "thumb"
+
+    @property
+    def ok(self) -> bool:
+        return self.status is FetchStatus.OK
+
+    def image(self) -> Image.Image | None:
+        """The image, decoded (None unless ok)."""
+        return Image.open(io.BytesIO(self.data)) if self.data else None
+
+
+def variant_url(url: str, variant: str) -> str:
+    """The URL to fetch for a variant: iNaturalist's ``medium`` size for thumbnails."""
+    if variant != "thumb":
+        return url
+    parts = urlsplit(url)
+    if parts.hostname in INAT_HOSTS and "/original." in parts.path:
+        return urlunsplit(parts._replace(path=parts.path.replace("/original.", "/medium.")))
+    return url
+
+
+class _HostGate:
+    """Concurrency cap, spacing and hourly byte budget for one host."""
+
+    def __init__(self, policy: HostPolicy):
+        self.policy = policy
+        self.sem = threading.BoundedSemaphore(max(1, policy.max_concurrency))
+        self.lock = threading.Lock()
+        self.next_start = 0.0
+        self.window: deque[tuple[float, int]] = deque()
+        self.requests = 0
+        self.bytes = 0
+
+    # A small margin keeps the spacing true as seen by the server, whose clock starts on
+    # receipt (a reused connection arrives sooner than a fresh one).
+    MARGIN = 0.05
+
+    def wait_turn(self, cancel: threading.Event | None) -> bool:
+        """Block until this host may take another request; False if cancelled."""
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                if now >= self.next_start:
+                    if self.policy.min_interval:
+                        self.next_start = now + self.policy.min_interval + self.MARGIN
+                    return True
+                delay = self.next_start - now
+            if cancel is not None and cancel.wait(min(delay, 0.1)):
+                return False
+            if cancel is None:
+                time.sleep(min(delay, 0.1))
+
+    def back_off(self, seconds: float) -> None:
+        with self.lock:
+            self.next_start = max(self.next_start, time.monotonic() + seconds)
+
+    def hour_bytes(self) -> int:
+        cutoff = time.monotonic() - 3600
+        with self.lock:
+            while self.window and self.window[0][0] < cutoff:
+                self.window.popleft()
+            return sum(b for _, b in self.window)
+
+    def over_budget(self) -> bool:
+        return self.policy.hourly_bytes is not None and self.hour_bytes() >= self.policy.hourly_bytes
+
+    def account(self, nbytes: int) -> None:
+        with self.lock:
+            self.requests += 1
+            self.bytes += nbytes
+            self.window.append((time.monotonic(), nbytes))
+
+
+@dataclass
+class FetchLimits:
+    """Timeouts and sizes."""
+
+    connect_timeout: float = 3.05
+    read_timeout: float = 8.0
+    total_timeout: float = 15.0
+    max_bytes: int = 25 * 2**20
+    max_redirects: int = 3
+    max_retry_after: float = 5.0
+
+
+class ImageFetcher:
+    """Fetches images under the policy table. Thread-safe; share one per process or session."""
+
+    def __init__(self, policies: dict[str, HostPolicy] | None = None, cache=None,
+                 session: requests.Session | None = None, limits: FetchLimits | None = None,
+                 atlas_root: Path | None = None, resolve: dict[str, str] | None = None, workers: int = 8):
+        self.policies = {**DEFAULT_POLICIES, **(policies or {})}
+        self.cache = cache
+        self.limits = limits or FetchLimits()
+        self.atlas_root = Path(atlas_root).resolve() if atlas_root else None
+        self.resolve = dict(resolve or {})   # host -> "http://127.0.0.1:PORT" (tests, mirrors)
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.session.max_redirects = self.limits.max_redirects
+        adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=32, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self._gates: dict[str, _HostGate] = {}
+        self._gates_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bioclip-fetch")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.session.close()
+
+    # ------------------------------------------------------------------ accounting
+    def gate(self, host: str) -> _HostGate:
+        with self._gates_lock:
+            if host not in self._gates:
+                self._gates[host] = _HostGate(self.policies.get(host, self.policies["*"]))
+            return self._gates[host]
+
+    def usage(self) -> dict[str, dict[str, int]]:
+        """Per host: requests made, bytes transferred, bytes in the last hour."""
+        with self._gates_lock:
+            gates = dict(self._gates)
+        return {h: {"requests": g.requests, "bytes": g.bytes, "last_hour_bytes": g.hour_bytes()}
+                for h, g in gates.items()}
+
+    # ------------------------------------------------------------------ fetching
+    def fetch(self, url: str | None, variant: str = "thumb", key: object = None,
+              cancel: threading.Event | None = None) -> FetchResult:
+        """One image; never raises for a bad URL, host or body."""
+        base = FetchResult(key, url, FetchStatus.ERROR, variant=variant)
+        if url is None or (isinstance(url, float)) or not str(url).strip():
+            return replace(base, status=FetchStatus.NO_URL, message="this record has no image URL")
+        url = str(url)
+        if url.startswith("atlas:"):
+            return self._local(base, url)
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            return replace(base, status=FetchStatus.BLOCKED, message=f"only http and https images are fetched, not {scheme or 'this'}: URLs")
+        cache_key = (variant, url)
+        if self.cache is not None:
+            hit = self.cache.get(cache_key)
+            if hit is not None:
+                status, data, size, message = hit
+                return replace(base, status=FetchStatus(status), data=data, size=size, message=message, from_cache=True)
+        result = self._remote(base, variant_url(url, variant), variant, cancel)
+        if self.cache is not None:
+            if result.ok:
+                self.cache.set(cache_key, (result.status.value, result.data, result.size, ""))
+            elif result.status is FetchStatus.NOT_FOUND:
+                self.cache.set(cache_key, (result.status.value, None, None, result.message), expire=86400)
+        return result
+
+    def fetch_many(self, urls: Iterable[tuple[object, str | None]], variant: str = "thumb",
+                   cancel: threading.Event | None = None,
+                   on_result: Callable[[FetchResult], None] | None = None) -> Iterator[FetchResult]:
+        """Fetch ``(key, url)`` pairs in parallel, yielding results as they complete."""
+        futures = [self._pool.submit(self._task, key, url, variant, cancel) for key, url in urls]
+        try:
+            for fut in as_completed(futures):
+                result = fut.result()
+                if result is None:
+                    continue
+                if on_result is not None:
+                    on_result(result)
+                yield result
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+    def _task(self, key, url, variant, cancel) -> FetchResult | None:
+        if cancel is not None and cancel.is_set():
+            return None
+        return self.fetch(url, variant, key, cancel)
+
+    def _local(self, base: FetchResult, url: str) -> FetchResult:
+        if self.atlas_root is None:
+            return replace(base, status=FetchStatus.BLOCKED, message="local images are served only from inside an atlas")
+        path = (self.atlas_root / url[len("atlas:"):].lstrip("/")).resolve()
+        if not path.is_relative_to(self.atlas_root):
+            return replace(base, status=FetchStatus.BLOCKED, message="the path leaves the atlas directory")
+        if not path.is_file():
+            return replace(base, status=FetchStatus.NOT_FOUND, message=f"{path.name} is missing from the atlas")
+        return self._decode(base, path.read_bytes(), base.variant, nbytes=0)
+
+    def _remote(self, base: FetchResult, url: str, variant: str, cancel) -> FetchResult:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        gate = self.gate(host)
+        if gate.over_budget():
+            return replace(base, status=FetchStatus.BUDGET_EXCEEDED,
+                           message=f"the hourly download budget for {host} is used up; try again later")
+        target = url
+        if host in self.resolve:
+            target = self.resolve[host].rstrip("/") + urlunsplit(("", "", parts.path, parts.query, ""))
+        with gate.sem:
+            for attempt in range(2):
+                if not gate.wait_turn(cancel):
+                    return replace(base, status=FetchStatus.ERROR, message="cancelled")
+                result, retry_after = self._get(base, target, gate, variant)
+                if retry_after is None or attempt == 1:
+                    return result
+                gate.back_off(retry_after)
+        return result
+
+    def _get(self, base: FetchResult, url: str, gate: _HostGate, variant: str) -> tuple[FetchResult, float | None]:
+        lim = self.limits
+        started = time.monotonic()
+        nbytes = 0
+        try:
+            with self.session.get(url, stream=True, timeout=(lim.connect_timeout, lim.read_timeout)) as resp:
+                code = resp.status_code
+                if code in (429, 503):
+                    delay = _retry_after(resp.headers.get("Retry-After"))
+                    status = FetchStatus.RATE_LIMITED if code == 429 else FetchStatus.ERROR
+                    msg = "the host asked us to slow down (HTTP 429)" if code == 429 else "the host is unavailable (HTTP 503)"
+                    gate.account(0)
+                    ok_to_retry = delay is not None and delay <= lim.max_retry_after
+                    return replace(base, status=status, message=msg), (delay if ok_to_retry else None)
+                if code in (404, 410):
+                    gate.account(0)
+                    return replace(base, status=FetchStatus.NOT_FOUND, message=f"the image is gone from its host (HTTP {code})"), None
+                if code >= 400:
+                    gate.account(0)
+                    return replace(base, status=FetchStatus.ERROR, message=f"the host answered HTTP {code}"), None
+                ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                if ctype.startswith(("text/", "application/json")):
+                    gate.account(0)
+                    return replace(base, status=FetchStatus.NOT_IMAGE, message=f"the host sent {ctype}, not an image"), None
+                length = resp.headers.get("Content-Length")
+                if length and length.isdigit() and int(length) > lim.max_bytes:
+                    gate.account(0)
+                    return replace(base, status=FetchStatus.TOO_LARGE, message=_too_large(int(length), lim.max_bytes)), None
+                chunks = []
+                for chunk in _chunks(resp):
+                    nbytes += len(chunk)
+                    if nbytes > lim.max_bytes:
+                        gate.account(nbytes)
+                        return replace(base, status=FetchStatus.TOO_LARGE, nbytes=nbytes, message=_too_large(nbytes, lim.max_bytes)), None
+                    if time.monotonic() - started > lim.total_timeout:
+                        gate.account(nbytes)
+                        return replace(base, status=FetchStatus.TIMEOUT, nbytes=nbytes,
+                                       message=f"the host was too slow (over {lim.total_timeout:.0f} s)"), None
+                    chunks.append(chunk)
+                gate.account(nbytes)
+                return self._decode(base, b"".join(chunks), variant, nbytes), None
+        except requests.exceptions.Timeout:
+            gate.account(nbytes)
+            return replace(base, status=FetchStatus.TIMEOUT, nbytes=nbytes, message="the host did not answer in time"), None
+        except requests.exceptions.TooManyRedirects:
+            gate.account(nbytes)
+            return replace(base, status=FetchStatus.ERROR, message=f"too many redirects (more than {lim.max_redirects})"), None
+        except requests.exceptions.InvalidSchema:
+            return replace(base, status=FetchStatus.BLOCKED, message="redirected to a non-http address"), None
+        except requests.exceptions.RequestException as exc:
+            gate.account(nbytes)
+            return replace(base, status=FetchStatus.ERROR, nbytes=nbytes, message=f"could not reach the host ({type(exc).__name__})"), None
+
+    def _decode(self, base: FetchResult, data: bytes, variant: str, nbytes: int) -> FetchResult:
+        try:
+            img = Image.open(io.BytesIO(data))
+            img.load()
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+            return replace(base, status=FetchStatus.NOT_IMAGE, nbytes=nbytes, message="the file is not an image we can decode")
+        from .images import to_rgb
+        img = to_rgb(img)
+        img.thumbnail((THUMB_PX, THUMB_PX) if variant == "thumb" else (FULL_PX, FULL_PX))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=85)
+        return replace(base, status=FetchStatus.OK, data=buf.getvalue(), size=img.size, nbytes=nbytes)
+
+
+def _chunks(resp: requests.Response, size: int = 64 * 1024) -> Iterator[bytes]:
+    """The body as it arrives: each piece is what one socket read returned (so a host that
+    drips bytes cannot hold us past the total deadline between checks)."""
+    raw = resp.raw
+    while True:
+        chunk = raw.read1(size, decode_content=True)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def _too_large(nbytes: int, limit: int) -> str:
+    return f"the image is over {limit / 2**20:.0f} MB ({nbytes / 2**20:.1f} MB)"
+
+
+def open_image_cache(directory: Path, size_limit: int = 2 * 2**30):
+    """The bounded on-disk image cache (``diskcache``), 2 GB by default."""
+    import diskcache
+    directory.mkdir(parents=True, exist_ok=True)
+    return diskcache.Cache(str(directory), size_limit=size_limit, eviction_policy="least-recently-used")
+
+
+def summarize(results: Iterable[FetchResult]) -> str:
+    """'3 of 20 images unavailable (2 timeouts, 1 not found)' or '' when all arrived."""
+    results = list(results)
+    bad = [r for r in results if not r.ok]
+    if not bad:
+        return ""
+    counts: dict[str, int] = {}
+    for r in bad:
+        counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    words = {"timeout": ("timeout", "timeouts"), "not_found": ("not found", "not found"),
+             "no_url": ("without URL", "without URL"), "rate_limited": ("rate-limited", "rate-limited"),
+             "too_large": ("too large", "too large"), "not_image": ("not an image", "not images"),
+             "blocked": ("blocked", "blocked"), "budget_exceeded": ("over the hourly budget", "over the hourly budget"),
+             "error": ("error", "errors")}
+    parts = [f"{n} {words[s][0] if n == 1 else words[s][1]}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+    return f"{len(bad)} of {len(results)} images unavailable ({', '.join(parts)})"

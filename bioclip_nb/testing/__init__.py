@@ -1,0 +1,1 @@
+"""Test and benchmark support: real local servers and data, never mocks. Not used at run time."""
