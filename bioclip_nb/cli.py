@@ -83,6 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", parents=[common], help="describe an atlas (JSON)")
     _atlas_arg(i)
 
+    b = sub.add_parser("build", parents=[common], help="build an atlas from a folder or table of images",
+                       description="Build an atlas from a folder of images (taxonomy from folder names or a "
+                                   "metadata.csv beside them) or a .csv/.parquet listing image paths or URLs.")
+    b.add_argument("source", type=Path, help="folder of images, or a .csv/.parquet table")
+    b.add_argument("--out", type=Path, required=True, help="atlas directory to create")
+    b.add_argument("--model", default="auto",
+                   help="encoder: auto (BioCLIP 2 if its weights are here, else the stand-in), "
+                        "hf-hub:imageomics/bioclip-2, or bioclip-nb/pixel-768")
+    b.add_argument("--scheduler", default="local", help="local, or a dask.distributed scheduler address (tcp://host:8786)")
+    b.add_argument("--batch-size", type=_positive, default=256, help="images per checkpointed chunk (default 256)")
+    b.add_argument("--force", action="store_true", help="replace an existing atlas at --out")
+    b.add_argument("--no-copy-images", action="store_true", help="do not keep copies of the images in the atlas")
+
+    m = sub.add_parser("demo", parents=[common], help="build (or reuse) the demo atlas and print its path")
+    m.add_argument("--dir", type=Path, default=None, help="where (default $BIOCLIP_NB_HOME/demo)")
+    m.add_argument("--synthetic", type=_positive, default=None, metavar="N",
+                   help="instead, a vectors-only atlas of N clustered vectors (default dir $BIOCLIP_NB_HOME/synthetic-N)")
+    m.add_argument("--model", default="auto", help="encoder for the drawn specimens (default auto)")
+    m.add_argument("--force", action="store_true", help="rebuild even if present")
+
     d = sub.add_parser("download", parents=[common], help="download the published index and metadata (resumable)")
     d.add_argument("--dir", type=Path, default=None, help="destination (default $BIOCLIP_NB_HOME/data)")
     return p
@@ -108,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
-    except (AtlasError, EncoderUnavailableError, UploadError, ValueError, OSError, RuntimeError) as exc:
+    except (AtlasError, EncoderUnavailableError, UploadError, ValueError, OSError, RuntimeError, ImportError) as exc:
         if args.debug:
             traceback.print_exc()
         sys.stderr.write(f"bioclip-nb {args.command}: {exc}\n")
@@ -181,6 +201,34 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_build(args) -> int:
+    from .build import build_atlas
+    result = build_atlas(args.source, args.out, model=args.model, scheduler=args.scheduler,
+                         batch_size=args.batch_size, force=args.force, copy_images=not args.no_copy_images)
+    sys.stderr.write(f"built {result.count:,} images ({result.skipped} skipped, listed in "
+                     f"{result.path / 'build-report.csv'}) with {result.model}, {result.index}, "
+                     f"in {result.seconds:.0f} s\n")
+    print(result.path)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .config import Settings
+    from .demo import build_demo, build_synthetic, ensure_demo_atlas
+    settings = Settings.from_env()
+    if args.synthetic:
+        dest = args.dir or settings.home / f"synthetic-{args.synthetic}"
+        if dest.exists() and not args.force:
+            print(dest)
+            return 0
+        print(build_synthetic(dest, args.synthetic, force=True))
+        return 0
+    dest = args.dir or settings.demo_dir
+    path = build_demo(dest, model=args.model, force=True) if args.force else ensure_demo_atlas(dest, model=args.model)
+    print(path)
+    return 0
+
+
 def _emit(text: str, output: str) -> None:
     if output in ("-", "", None):
         sys.stdout.write(text)
@@ -188,7 +236,7 @@ def _emit(text: str, output: str) -> None:
         Path(output).write_text(text, encoding="utf-8")
 
 
-COMMANDS = {"search": cmd_search, "info": cmd_info, "download": cmd_download}
+COMMANDS = {"search": cmd_search, "info": cmd_info, "download": cmd_download, "build": cmd_build, "demo": cmd_demo}
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -51,3 +51,11 @@ def empty_hf_cache(tmp_path, monkeypatch) -> Path:
     import huggingface_hub.constants as c
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hub"))
     return tmp_path / "hub"
+
+
+@pytest.fixture(scope="session")
+def demo_atlas(tmp_path_factory) -> Path:
+    """The real demo atlas (10,070 drawn specimens, stand-in encoder), built once per run."""
+    from bioclip_nb.demo import build_demo
+    from bioclip_nb.model import PIXEL_MODEL
+    return build_demo(tmp_path_factory.mktemp("demo") / "demo", model=PIXEL_MODEL, progress=False)

@@ -1,0 +1,247 @@
+"""Build an atlas from your own images, locally or on a Dask cluster.
+
+The build embeds images in chunks and checkpoints each chunk, so an interrupted build resumes
+where it stopped. Everything is written into ``.<name>.partial`` beside the destination and
+renamed into place only when complete; an existing atlas is replaced only with ``force``.
+Unreadable images are skipped and listed in ``build-report.csv``; they never stop a build.
+
+With ``scheduler`` set to a ``dask.distributed`` address, chunks are embedded by the
+cluster's workers (which must see the same file system: on OSC, a project or scratch
+directory). Each worker loads the encoder once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import writer
+from .errors import UploadError
+from .model import BIOCLIP2, PIXEL_MODEL, bioclip_available, load_encoder
+from .sources import normalise_items, scan_source
+
+COPY_PX = 1024
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build did."""
+
+    path: Path
+    count: int
+    skipped: int
+    chunks_computed: int
+    chunks_reused: int
+    model: str
+    index: str
+    seconds: float
+
+
+def resolve_model(model: str, need_accelerator: bool = False) -> str:
+    """``auto`` -> BioCLIP 2 when its weights are here (and, if asked, a GPU), else the stand-in."""
+    if model != "auto":
+        return model
+    if not bioclip_available(BIOCLIP2):
+        return PIXEL_MODEL
+    if need_accelerator:
+        import torch
+        has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        if not (torch.cuda.is_available() or has_mps):
+            return PIXEL_MODEL
+    return BIOCLIP2
+
+
+def embed_chunk(model_id: str, files: list[str], rows: list[int], image_dir: str | None) -> dict:
+    """Embed one chunk (runs locally or on a Dask worker). Returns vectors, ok rows, failures."""
+    encoder = load_encoder(model_id, device="auto")
+    images, ok, failures = [], [], []
+    for row, f in zip(rows, files):
+        try:
+            img = _load(f)
+        except (UploadError, OSError, ValueError) as exc:
+            failures.append((row, f, str(exc)))
+            continue
+        if image_dir is not None:
+            _save_copy(img, Path(image_dir) / f"{row:07d}.jpg")
+        images.append(img)
+        ok.append(row)
+    vectors = encoder.embed(images) if images else np.zeros((0, encoder.dim), np.float32)
+    return {"vectors": vectors, "rows": np.asarray(ok, dtype=np.int64), "failures": failures}
+
+
+def _load(f: str) -> Image.Image:
+    from .images import load_upload
+    if f.startswith(("http://", "https://")):
+        from .fetch import ImageFetcher
+        result = ImageFetcher(workers=1).fetch(f, variant="full")
+        if not result.ok:
+            raise OSError(f"{f}: {result.message}")
+        return load_upload(result.data)
+    return load_upload(Path(f))
+
+
+def _save_copy(img: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    copy = img.copy()
+    copy.thumbnail((COPY_PX, COPY_PX))
+    tmp = path.with_suffix(".tmp")
+    copy.save(tmp, format="JPEG", quality=90)
+    tmp.replace(path)
+
+
+def build_atlas(source: str | Path | pd.DataFrame, out: str | Path, model: str = "auto",
+                scheduler: str | None = None, batch_size: int = 256, force: bool = False,
+                copy_images: bool = True, keep_vectors: bool = True, progress: bool = True,
+                on_chunk: Callable[[int, bool], None] | None = None, extra_records: pd.DataFrame | None = None,
+                seed: int = 0) -> BuildResult:
+    """Build an atlas at ``out`` from a folder or table of images (see the module docstring).
+
+    ``batch_size`` is the number of images per checkpointed chunk. ``on_chunk(i, reused)``
+    is called after each chunk. ``extra_records`` (same rows as the source) supplies or
+    overrides metadata columns, e.g. scope flags for the demo.
+    """
+    t0 = time.perf_counter()
+    out = Path(out).expanduser()
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} already exists; pass --force to replace it")
+    items = normalise_items(source.copy()) if isinstance(source, pd.DataFrame) else scan_source(source)
+    model = resolve_model(model)
+    work = out.with_name(f".{out.name}.partial")
+    plan_key = _plan_key(items, model)
+    chunk_dir = work / "chunks"
+    if (work / "plan.json").is_file() and json.loads((work / "plan.json").read_text()).get("key") != plan_key:
+        shutil.rmtree(work)        # a different source or model: start over
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    (work / "plan.json").write_text(json.dumps({"key": plan_key, "model": model, "count": len(items)}))
+    image_dir = str(work / "images") if copy_images else None
+
+    n_chunks = (len(items) + batch_size - 1) // batch_size
+    todo = [c for c in range(n_chunks) if not (chunk_dir / f"{c:05d}.npz").is_file()]
+    reused = n_chunks - len(todo)
+    for c in range(n_chunks):
+        if c not in todo and on_chunk:
+            on_chunk(c, True)
+
+    def spec(c):
+        sl = slice(c * batch_size, (c + 1) * batch_size)
+        return items["file"].iloc[sl].tolist(), list(range(len(items)))[sl]
+
+    bar = tqdm(total=len(items), initial=reused * batch_size if todo else len(items), disable=not progress,
+               desc="embedding", unit="img")
+    for c, result in _run_chunks(todo, spec, model, image_dir, scheduler):
+        _save_chunk(chunk_dir / f"{c:05d}.npz", result)
+        bar.update(len(spec(c)[1]))
+        if on_chunk:
+            on_chunk(c, False)
+    bar.close()
+
+    vectors, rows, failures = _gather(chunk_dir, n_chunks)
+    if len(rows) == 0:
+        raise ValueError(f"none of the {len(items)} images could be read; see the messages above")
+    records = _records(items, rows, copy_images, extra_records)
+    factory, _ = writer.choose_index(len(rows))
+    index = writer.train_index(vectors, factory, seed=seed)
+    writer.add_vectors(index, vectors, progress=progress)
+    for sub in ("faiss", "duckdb"):
+        shutil.rmtree(work / sub, ignore_errors=True)
+    writer.write_atlas(work, index, records, model=model, source=_describe(source),
+                       extra={"skipped": len(failures), "builder": "bioclip-nb build"})
+    if keep_vectors:
+        np.save(work / "vectors.npy", vectors)
+    pd.DataFrame(failures, columns=["row", "file", "reason"]).to_csv(work / "build-report.csv", index=False)
+    shutil.rmtree(chunk_dir)
+    (work / "plan.json").unlink()
+    _move_into_place(work, out)
+    return BuildResult(out, len(rows), len(failures), len(todo), reused, model, factory, time.perf_counter() - t0)
+
+
+def _run_chunks(todo, spec, model, image_dir, scheduler):
+    """Yield ``(chunk, result)`` as chunks finish, locally or on a Dask cluster."""
+    if not todo:
+        return
+    if scheduler in (None, "", "local"):
+        for c in todo:
+            files, rows = spec(c)
+            yield c, embed_chunk(model, files, rows, image_dir)
+        return
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise ImportError("building on a cluster needs dask.distributed: pip install 'dask[distributed]'") from None
+    with Client(scheduler) as client:
+        futures = {}
+        for c in todo:
+            files, rows = spec(c)
+            futures[client.submit(embed_chunk, model, files, rows, image_dir, pure=False)] = c
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
+
+
+def _save_chunk(path: Path, result: dict) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, vectors=result["vectors"], rows=result["rows"],
+             failures=np.array(json.dumps(result["failures"])))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(path)           # a chunk file exists only when complete
+
+
+def _gather(chunk_dir: Path, n_chunks: int):
+    vecs, rows, failures = [], [], []
+    for c in range(n_chunks):
+        with np.load(chunk_dir / f"{c:05d}.npz") as z:
+            vecs.append(z["vectors"])
+            rows.append(z["rows"])
+            failures.extend(json.loads(str(z["failures"])))
+    vectors = np.concatenate(vecs).astype(np.float32) if vecs else np.zeros((0, 0), np.float32)
+    return vectors, np.concatenate(rows) if rows else np.zeros(0, np.int64), failures
+
+
+def _records(items: pd.DataFrame, rows: np.ndarray, copied: bool, extra: pd.DataFrame | None) -> pd.DataFrame:
+    rec = items.iloc[rows].reset_index(drop=True).copy()
+    if extra is not None:
+        ext = extra.iloc[rows].reset_index(drop=True)
+        for col in ext.columns:
+            rec[col] = ext[col].to_numpy()
+    own = [u if isinstance(u, str) and u.startswith(("http://", "https://")) else None for u in rec["url"]]
+    if copied:
+        local = [f"atlas:/images/{r:07d}.jpg" for r in rows]
+        keep = rec["has_image"].to_numpy() if "has_image" in rec else np.ones(len(rec), bool)
+        rec["url"] = [o or (loc if k else None) for o, loc, k in zip(own, local, keep)]
+    else:
+        rec["url"] = [o or (f if str(f).startswith(("http://", "https://")) else None) for o, f in zip(own, rec["file"])]
+    rec.insert(0, "id", np.arange(len(rec), dtype=np.int64))
+    return rec
+
+
+def _plan_key(items: pd.DataFrame, model: str) -> str:
+    h = hashlib.sha1(model.encode())
+    for f in items["file"]:
+        h.update(str(f).encode() + b"\0")
+    return h.hexdigest()
+
+
+def _describe(source) -> str:
+    return "table" if isinstance(source, pd.DataFrame) else str(Path(source).expanduser().resolve())
+
+
+def _move_into_place(work: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+    work.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
