@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", default="auto", help="encoder for the drawn specimens (default auto)")
     m.add_argument("--force", action="store_true", help="rebuild even if present")
 
+    v = sub.add_parser("dashboard", parents=[common], help="serve the dashboard with Voila and print its URL")
+    _atlas_arg(v)
+    v.add_argument("--port", type=_positive, default=8866, help="port (default 8866)")
+    v.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    v.add_argument("--no-browser", action="store_true", help="do not open a browser")
+
     d = sub.add_parser("download", parents=[common], help="download the published index and metadata (resumable)")
     d.add_argument("--dir", type=Path, default=None, help="destination (default $BIOCLIP_NB_HOME/data)")
     return p
@@ -229,6 +235,27 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_dashboard(args) -> int:
+    import os
+    import subprocess
+    from importlib import resources
+
+    from .locate import locate_atlas
+    atlas = locate_atlas(args.atlas)           # builds the demo here, with progress, if it is needed
+    from .atlas import Atlas
+    Atlas.open(atlas).close()                  # refuse a broken atlas before starting a server
+    notebook = resources.files("bioclip_nb.notebooks").joinpath("dashboard.ipynb")
+    env = dict(os.environ, BIOCLIP_NB_ATLAS=str(Path(atlas).resolve()))
+    cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={args.port}", f"--Voila.ip={args.ip}",
+           "--VoilaConfiguration.show_tracebacks=False", *(["--no-browser"] if args.no_browser else [])]
+    host = "localhost" if args.ip in ("127.0.0.1", "localhost") else args.ip
+    print(f"bioclip-nb dashboard on {atlas}: http://{host}:{args.port}/", flush=True)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
 def _emit(text: str, output: str) -> None:
     if output in ("-", "", None):
         sys.stdout.write(text)
@@ -236,7 +263,8 @@ def _emit(text: str, output: str) -> None:
         Path(output).write_text(text, encoding="utf-8")
 
 
-COMMANDS = {"search": cmd_search, "info": cmd_info, "download": cmd_download, "build": cmd_build, "demo": cmd_demo}
+COMMANDS = {"search": cmd_search, "info": cmd_info, "download": cmd_download, "build": cmd_build, "demo": cmd_demo,
+            "dashboard": cmd_dashboard}
 
 if __name__ == "__main__":
     raise SystemExit(main())

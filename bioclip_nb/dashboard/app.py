@@ -1,0 +1,281 @@
+"""The dashboard: wires the views to a ``SearchSession``.
+
+>>> from bioclip_nb.dashboard import Dashboard
+>>> Dashboard.from_settings()        # the last expression of a cell: displays itself
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import traceback
+from pathlib import Path
+
+import ipywidgets as w
+
+from .. import export
+from ..atlas import Atlas
+from ..config import Settings
+from ..errors import AtlasError
+from ..fetch import ImageFetcher, open_image_cache
+from ..locate import locate_atlas
+from ..model import load_encoder
+from . import html
+from .state import EXPECTED_ERRORS, Level, SearchSession, Status
+from .views import NO_TAXON, Controls, Detail, Export, Gallery, Prediction
+
+log = logging.getLogger("bioclip_nb.dashboard")
+
+
+def guarded(method):
+    """Run a UI callback; turn any failure into the status line, never a traceback on the page."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except EXPECTED_ERRORS as exc:
+            self.session.status = Status(str(exc), Level.ERROR)
+        except Exception as exc:  # the UI boundary: log the details, tell the user in words
+            log.error("dashboard callback %s failed:\n%s", method.__name__, traceback.format_exc())
+            self.session.status = Status(f"Something went wrong ({type(exc).__name__}: {exc}). "
+                                         "The dashboard is still usable; try again.", Level.ERROR)
+        finally:
+            self._render_status()
+            self._set_busy(False)
+    return run
+
+
+class Dashboard:
+    """The bioclip-nb app. Build with :meth:`from_settings` (or hand in a session)."""
+
+    def __init__(self, session: SearchSession):
+        self.session = session
+        self._widget: w.Widget | None = None
+        self._fetch_thread: threading.Thread | None = None
+        self._taxon_cache: dict[str, list[str]] = {}
+
+    @classmethod
+    def from_settings(cls, atlas: str | Path | None = None, settings: Settings | None = None,
+                      device: str = "auto") -> "Dashboard | w.Widget":
+        """A dashboard on ``atlas`` (default: as ARCHITECTURE says: env, downloads, then the demo).
+
+        If the atlas cannot be opened, returns a widget explaining why instead of raising.
+        """
+        settings = settings or Settings.from_env()
+        try:
+            opened = Atlas.open(locate_atlas(atlas, settings), settings=settings)
+        except (AtlasError, OSError, ValueError) as exc:
+            return w.HTML(html.CSS + html.status(f"Cannot open the atlas: {exc}", "error"))
+        fetcher = ImageFetcher(cache=open_image_cache(settings.image_cache_dir), atlas_root=opened.path)
+        session = SearchSession(opened, lambda: load_encoder(opened.model, device=device), fetcher)
+        return cls(session)
+
+    # ------------------------------------------------------------------ display
+    @property
+    def widget(self) -> w.Widget:
+        """The root widget, built on first use."""
+        if self._widget is None:
+            self._build()
+        return self._widget
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _build(self) -> None:
+        s = self.session
+        self.controls = Controls(s)
+        self.gallery = Gallery(self.select)
+        self.prediction = Prediction(self._render_prediction)
+        self.detail = Detail(self.more_like)
+        self.export = Export(self.prepare_csv, self.prepare_zip)
+        self.status = w.HTML()
+        self.taxonomy = w.HTML()
+        self.consensus = w.HTML()
+        self.plots = w.VBox([w.HTML("<p>Search to see how the index found the results.</p>")])
+        self.tabs = w.Tab(children=[self.gallery.widget, self.prediction.widget, self.taxonomy, self.consensus,
+                                    self.plots, self.export.widget])
+        for i, title in enumerate(["Gallery", "Prediction", "Taxonomy", "Consensus", "Plots", "Export"]):
+            self.tabs.set_title(i, title)
+        header = w.HTML(html.CSS + f"<h3 style='margin:4px 0'>bioclip-nb</h3><div style='font-size:12px;color:#555'>"
+                        f"atlas {html.escape(str(s.atlas.path))} · {s.atlas.count:,} records · model "
+                        f"{html.escape(s.atlas.model)} · similarity is cosine (1 = identical)</div>")
+        middle = w.VBox([self.status, self.tabs], layout=w.Layout(flex="1 1 auto", min_width="420px", padding="4px"))
+        self._widget = w.VBox([header, w.HBox([self.controls.widget, middle, self.detail.widget])])
+        self._widget.add_class("bnb-dashboard")
+        c = self.controls
+        c.upload.observe(self._on_upload, names="value")
+        c.text_button.on_click(lambda _b: self.use_text())
+        c.text.on_submit(lambda _t: self.use_text())
+        c.url_button.on_click(lambda _b: self.use_url())
+        c.search.on_click(lambda _b: self.search())
+        c.taxon_rank.observe(self._on_taxon_rank, names="value")
+        for ctl in (c.scope, c.nprobe, c.top_n, c.taxon_name):
+            ctl.observe(self._on_setting, names="value")
+        self._render_status()
+
+    # ------------------------------------------------------------------ actions
+    @guarded
+    def _on_upload(self, change) -> None:
+        files = change["new"]
+        if not files:
+            return
+        f = files[0]
+        self._set_busy(True, f"Encoding {f['name']}...")
+        self.session.cancel_fetches()
+        self.session.set_upload(bytes(f["content"]), name=f["name"])
+        self._after_query()
+
+    def upload_bytes(self, data: bytes, name: str = "upload.jpg") -> None:
+        """Programmatic upload (same path as the widget's)."""
+        self._on_upload({"new": ({"name": name, "content": memoryview(data), "type": "", "size": len(data)},)})
+
+    @guarded
+    def use_text(self) -> None:
+        self._set_busy(True, "Encoding the text...")
+        self.session.set_text(self.controls.text.value)
+        self._after_query()
+        self._search()
+
+    @guarded
+    def use_url(self) -> None:
+        self._set_busy(True, "Fetching the image URL...")
+        self.session.set_url(self.controls.url.value)
+        self._after_query()
+
+    @guarded
+    def more_like(self) -> None:
+        if self.session.selected is None:
+            return
+        self._set_busy(True, "Searching with the selected result...")
+        self.session.more_like(self.session.selected)
+        self._after_query()
+        self._search()
+
+    @guarded
+    def search(self) -> None:
+        self._search()
+
+    def _search(self) -> None:
+        self._set_busy(True, "Searching...")
+        self._read_settings()
+        hits = self.session.search()
+        self.gallery.show(hits)
+        self._render_results()
+        if len(hits):
+            self._start_fetch()
+
+    @guarded
+    def _on_setting(self, change) -> None:
+        self._read_settings()
+        if self.session.encoding is not None and self.session.hits is not None:
+            self._search()       # re-search with the same encoding: no re-encode
+
+    @guarded
+    def _on_taxon_rank(self, change) -> None:
+        rank = change["new"]
+        c = self.controls
+        if rank == NO_TAXON:
+            c.taxon_name.disabled, c.taxon_name.value = True, ""
+            c.set_taxon_options([])
+        else:
+            if rank not in self._taxon_cache:
+                self._taxon_cache[rank] = self.session.atlas.taxon_values(rank, limit=500)
+            c.set_taxon_options(self._taxon_cache[rank])
+            c.taxon_name.disabled = False
+        self._on_setting(change)
+
+    @guarded
+    def select(self, hit_id: int) -> None:
+        row = self.session.select(hit_id)
+        full = self.session.full_image(hit_id)
+        self.detail.show(self.session, row, full)
+
+    @guarded
+    def prepare_csv(self) -> None:
+        if self.session.hits is None or not len(self.session.hits):
+            raise ValueError("Nothing to export yet: search first.")
+        data = export.hits_csv(self.session.hits)
+        self.export.links.value = html.download_link(data, "bioclip-nb-results.csv", "text/csv", "Download CSV")
+
+    @guarded
+    def prepare_zip(self) -> None:
+        if self.session.hits is None or not len(self.session.hits):
+            raise ValueError("Nothing to export yet: search first.")
+        self.wait()
+        data = export.hits_zip(self.session.hits, dict(self.session.images))
+        self.export.links.value = html.download_link(data, "bioclip-nb-results.zip", "application/zip",
+                                                     "Download ZIP (images + CSV)")
+
+    # ------------------------------------------------------------------ background fetch
+    def _start_fetch(self) -> None:
+        session = self.session
+
+        def work():
+            try:
+                session.fetch_images(on_result=self.gallery.fill)
+            except Exception as exc:  # a background thread has no caller: report, keep the app alive
+                log.error("image fetching failed:\n%s", traceback.format_exc())
+                session.status = Status(f"Fetching images failed ({type(exc).__name__}); results are still listed.",
+                                        Level.WARNING)
+            self._render_status()
+            if session.selected is not None and session.hits is not None:
+                self._show_selected_quietly()
+
+        self._fetch_thread = threading.Thread(target=work, name="bioclip-gallery", daemon=True)
+        self._fetch_thread.start()
+
+    def _show_selected_quietly(self) -> None:
+        try:
+            row = self.session.hit(self.session.selected)
+            self.detail.show(self.session, row, self.session.images.get(self.session.selected))
+        except ValueError:
+            pass  # the results changed under us: the next render shows the new ones
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Block until the current gallery fetch is done (tests, exports)."""
+        t = self._fetch_thread
+        if t is not None:
+            t.join(timeout)
+
+    # ------------------------------------------------------------------ rendering
+    def _read_settings(self) -> None:
+        c, st = self.controls, self.session.settings
+        st.top_n, st.nprobe, st.scope = int(c.top_n.value), int(c.nprobe.value), c.scope.value
+        name = (c.taxon_name.value or "").strip()
+        st.taxon = {c.taxon_rank.value: name} if c.taxon_rank.value != NO_TAXON and name else {}
+
+    def _after_query(self) -> None:
+        self.controls.show_query(self.session.query.image if self.session.query else None)
+        self._render_prediction()
+        self.detail.show(self.session, None, None)
+
+    def _render_results(self) -> None:
+        s = self.session
+        self.taxonomy.value = html.tree(s.tree())
+        preds = {r: s.predictions(r, 1) for r in ("kingdom", "phylum", "class", "order", "family", "genus", "species")}
+        self.consensus.value = html.consensus(s.consensus(), preds)
+        self.export.links.value = ""
+        if s.selected is not None:
+            self.detail.show(s, s.hit(s.selected), None)
+        self._render_plots()
+
+    def _render_plots(self) -> None:
+        from .plotsview import render_plots
+        render_plots(self.plots, self.session)
+
+    def _render_prediction(self) -> None:
+        self.prediction.show(self.session)
+
+    def _render_status(self) -> None:
+        if self._widget is not None:
+            st = self.session.status
+            self.status.value = html.status(st.message, st.level.value)
+
+    def _set_busy(self, busy: bool, message: str | None = None) -> None:
+        if self._widget is None:
+            return
+        self.controls.search.disabled = busy
+        if busy and message:
+            self.session.status = Status(message, Level.WORKING)
+            self._render_status()

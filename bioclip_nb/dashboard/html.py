@@ -1,0 +1,147 @@
+"""HTML for the dashboard: one CSS block, and every piece of data escaped.
+
+Common names, publishers and URLs are community data; nothing from the data reaches the page
+without ``html.escape`` (and links are only http/https).
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+
+import pandas as pd
+
+from ..fetch import FetchResult, FetchStatus
+from ..model import Prediction
+from ..taxonomy import RANKS, Consensus, TaxonNode, clean_name
+
+CSS = """
+<style>
+.bnb-status { padding: 4px 8px; border-radius: 4px; font-size: 13px; }
+.bnb-status.info { background: #eef5ee; color: #1f4d1f; }
+.bnb-status.working { background: #eef2f8; color: #1f3550; }
+.bnb-status.warning { background: #fff6e0; color: #5c4400; }
+.bnb-status.error { background: #fdecea; color: #7a1c12; }
+.bnb-caption { font-size: 12px; line-height: 1.25; width: 170px; overflow: hidden; }
+.bnb-caption .sci { font-style: italic; }
+.bnb-caption .sim { color: #555; }
+.bnb-missing { width: 160px; height: 160px; display: flex; align-items: center; justify-content: center;
+  text-align: center; background: #f2f2f2; color: #666; font-size: 12px; border-radius: 4px; padding: 6px; box-sizing: border-box; }
+.bnb-table { border-collapse: collapse; font-size: 13px; }
+.bnb-table td, .bnb-table th { padding: 2px 8px; border-bottom: 1px solid #e5e5e5; text-align: left; }
+.bnb-tree ul { list-style: none; padding-left: 16px; margin: 0; }
+.bnb-tree li { font-size: 13px; }
+.bnb-tree .rank { color: #777; font-size: 11px; }
+.bnb-missing-name { color: #999; font-style: italic; }
+</style>
+"""
+
+MISSING = '<span class="bnb-missing-name">not given</span>'
+
+
+def text(value: object) -> str:
+    """A value from the data, escaped; missing values shown as such."""
+    name = clean_name(value)
+    return escape(name) if name is not None else MISSING
+
+
+def status(message: str, level: str) -> str:
+    return f'<div class="bnb-status {escape(level)}">{escape(message)}</div>'
+
+
+def scientific(row: pd.Series) -> str:
+    genus, species = clean_name(row.get("genus")), clean_name(row.get("species"))
+    if genus and species:
+        return f"{genus} {species}"
+    return genus or "unidentified"
+
+
+def caption(row: pd.Series) -> str:
+    common = clean_name(row.get("common_name"))
+    head = escape(common) if common else '<span class="bnb-missing-name">no common name</span>'
+    return (f'<div class="bnb-caption"><b>#{int(row["rank"])}</b> {head}<br>'
+            f'<span class="sci">{escape(scientific(row))}</span><br>'
+            f'<span class="sim">similarity {float(row["similarity"]):.3f}</span></div>')
+
+
+WHY = {
+    FetchStatus.NO_URL: "No image for this record",
+    FetchStatus.NOT_FOUND: "Image no longer online",
+    FetchStatus.RATE_LIMITED: "Host asked us to slow down",
+    FetchStatus.TIMEOUT: "Host too slow",
+    FetchStatus.TOO_LARGE: "Image too large",
+    FetchStatus.NOT_IMAGE: "Not an image",
+    FetchStatus.BLOCKED: "Address not allowed",
+    FetchStatus.BUDGET_EXCEEDED: "Hourly download budget used",
+    FetchStatus.ERROR: "Image unavailable",
+}
+
+
+def placeholder(result: FetchResult | None) -> str:
+    if result is None:
+        return '<div class="bnb-missing">loading...</div>'
+    return f'<div class="bnb-missing" title="{escape(result.message)}">{escape(WHY.get(result.status, "Unavailable"))}</div>'
+
+
+def link(url: object, label: str) -> str:
+    """An http(s) link, or plain text for anything else."""
+    u = clean_name(url)
+    if not u or not u.lower().startswith(("http://", "https://")):
+        return MISSING
+    return f'<a href="{escape(u, quote=True)}" target="_blank" rel="noopener noreferrer">{escape(label)}</a>'
+
+
+def detail_table(row: pd.Series) -> str:
+    rows = [f"<tr><th>{escape(r)}</th><td>{text(row.get(r)) if r != 'species' else text(scientific(row) if clean_name(row.get('species')) else None)}</td></tr>"
+            for r in RANKS]
+    rows.append(f"<tr><th>common name</th><td>{text(row.get('common_name'))}</td></tr>")
+    return f'<table class="bnb-table bnb-taxonomy">{"".join(rows)}</table>'
+
+
+def source_table(row: pd.Series, metric: str) -> str:
+    dist_label = "distance (squared L2)" if metric == "l2" else "score (inner product)"
+    items = [
+        ("dataset", text(row.get("source_dataset"))), ("publisher", text(row.get("publisher"))),
+        ("image type", text(row.get("img_type"))), ("record id", text(row.get("source_id"))),
+        ("occurrence", link(row.get("occurrence_url"), "GBIF occurrence page")),
+        ("original image", link(row.get("url"), "open original")),
+        ("similarity (cosine)", f"{float(row['similarity']):.4f}"),
+        (dist_label, f"{float(row['distance']):.4f}"),
+        ("in BioCLIP 2 training", "yes" if bool(row.get("in_bioclip2_training")) else "no"),
+        ("atlas id", str(int(row["id"]))),
+    ]
+    return '<table class="bnb-table bnb-source">' + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items) + "</table>"
+
+
+def tree(node: TaxonNode | None) -> str:
+    if node is None:
+        return "<p>No results yet.</p>"
+
+    def render(n: TaxonNode) -> str:
+        kids = sorted((n.children or {}).values(), key=lambda c: (-c.count, c.name or ""))
+        inner = "".join(
+            f'<li><span class="rank">{escape(c.rank.value)}</span> {text(c.name)} <b>({c.count})</b>{render(c)}</li>'
+            for c in kids)
+        return f"<ul>{inner}</ul>" if inner else ""
+
+    return f'<div class="bnb-tree"><b>{node.count} results</b>{render(node)}</div>'
+
+
+def consensus(rows: list[Consensus], predictions: dict[str, list[Prediction]]) -> str:
+    if not rows:
+        return "<p>No results yet.</p>"
+    out = ["<tr><th>rank</th><th>neighbours' majority</th><th>agreement</th><th>BioCLIP 2 prediction</th></tr>"]
+    for c in rows:
+        agree = f"{c.count} of {c.total} ({c.agreement:.0%})" if c.total else "-"
+        preds = predictions.get(c.rank.value) or []
+        pred = f"{text(preds[0].name)} ({preds[0].score:.0%})" if preds else '<span class="bnb-missing-name">no prediction</span>'
+        out.append(f"<tr><td>{escape(c.rank.value)}</td><td>{text(c.name)}</td><td>{agree}</td><td>{pred}</td></tr>")
+    return f'<table class="bnb-table bnb-consensus">{"".join(out)}</table>'
+
+
+def download_link(data: bytes, filename: str, mime: str, label: str) -> str:
+    """A link that downloads ``data`` (works in Voilà: no server round trip)."""
+    b64 = base64.b64encode(data).decode("ascii")
+    size = f"{len(data) / 1024:.0f} KB" if len(data) < 2**20 else f"{len(data) / 2**20:.1f} MB"
+    return (f'<a download="{escape(filename, quote=True)}" href="data:{mime};base64,{b64}" '
+            f'class="bnb-download">{escape(label)}</a> ({size})')

@@ -1,0 +1,258 @@
+"""The dashboard's state, with no widgets: what was asked, what was found, what is shown.
+
+``SearchSession`` holds the query (an upload, a text, an image URL or a result), its
+encoding (computed once per distinct upload), the settings, the hits, the fetched images,
+the selection and a status line. Views read it and call its methods; tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ..atlas import Atlas
+from ..errors import EncoderUnavailableError, UploadError
+from ..fetch import FetchResult, FetchStatus, ImageFetcher, summarize
+from ..images import load_upload
+from ..metadata import Scope
+from ..model import Encoder, Encoding, EncodingCache
+from ..taxonomy import Consensus, Rank, TaxonNode, neighbour_consensus, result_tree
+
+
+class Level(str, Enum):
+    INFO = "info"
+    WORKING = "working"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Status:
+    """The line the user reads."""
+
+    message: str
+    level: Level = Level.INFO
+
+
+@dataclass(frozen=True)
+class Query:
+    """What is being searched for."""
+
+    kind: str                      # "image", "text", "url" or "result"
+    label: str
+    image: bytes | None = None     # the query picture (JPEG/PNG bytes) for display
+
+
+@dataclass
+class SearchSettings:
+    top_n: int = 10
+    nprobe: int = 16
+    scope: str = Scope.ALL.value
+    taxon: dict[str, str] = field(default_factory=dict)
+
+
+class SearchSession:
+    """One user's search state. Thread-safe where fetching runs in the background."""
+
+    def __init__(self, atlas: Atlas, encoder_factory: Callable[[], Encoder], fetcher: ImageFetcher,
+                 cache: EncodingCache | None = None):
+        self.atlas = atlas
+        self._encoder_factory = encoder_factory
+        self._encoder: Encoder | None = None
+        self.fetcher = fetcher
+        self.cache = cache or EncodingCache()
+        self.settings = SearchSettings(nprobe=min(16, atlas.nlist))
+        self.query: Query | None = None
+        self.encoding: Encoding | None = None
+        self.hits: pd.DataFrame | None = None
+        self.images: dict[int, FetchResult] = {}
+        self.selected: int | None = None
+        self.status = Status("Upload a photo, type a name, or paste an image URL.")
+        self.timings: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self.searches = 0
+        self.encodes = 0
+
+    # ------------------------------------------------------------------ encoder
+    @property
+    def encoder(self) -> Encoder:
+        """The atlas's encoder, loaded on first use."""
+        if self._encoder is None:
+            self._encoder = self._encoder_factory()
+        return self._encoder
+
+    # ------------------------------------------------------------------ queries
+    def set_upload(self, data: bytes, name: str = "upload") -> Encoding:
+        """Encode an uploaded file (once per distinct content); raises ``UploadError``."""
+        t0 = time.perf_counter()
+        img = load_upload(data)
+        before = self.cache.misses
+
+        def run():
+            return self.encoder.encode(img)
+
+        enc = self.cache.get_or_encode(data, self.atlas.model, run)
+        if self.cache.misses > before:
+            self.encodes += 1
+        self.timings = {"encode": time.perf_counter() - t0}
+        self.query = Query("image", name, _display_bytes(img))
+        self.encoding = enc
+        self.status = Status(f"{name}: encoded. Press Search, or change the settings.")
+        return enc
+
+    def set_text(self, text: str) -> None:
+        """A name or description as the query (BioCLIP only)."""
+        text = (text or "").strip()
+        if not text:
+            raise ValueError("Type a name or a description first, e.g. 'Vulpes vulpes' or 'red fox in snow'.")
+        t0 = time.perf_counter()
+        vector = self.encoder.encode_text(text)
+        self.timings = {"encode": time.perf_counter() - t0}
+        self.query = Query("text", text)
+        self.encoding = Encoding(vector, self.atlas.model, {})
+        self.status = Status(f"Text query: {text}")
+
+    def set_url(self, url: str) -> Encoding:
+        """Fetch an image URL under the fetcher's rules, then treat it as an upload."""
+        url = (url or "").strip()
+        if not url:
+            raise ValueError("Paste an image URL first (http or https).")
+        result = self.fetcher.fetch(url, variant="full")
+        if not result.ok:
+            raise UploadError(f"Could not use that URL: {result.message}.")
+        return self.set_upload(result.data, name=url.rsplit("/", 1)[-1] or url)
+
+    def more_like(self, hit_id: int) -> Encoding:
+        """Use a result as the new query (its stored vector if the atlas keeps them, else its image)."""
+        row = self.hit(hit_id)
+        vectors = self.atlas.path / "vectors.npy"
+        label = f"more like #{int(row['rank'])} ({_name(row)})"
+        if vectors.is_file():
+            vec = np.load(vectors, mmap_mode="r")[int(hit_id)].astype(np.float32)
+            image = self.images.get(int(hit_id))
+            self.query = Query("result", label, image.data if image is not None and image.ok else None)
+            self.encoding = Encoding(vec, self.atlas.model, {})
+            self.timings = {"encode": 0.0}
+            return self.encoding
+        full = self.fetcher.fetch(row.get("url"), variant="full", key=hit_id)
+        if not full.ok:
+            raise UploadError(f"That result's image is unavailable ({full.message}), so it cannot be searched with.")
+        enc = self.set_upload(full.data, name=label)
+        return enc
+
+    # ------------------------------------------------------------------ search
+    def search(self) -> pd.DataFrame:
+        """Search with the current encoding and settings (never re-encodes)."""
+        if self.encoding is None:
+            raise ValueError("Nothing to search with yet: upload a photo, type a name, or paste a URL.")
+        self.cancel_fetches()
+        s = self.settings
+        hits = self.atlas.search(self.encoding.embedding, top_n=int(s.top_n), nprobe=int(s.nprobe),
+                                 scope=s.scope, taxon=dict(s.taxon) or None, model=self.encoding.model_id)
+        self.searches += 1
+        self.timings.update({k: v for k, v in hits.attrs.get("timings", {}).items()})
+        with self._lock:
+            self.hits = hits
+            self.images = {}
+            self.selected = int(hits["id"].iloc[0]) if len(hits) else None
+        if len(hits) == 0:
+            self.status = Status("No results in this scope and taxon. Widen the scope, clear the taxon filter "
+                                 "or search deeper.", Level.WARNING)
+        else:
+            self.status = Status(f"{len(hits)} results. Fetching images...", Level.WORKING)
+        return hits
+
+    def cancel_fetches(self) -> threading.Event:
+        """Stop the previous search's image fetches; return a fresh cancel flag."""
+        self._cancel.set()
+        self._cancel = threading.Event()
+        return self._cancel
+
+    def fetch_images(self, on_result: Callable[[FetchResult], None] | None = None) -> list[FetchResult]:
+        """Fetch the hits' thumbnails (blocking; results delivered as they arrive)."""
+        hits = self.hits
+        if hits is None or not len(hits):
+            return []
+        cancel = self._cancel
+        t0 = time.perf_counter()
+        out = []
+        pairs = list(zip(hits["id"].astype(int), hits["url"]))
+        for result in self.fetcher.fetch_many(pairs, variant="thumb", cancel=cancel):
+            if cancel.is_set():
+                break
+            with self._lock:
+                self.images[int(result.key)] = result
+            out.append(result)
+            if on_result is not None:
+                on_result(result)
+        if not cancel.is_set():
+            self.timings["images"] = time.perf_counter() - t0
+            failed = summarize(out)
+            self.status = Status(self.timing_line() + (f" · {failed}" if failed else ""),
+                                 Level.WARNING if failed else Level.INFO)
+        return out
+
+    def full_image(self, hit_id: int) -> FetchResult:
+        """The selected result's full image."""
+        row = self.hit(hit_id)
+        return self.fetcher.fetch(row.get("url"), variant="full", key=hit_id)
+
+    def timing_line(self) -> str:
+        """'encode 0.21 s · search 0.004 s · metadata 0.012 s · images 0.8 s'."""
+        names = ("encode", "search", "metadata", "images")
+        return " · ".join(f"{n} {self.timings[n]:.3g} s" for n in names if n in self.timings)
+
+    # ------------------------------------------------------------------ results
+    def hit(self, hit_id: int) -> pd.Series:
+        if self.hits is None:
+            raise ValueError("No results yet.")
+        rows = self.hits[self.hits["id"] == int(hit_id)]
+        if not len(rows):
+            raise ValueError(f"Result {hit_id} is not in the current results.")
+        return rows.iloc[0]
+
+    def select(self, hit_id: int) -> pd.Series:
+        row = self.hit(hit_id)
+        self.selected = int(hit_id)
+        return row
+
+    def predictions(self, rank: Rank | str = Rank.SPECIES, k: int = 5):
+        return self.encoding.predict(rank, k) if self.encoding is not None else []
+
+    def consensus(self) -> list[Consensus]:
+        return neighbour_consensus(self.hits) if self.hits is not None and len(self.hits) else []
+
+    def tree(self) -> TaxonNode | None:
+        return result_tree(self.hits) if self.hits is not None and len(self.hits) else None
+
+    def fetch_counts(self) -> dict[FetchStatus, int]:
+        counts: dict[FetchStatus, int] = {}
+        for r in self.images.values():
+            counts[r.status] = counts.get(r.status, 0) + 1
+        return counts
+
+
+def _name(row: pd.Series) -> str:
+    if isinstance(row.get("common_name"), str):
+        return row["common_name"]
+    parts = [row.get("genus"), row.get("species")]
+    return " ".join(p for p in parts if isinstance(p, str)) or "unnamed"
+
+
+def _display_bytes(img) -> bytes:
+    import io
+    copy = img.copy()
+    copy.thumbnail((512, 512))
+    buf = io.BytesIO()
+    copy.save(buf, format="JPEG", quality=88)
+    return buf.getvalue()
+
+
+EXPECTED_ERRORS = (UploadError, EncoderUnavailableError, ValueError, OSError)

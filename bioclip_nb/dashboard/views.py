@@ -1,0 +1,177 @@
+"""The dashboard's views: each builds its widgets and renders from a ``SearchSession``.
+
+Views hold no search logic; ``app.Dashboard`` wires their events to the session. Display
+labels live here, not in the services.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as w
+import pandas as pd
+
+from .. import plots
+from ..fetch import FetchResult
+from ..metadata import Scope
+from ..taxonomy import RANKS, Rank
+from . import html
+from .state import SearchSession
+
+SCOPE_LABELS = {
+    Scope.ALL: "All records",
+    Scope.URL: "Records with an image URL",
+    Scope.INAT: "iNaturalist photos",
+    Scope.TRAINING: "In BioCLIP 2's training data",
+}
+NO_TAXON = "(no filter)"
+
+
+class Controls:
+    """Left column: the query inputs and the search settings."""
+
+    def __init__(self, session: SearchSession):
+        atlas = session.atlas
+        self.upload = w.FileUpload(accept="image/*,.heic,.heif,.avif", multiple=False,
+                                   description="Upload photo", layout=w.Layout(width="100%"))
+        self.text = w.Text(placeholder="Search by name or description", layout=w.Layout(width="100%"))
+        self.text_button = w.Button(description="Use text", layout=w.Layout(width="100%"))
+        self.url = w.Text(placeholder="https://... image URL", layout=w.Layout(width="100%"))
+        self.url_button = w.Button(description="Use image URL", layout=w.Layout(width="100%"))
+        counts = atlas.scope_counts()
+        self.scope = w.Dropdown(options=[(f"{SCOPE_LABELS[s]} ({counts.get(s.value, 0):,})", s.value) for s in Scope],
+                                value=session.settings.scope, description="Scope", layout=w.Layout(width="100%"))
+        self.taxon_rank = w.Dropdown(options=[NO_TAXON, *RANKS], value=NO_TAXON, description="Taxon rank",
+                                     layout=w.Layout(width="100%"))
+        self.taxon_name = w.Combobox(placeholder="pick or type a name", ensure_option=False, disabled=True,
+                                     description="Name", continuous_update=False, layout=w.Layout(width="100%"))
+        top = min(atlas.nlist, 256)
+        self.nprobe = w.IntSlider(value=min(session.settings.nprobe, top), min=1, max=max(1, top), description="Search depth",
+                                  continuous_update=False, disabled=atlas.nlist == 1, layout=w.Layout(width="100%"),
+                                  tooltip="nprobe: how many index cells are scanned")
+        self.top_n = w.IntSlider(value=session.settings.top_n, min=1, max=100, description="Top N",
+                                 continuous_update=False, layout=w.Layout(width="100%"))
+        self.search = w.Button(description="Search", button_style="primary", layout=w.Layout(width="100%"))
+        self.query_view = w.Image(format="jpeg", layout=w.Layout(max_width="100%", display="none"))
+        self.widget = w.VBox([
+            w.HTML("<b>Query</b>"), self.upload, self.query_view, self.text, self.text_button, self.url, self.url_button,
+            w.HTML("<b>Settings</b>"), self.scope, self.taxon_rank, self.taxon_name, self.nprobe, self.top_n, self.search,
+        ], layout=w.Layout(width="290px", padding="4px"))
+
+    def set_taxon_options(self, names: list[str]) -> None:
+        self.taxon_name.options = tuple(names)
+
+    def show_query(self, image: bytes | None) -> None:
+        if image:
+            self.query_view.value = image
+            self.query_view.layout.display = None
+        else:
+            self.query_view.layout.display = "none"
+
+
+class Gallery:
+    """Thumbnails that fill in as they arrive, with captions and a Details button each."""
+
+    def __init__(self, on_select):
+        self._on_select = on_select
+        self.progress = w.IntProgress(value=0, min=0, max=1, description="Images", layout=w.Layout(width="60%"))
+        self.grid = w.GridBox([], layout=w.Layout(grid_template_columns="repeat(auto-fill, 176px)", grid_gap="8px"))
+        self.tiles: dict[int, w.VBox] = {}
+        self.widget = w.VBox([self.progress, self.grid])
+
+    def show(self, hits: pd.DataFrame) -> None:
+        self.tiles = {}
+        children = []
+        for _, row in hits.iterrows():
+            hit_id = int(row["id"])
+            button = w.Button(description="Details", layout=w.Layout(width="160px"), tooltip=f"result {int(row['rank'])}")
+            button.on_click(lambda _b, i=hit_id: self._on_select(i))
+            tile = w.VBox([w.HTML(html.placeholder(None)), w.HTML(html.caption(row)), button],
+                          layout=w.Layout(width="172px"))
+            tile.add_class("bnb-tile")
+            self.tiles[hit_id] = tile
+            children.append(tile)
+        self.grid.children = children
+        self.progress.max = max(1, len(children))
+        self.progress.value = 0
+
+    def fill(self, result: FetchResult) -> None:
+        tile = self.tiles.get(int(result.key))
+        if tile is None:
+            return
+        if result.ok:
+            img = w.Image(value=result.data, format="jpeg", layout=w.Layout(width="160px", height="160px", object_fit="contain"))
+            img.add_class("bnb-thumb")
+            tile.children = (img, *tile.children[1:])
+        else:
+            tile.children = (w.HTML(html.placeholder(result)), *tile.children[1:])
+        self.progress.value = min(self.progress.max, self.progress.value + 1)
+
+
+class Prediction:
+    """BioCLIP 2's top 5 at a chosen rank, as bars."""
+
+    def __init__(self, on_rank):
+        self.rank = w.Dropdown(options=list(RANKS), value="species", description="Rank")
+        self.rank.observe(lambda ch: on_rank(), names="value")
+        self.image = w.Image(format="png")
+        self.note = w.HTML()
+        self.widget = w.VBox([self.rank, self.note, self.image])
+
+    def show(self, session: SearchSession) -> None:
+        preds = session.predictions(self.rank.value, 5)
+        if session.encoding is None:
+            self.note.value, self.image.layout.display = "<p>No query yet.</p>", "none"
+        elif not preds:
+            self.note.value = ("<p>No prediction: the query was text, a result, or the atlas uses the stand-in "
+                               f"model <code>{html.escape(session.atlas.model)}</code>, which does not predict taxa.</p>")
+            self.image.layout.display = "none"
+        else:
+            self.note.value = ""
+            self.image.value = plots.to_png(plots.prediction_bars(preds, ax=plots.new_axes((6, 2.8)), rank_label=self.rank.value))
+            self.image.layout.display = None
+
+
+class Detail:
+    """Right column: the selected result beside the query, its taxonomy and its source."""
+
+    def __init__(self, on_more_like):
+        self.query_image = w.Image(format="jpeg", layout=w.Layout(width="150px"))
+        self.result_image = w.Image(format="jpeg", layout=w.Layout(width="150px"))
+        self.result_note = w.HTML()
+        self.taxonomy = w.HTML()
+        self.source = w.HTML()
+        self.more = w.Button(description="More like this", disabled=True)
+        self.more.on_click(lambda _b: on_more_like())
+        self.widget = w.VBox([
+            w.HTML("<b>Selected result</b>"),
+            w.HBox([w.VBox([w.HTML("query"), self.query_image]), w.VBox([w.HTML("result"), self.result_image, self.result_note])]),
+            self.taxonomy, self.source, self.more,
+        ], layout=w.Layout(width="340px", padding="4px"))
+
+    def show(self, session: SearchSession, row: pd.Series | None, full: FetchResult | None) -> None:
+        if session.query is not None and session.query.image:
+            self.query_image.value = session.query.image
+        if row is None:
+            self.taxonomy.value, self.source.value = "", ""
+            self.more.disabled = True
+            return
+        self.taxonomy.value = html.detail_table(row)
+        self.source.value = html.source_table(row, session.atlas.metric)
+        if full is not None and full.ok:
+            self.result_image.value, self.result_note.value = full.data, ""
+            self.result_image.layout.display = None
+        else:
+            self.result_image.layout.display = "none"
+            self.result_note.value = html.placeholder(full) if full is not None else ""
+        self.more.disabled = False
+
+
+class Export:
+    """CSV and ZIP downloads of the current results."""
+
+    def __init__(self, on_csv, on_zip):
+        self.csv = w.Button(description="Prepare CSV", icon="table")
+        self.zip = w.Button(description="Prepare ZIP of images", icon="file-archive-o")
+        self.csv.on_click(lambda _b: on_csv())
+        self.zip.on_click(lambda _b: on_zip())
+        self.links = w.HTML()
+        self.widget = w.VBox([w.HBox([self.csv, self.zip]), self.links])
