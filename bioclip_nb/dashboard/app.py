@@ -106,7 +106,6 @@ class Dashboard:
         c = self.controls
         c.upload.observe(self._on_upload, names="value")
         c.text_button.on_click(lambda _b: self.use_text())
-        c.text.on_submit(lambda _t: self.use_text())
         c.url_button.on_click(lambda _b: self.use_url())
         c.search.on_click(lambda _b: self.search())
         c.taxon_rank.observe(self._on_taxon_rank, names="value")

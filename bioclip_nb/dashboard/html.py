@@ -104,7 +104,8 @@ def source_table(row: pd.Series, metric: str) -> str:
         ("dataset", text(row.get("source_dataset"))), ("publisher", text(row.get("publisher"))),
         ("image type", text(row.get("img_type"))), ("record id", text(row.get("source_id"))),
         ("occurrence", link(row.get("occurrence_url"), "GBIF occurrence page")),
-        ("original image", link(row.get("url"), "open original")),
+        ("original image", "kept in this atlas" if str(row.get("url") or "").startswith("atlas:")
+                           else link(row.get("url"), "open original")),
         ("similarity (cosine)", f"{float(row['similarity']):.4f}"),
         (dist_label, f"{float(row['distance']):.4f}"),
         ("in BioCLIP 2 training", "yes" if bool(row.get("in_bioclip2_training")) else "no"),

@@ -37,17 +37,18 @@ class Controls:
         self.url = w.Text(placeholder="https://... image URL", layout=w.Layout(width="100%"))
         self.url_button = w.Button(description="Use image URL", layout=w.Layout(width="100%"))
         counts = atlas.scope_counts()
-        self.scope = w.Dropdown(options=[(f"{SCOPE_LABELS[s]} ({counts.get(s.value, 0):,})", s.value) for s in Scope],
+        self.scope = w.Dropdown(style={"description_width": "90px"}, options=[(f"{SCOPE_LABELS[s]} ({counts.get(s.value, 0):,})", s.value) for s in Scope],
                                 value=session.settings.scope, description="Scope", layout=w.Layout(width="100%"))
-        self.taxon_rank = w.Dropdown(options=[NO_TAXON, *RANKS], value=NO_TAXON, description="Taxon rank",
+        self.taxon_rank = w.Dropdown(style={"description_width": "90px"}, options=[NO_TAXON, *RANKS], value=NO_TAXON, description="Taxon rank",
                                      layout=w.Layout(width="100%"))
-        self.taxon_name = w.Combobox(placeholder="pick or type a name", ensure_option=False, disabled=True,
+        self.taxon_name = w.Combobox(style={"description_width": "90px"}, placeholder="pick or type a name", ensure_option=False, disabled=True,
                                      description="Name", continuous_update=False, layout=w.Layout(width="100%"))
         top = min(atlas.nlist, 256)
-        self.nprobe = w.IntSlider(value=min(session.settings.nprobe, top), min=1, max=max(1, top), description="Search depth",
+        wide = {"description_width": "90px"}
+        self.nprobe = w.IntSlider(style=wide, value=min(session.settings.nprobe, top), min=1, max=max(1, top), description="Search depth",
                                   continuous_update=False, disabled=atlas.nlist == 1, layout=w.Layout(width="100%"),
                                   tooltip="nprobe: how many index cells are scanned")
-        self.top_n = w.IntSlider(value=session.settings.top_n, min=1, max=100, description="Top N",
+        self.top_n = w.IntSlider(style=wide, value=session.settings.top_n, min=1, max=100, description="Top N",
                                  continuous_update=False, layout=w.Layout(width="100%"))
         self.search = w.Button(description="Search", button_style="primary", layout=w.Layout(width="100%"))
         self.query_view = w.Image(format="jpeg", layout=w.Layout(max_width="100%", display="none"))

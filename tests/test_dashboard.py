@@ -1,0 +1,229 @@
+"""The dashboard in-process: build it, set values, click, assert on widget state."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import zipfile
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+
+from bioclip_nb.dashboard import Dashboard
+from bioclip_nb.model import BIOCLIP2
+from bioclip_nb.testing.imagehost import ImageHost
+from helpers.dashatlas import HOSTILE, build_dash_atlas, query_file
+from helpers.pictures import encode, photo
+
+NOW = datetime.now(timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def host():
+    with ImageHost() as h:
+        yield h
+
+
+@pytest.fixture(scope="module")
+def dash_root(tmp_path_factory, host, tiny_bioclip):
+    root = tmp_path_factory.mktemp("dash")
+    build_dash_atlas(root, host.base, BIOCLIP2)
+    return root
+
+
+@pytest.fixture
+def dash(dash_root, tiny_bioclip, tmp_path):
+    from bioclip_nb.config import Settings
+    atlas = next(dash_root.glob("atlas-hf-hub*"))
+    d = Dashboard.from_settings(atlas=atlas, settings=Settings(home=tmp_path / "home"), device="cpu")
+    assert isinstance(d, Dashboard)
+    d.widget  # build the views
+    yield d
+    d.wait()
+
+
+def _upload_and_search(d, path):
+    d.controls.upload.value = ({"name": path.name, "type": "image/jpeg", "size": path.stat().st_size,
+                                "content": memoryview(path.read_bytes()), "last_modified": NOW},)
+    d.controls.search.click()
+    d.wait()
+
+
+def test_upload_predicts_at_once_and_search_fills_gallery(dash, dash_root):
+    q = query_file(dash_root, "Vulpes")
+    dash.controls.upload.value = ({"name": q.name, "type": "image/jpeg", "size": q.stat().st_size,
+                                   "content": memoryview(q.read_bytes()), "last_modified": NOW},)
+    assert dash.session.encoding is not None and dash.session.hits is None
+    assert dash.prediction.image.layout.display is None and len(dash.prediction.image.value) > 1000   # bars drawn
+    assert "encoded" in dash.status.value
+    dash.controls.search.click()
+    dash.wait()
+    hits = dash.session.hits
+    assert len(hits) == 10 and len(dash.gallery.grid.children) == 10
+    assert dash.gallery.progress.value == 10
+    kinds = [type(t.children[0]).__name__ for t in dash.gallery.grid.children]
+    assert kinds.count("Image") >= 8      # local and hosted images arrived
+    assert not dash.controls.search.disabled
+    assert re.search(r"encode [\d.e-]+ s · search [\d.e-]+ s · metadata [\d.e-]+ s · images [\d.e-]+ s", dash.session.status.message)
+
+
+def test_missing_images_say_why(dash, dash_root, host):
+    dash.controls.top_n.value = 40
+    _upload_and_search(dash, query_file(dash_root, "Parus"))
+    placeholders = [t.children[0].value for t in dash.gallery.grid.children if type(t.children[0]).__name__ == "HTML"]
+    assert any("Image no longer online" in p for p in placeholders)
+    assert "1 of 40 images unavailable (1 not found)" in dash.session.status.message
+
+
+def test_changing_settings_re_searches_without_re_encoding(dash, dash_root):
+    _upload_and_search(dash, query_file(dash_root, "Amanita"))
+    encodes, searches = dash.session.encodes, dash.session.searches
+    dash.controls.top_n.value = 3
+    dash.controls.scope.value = "url"
+    dash.wait()
+    assert dash.session.encodes == encodes and dash.session.searches == searches + 2
+    assert dash.controls.nprobe.disabled      # a flat (exact) index has no search depth
+    assert len(dash.session.hits) <= 3 and dash.session.hits["has_url"].all()
+    # the same upload again is not re-encoded either
+    _upload_and_search(dash, query_file(dash_root, "Amanita"))
+    assert dash.session.encodes == encodes
+
+
+def test_taxon_filter_with_completion(dash, dash_root):
+    dash.controls.taxon_rank.value = "genus"
+    assert "Parus" in dash.controls.taxon_name.options and not dash.controls.taxon_name.disabled
+    dash.controls.taxon_name.value = "Parus"
+    _upload_and_search(dash, query_file(dash_root, "Vulpes"))
+    assert set(dash.session.hits["genus"]) == {"Parus"}
+    dash.controls.taxon_rank.value = "(no filter)"
+    dash.wait()
+    assert dash.controls.taxon_name.disabled and dash.session.settings.taxon == {}
+
+
+def test_tree_consensus_and_detail(dash, dash_root):
+    _upload_and_search(dash, query_file(dash_root, "Perca"))
+    assert "results</b>" in dash.taxonomy.value and "<ul>" in dash.taxonomy.value
+    assert "not given" in dash.taxonomy.value or "Perca" in dash.taxonomy.value
+    assert "neighbours&#x27; majority" in dash.consensus.value or "neighbours' majority" in dash.consensus.value
+    first = dash.gallery.grid.children[0]
+    first.children[2].click()        # Details
+    row = dash.session.hit(dash.session.selected)
+    assert "<th>genus</th>" in dash.detail.taxonomy.value and str(row["genus"]) in dash.detail.taxonomy.value
+    assert "similarity (cosine)" in dash.detail.source.value and "distance (squared L2)" in dash.detail.source.value
+    if isinstance(row["occurrence_url"], str):
+        assert "gbif.org/occurrence/" in dash.detail.source.value
+    assert not dash.detail.more.disabled
+
+
+def test_more_like_this(dash, dash_root):
+    _upload_and_search(dash, query_file(dash_root, "Vulpes"))
+    third = int(dash.session.hits["id"].iloc[2])
+    dash.select(third)
+    dash.detail.more.click()
+    dash.wait()
+    assert dash.session.query.kind in ("result", "image") and "more like #3" in dash.session.query.label
+    assert int(dash.session.hits["id"].iloc[0]) == third   # a result finds itself first
+
+
+def test_exports(dash, dash_root):
+    _upload_and_search(dash, query_file(dash_root, "Carabus"))
+    dash.export.csv.click()
+    link = dash.export.links.value
+    assert 'download="bioclip-nb-results.csv"' in link
+    csv = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)", link).group(1)).decode()
+    df = pd.read_csv(io.StringIO(csv))
+    assert len(df) == 10 and {"url", "occurrence_url", "attribution", "similarity"} <= set(df.columns)
+    assert df["attribution"].str.contains("image published by").all()
+    dash.export.zip.click()
+    data = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)", dash.export.links.value).group(1))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = zf.namelist()
+    assert "hits.csv" in names and sum(n.startswith("images/") for n in names) >= 8
+
+
+def test_hostile_names_are_escaped(dash, dash_root):
+    dash.controls.top_n.value = 40
+    _upload_and_search(dash, query_file(dash_root, "Carabus"))
+    captions = " ".join(t.children[1].value for t in dash.gallery.grid.children)
+    assert "&lt;script&gt;window.__pwned" in captions and "<script>" not in captions
+    hostile = dash.session.hits[dash.session.hits["common_name"] == HOSTILE]
+    dash.select(int(hostile["id"].iloc[0]))
+    assert "<script>" not in dash.detail.taxonomy.value and "&lt;script&gt;" in dash.detail.taxonomy.value
+    assert "<script>" not in dash.consensus.value and "<script>" not in dash.taxonomy.value
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"", "is empty"),
+    (b"just some notes, not a photo", "is a text file"),
+    (encode(photo(), "JPEG")[:500], "truncated or corrupt"),
+    (b"%PDF-1.4 fake", "PDF document"),
+])
+def test_bad_uploads_give_messages_and_keep_the_app_usable(dash, dash_root, data, words):
+    _upload_and_search(dash, query_file(dash_root, "Vulpes"))
+    before = dash.session.hits.copy()
+    dash.upload_bytes(data, "bad.jpg")
+    assert words in dash.status.value and "error" in dash.status.value and "Traceback" not in dash.status.value
+    pd.testing.assert_frame_equal(dash.session.hits, before)     # nothing lost
+    assert not dash.controls.search.disabled
+    dash.controls.search.click()                                  # still works
+    dash.wait()
+    assert len(dash.session.hits) == 10
+
+
+def test_text_query(dash):
+    dash.controls.text.value = "Vulpes vulpes"
+    dash.controls.text_button.click()
+    dash.wait()
+    assert dash.session.query.kind == "text" and len(dash.session.hits) == 10
+
+
+def test_url_query_through_fetcher_rules(dash, host):
+    dash.controls.url.value = host.url("/img/77.jpg")
+    dash.controls.url_button.click()
+    assert dash.session.query.kind == "image" and dash.session.encoding is not None
+    dash.controls.url.value = host.url("/404/nothing.jpg")
+    dash.controls.url_button.click()
+    assert "Could not use that URL" in dash.status.value
+    dash.controls.url.value = "file:///etc/passwd"
+    dash.controls.url_button.click()
+    assert "only http and https" in dash.status.value
+
+
+def test_search_before_query_explains(dash):
+    dash.controls.search.click()
+    assert "Nothing to search with yet" in dash.status.value
+
+
+def test_unexpected_errors_become_words(dash, dash_root, monkeypatch):
+    _upload_and_search(dash, query_file(dash_root, "Vulpes"))
+    monkeypatch.setattr(dash.session.atlas, "search", lambda *a, **k: 1 / 0)
+    dash.controls.search.click()
+    assert "Something went wrong (ZeroDivisionError" in dash.status.value
+    assert "still usable" in dash.status.value and not dash.controls.search.disabled
+
+
+def test_missing_atlas_is_a_message(tmp_path):
+    out = Dashboard.from_settings(atlas=tmp_path / "nowhere")
+    assert "Cannot open the atlas" in out.value and "atlas directory not found" in out.value
+
+
+def test_missing_weights_is_a_message(dash_root, empty_hf_cache, tmp_path):
+    from bioclip_nb import model
+    from bioclip_nb.config import Settings
+    model._ENCODERS.clear()
+    try:
+        atlas = next(dash_root.glob("atlas-hf-hub*"))
+        d = Dashboard.from_settings(atlas=atlas, settings=Settings(home=tmp_path / "h"), device="cpu")
+        d.widget
+        d.upload_bytes(query_file(dash_root).read_bytes(), "fox.jpg")
+        assert "not available here" in d.status.value and "HF_HOME" in d.status.value
+    finally:
+        model._ENCODERS.clear()
+
+
+def test_notebook_copies_are_identical():
+    from pathlib import Path
+    root = Path(__file__).parent.parent
+    assert (root / "notebooks" / "dashboard.ipynb").read_bytes() == (root / "bioclip_nb" / "notebooks" / "dashboard.ipynb").read_bytes()
