@@ -59,3 +59,10 @@ def demo_atlas(tmp_path_factory) -> Path:
     from bioclip_nb.demo import build_demo
     from bioclip_nb.model import PIXEL_MODEL
     return build_demo(tmp_path_factory.mktemp("demo") / "demo", model=PIXEL_MODEL, progress=False)
+
+
+@pytest.fixture(scope="session")
+def million_atlas(tmp_path_factory) -> Path:
+    """A 1,000,000-vector synthetic atlas (``bioclip-nb demo --synthetic``), about 4 minutes here."""
+    from bioclip_nb.demo import build_synthetic
+    return build_synthetic(tmp_path_factory.mktemp("million") / "synthetic-1000000", 1_000_000, progress=False)

@@ -227,3 +227,27 @@ def test_notebook_copies_are_identical():
     from pathlib import Path
     root = Path(__file__).parent.parent
     assert (root / "notebooks" / "dashboard.ipynb").read_bytes() == (root / "bioclip_nb" / "notebooks" / "dashboard.ipynb").read_bytes()
+
+
+def test_plots_tab_on_demo(demo_atlas, tmp_path):
+    from bioclip_nb.config import Settings
+    d = Dashboard.from_settings(atlas=demo_atlas, settings=Settings(home=tmp_path / "home"))
+    d.widget
+    q = sorted((demo_atlas / "queries").glob("*.jpg"))[0]
+    d.upload_bytes(q.read_bytes(), q.name)
+    d.controls.nprobe.value = 2
+    d.search()
+    d.wait()
+    assert d.plots.stale                      # not drawn until the tab is opened
+    d.tabs.selected_index = 4
+    assert d.plots.cells.value.startswith(b"\x89PNG") and d.plots.recall.value.startswith(b"\x89PNG")
+    assert "first 2 were scanned" in d.plots.note.value
+    d.plots.map_button.click()
+    assert d.plots.map.value.startswith(b"\x89PNG") and d.plots.map.layout.display is None
+    assert "Atlas map drawn" in d.status.value
+
+
+def test_plots_tab_on_flat_atlas_explains(dash, dash_root):
+    _upload_and_search(dash, query_file(dash_root, "Vulpes"))
+    dash.tabs.selected_index = 4
+    assert "exact (flat) index" in dash.plots.note.value

@@ -23,7 +23,10 @@ from ..locate import locate_atlas
 from ..model import load_encoder
 from . import html
 from .state import EXPECTED_ERRORS, Level, SearchSession, Status
+from .plotsview import PlotsView
 from .views import NO_TAXON, Controls, Detail, Export, Gallery, Prediction
+
+PLOTS_TAB = 4
 
 log = logging.getLogger("bioclip_nb.dashboard")
 
@@ -92,9 +95,9 @@ class Dashboard:
         self.status = w.HTML()
         self.taxonomy = w.HTML()
         self.consensus = w.HTML()
-        self.plots = w.VBox([w.HTML("<p>Search to see how the index found the results.</p>")])
+        self.plots = PlotsView(s)
         self.tabs = w.Tab(children=[self.gallery.widget, self.prediction.widget, self.taxonomy, self.consensus,
-                                    self.plots, self.export.widget])
+                                    self.plots.widget, self.export.widget])
         for i, title in enumerate(["Gallery", "Prediction", "Taxonomy", "Consensus", "Plots", "Export"]):
             self.tabs.set_title(i, title)
         header = w.HTML(html.CSS + f"<h3 style='margin:4px 0'>bioclip-nb</h3><div style='font-size:12px;color:#555'>"
@@ -109,6 +112,8 @@ class Dashboard:
         c.url_button.on_click(lambda _b: self.use_url())
         c.search.on_click(lambda _b: self.search())
         c.taxon_rank.observe(self._on_taxon_rank, names="value")
+        self.tabs.observe(self._on_tab, names="selected_index")
+        self.plots.map_button.on_click(lambda _b: self.draw_map())
         for ctl in (c.scope, c.nprobe, c.top_n, c.taxon_name):
             ctl.observe(self._on_setting, names="value")
         self._render_status()
@@ -260,8 +265,20 @@ class Dashboard:
         self._render_plots()
 
     def _render_plots(self) -> None:
-        from .plotsview import render_plots
-        render_plots(self.plots, self.session)
+        self.plots.stale = True
+        if self.tabs.selected_index == PLOTS_TAB:
+            self.plots.render()
+
+    @guarded
+    def draw_map(self) -> None:
+        self._set_busy(True, "Drawing the atlas map (computed once per atlas)...")
+        self.plots.draw_map()
+        self.session.status = Status("Atlas map drawn.")
+
+    @guarded
+    def _on_tab(self, change) -> None:
+        if change["new"] == PLOTS_TAB:
+            self.plots.render()
 
     def _render_prediction(self) -> None:
         self.prediction.show(self.session)

@@ -20,7 +20,8 @@ class BuiltAtlas:
 
 
 def build_synthetic_atlas(path: Path, n: int, factory: str | None = None, published_layout: bool = True,
-                          model: str = "hf-hub:imageomics/bioclip-2", seed: int = 0) -> BuiltAtlas:
+                          model: str = "hf-hub:imageomics/bioclip-2", seed: int = 0,
+                          keep_vectors: bool = False) -> BuiltAtlas:
     """An atlas of ``n`` hierarchical vectors; ``published_layout`` drops atlas.json."""
     tax = synthetic.make_taxonomy(seed=seed)
     vectors, species = synthetic.make_vectors(tax, n, seed=seed)
@@ -30,4 +31,6 @@ def build_synthetic_atlas(path: Path, n: int, factory: str | None = None, publis
     writer.write_atlas(path, index, records, model=model, source="test fixture")
     if published_layout:
         (path / MANIFEST_FILE).unlink()
+    if keep_vectors:
+        np.save(path / "vectors.npy", vectors)
     return BuiltAtlas(path, vectors, records)
