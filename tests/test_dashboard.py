@@ -240,10 +240,10 @@ def test_plots_tab_on_demo(demo_atlas, tmp_path):
     d.wait()
     assert d.plots.stale                      # not drawn until the tab is opened
     d.tabs.selected_index = 4
-    assert d.plots.cells.value.startswith(b"\x89PNG") and d.plots.recall.value.startswith(b"\x89PNG")
+    assert bytes(d.plots.cells.value).startswith(b"\x89PNG") and bytes(d.plots.recall.value).startswith(b"\x89PNG")
     assert "first 2 were scanned" in d.plots.note.value
     d.plots.map_button.click()
-    assert d.plots.map.value.startswith(b"\x89PNG") and d.plots.map.layout.display is None
+    assert bytes(d.plots.map.value).startswith(b"\x89PNG") and d.plots.map.layout.display is None
     assert "Atlas map drawn" in d.status.value
 
 
