@@ -15,9 +15,10 @@ from .config import Settings
 from .errors import AtlasError, EncoderUnavailableError, ModelMismatchError, UploadError
 from .locate import locate_atlas
 from .metadata import Scope
+from .model import Encoding, load_encoder
 from .taxonomy import RANKS, Rank
 
 __all__ = [
-    "Atlas", "AtlasError", "EncoderUnavailableError", "Manifest", "ModelMismatchError", "RANKS",
-    "Rank", "Scope", "Settings", "UploadError", "__version__", "locate_atlas",
+    "Atlas", "AtlasError", "EncoderUnavailableError", "Encoding", "Manifest", "ModelMismatchError", "RANKS",
+    "Rank", "Scope", "Settings", "UploadError", "__version__", "load_encoder", "locate_atlas",
 ]

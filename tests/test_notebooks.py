@@ -1,0 +1,56 @@
+"""Every tutorial runs top to bottom on the demo atlas, with its parameters cell overridden."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+TUTORIALS = sorted(p.name for p in NOTEBOOKS.glob("0*.ipynb"))
+
+
+def _params(name: str, demo: Path, tmp: Path) -> str:
+    if name.startswith("03"):
+        return f"source = None\nout = {str(tmp / 'atlas')!r}\nmodel = 'bioclip-nb/pixel-768'"
+    if name.startswith("04"):
+        return f"folder = None\natlas = {str(demo)!r}\noutput = {str(tmp / 'out.csv')!r}\ntop_n = 5"
+    if name.startswith("02"):
+        return f"atlas = {str(demo)!r}\nsample = 40"
+    return f"atlas = {str(demo)!r}\nquery = None"
+
+
+def test_there_are_four_tutorials():
+    assert TUTORIALS == ["01_first_search.ipynb", "02_how_vector_search_works.ipynb",
+                         "03_build_your_own_atlas.ipynb", "04_search_a_folder.ipynb"]
+
+
+@pytest.mark.parametrize("name", [*TUTORIALS, "dashboard.ipynb"])
+def test_stored_without_outputs_and_with_parameters(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+    assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
+
+
+@pytest.mark.parametrize("name", TUTORIALS)
+def test_tutorial_runs(name, demo_atlas, tmp_path):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source = _params(name, demo_atlas, tmp_path)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    if name.startswith("04"):
+        import pandas as pd
+        table = pd.read_csv(tmp_path / "out.csv")
+        assert len(table) >= 50 and table["best_similarity"].between(0, 1).all()
+
+
+def test_dashboard_notebook_runs(demo_atlas, tmp_path):
+    nb = nbformat.read(NOTEBOOKS / "dashboard.ipynb", as_version=4)
+    nb.cells[0].source = f"atlas = {str(demo_atlas)!r}"
+    NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    out = nb.cells[1].outputs
+    assert out and "application/vnd.jupyter.widget-view+json" in out[0]["data"]
