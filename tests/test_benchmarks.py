@@ -1,0 +1,22 @@
+"""The benchmark suite runs (reduced) so its code never rots; its numbers are not checked here."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.__main__ import SUITE, main
+
+
+@pytest.mark.slow
+def test_quick_benchmarks_write_the_report(tmp_path):
+    assert main(["--quick", "--out", str(tmp_path / "docs"), "--workdir", str(tmp_path / "work")]) == 0
+    report = (tmp_path / "docs" / "benchmarks.md").read_text()
+    data = json.loads((tmp_path / "docs" / "benchmarks.json").read_text())
+    assert set(data["results"]) == {name for name, _ in SUITE} | {"extrapolation"}
+    for heading in ("Search latency and recall", "Scoped search", "Opening the index", "Metadata lookup",
+                    "Coarse quantizer", "Atlas map", "Gallery of 20", "Encoder", "What 234M vectors would cost"):
+        assert heading in report
+    scopes = data["results"]["scopes"]["rows"]
+    assert all(0 <= r["full_ours"] <= 1 for r in scopes)
