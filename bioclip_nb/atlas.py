@@ -98,6 +98,7 @@ class Atlas:
         self.fingerprint = fingerprint
         self._bitmaps: dict[str, np.ndarray | None] = {}
         self._lock = threading.Lock()
+        self.quantizer = "flat"
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -121,6 +122,10 @@ class Atlas:
             fingerprint = _fingerprint(root)
             atlas = cls(root, index, metadata, manifest, settings, fingerprint)
             atlas._validate()
+            from .quantizer import use_sidecar
+            atlas._hnsw = use_sidecar(index, settings.cache_dir / fingerprint)   # keeps it alive
+            if atlas._hnsw is not None:
+                atlas.quantizer = "hnsw"
         except Exception:
             metadata.close()
             raise
@@ -212,7 +217,7 @@ class Atlas:
         return {
             "path": str(self.path), "model": self.model, "count": self.count, "dim": self.dim,
             "metric": self.metric, "nlist": self.nlist, "rows": self.metadata.count(),
-            "index_type": type(self.index).__name__, "format_version": self.manifest.format_version,
+            "index_type": type(self.index).__name__, "quantizer": self.quantizer, "format_version": self.manifest.format_version,
             "created": self.manifest.created, "source": self.manifest.source,
             "scope_counts": self.scope_counts(),
         }

@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     v.add_argument("--no-browser", action="store_true", help="do not open a browser")
 
+    qz = sub.add_parser("quantizer", parents=[common], help="build the optional HNSW coarse quantizer for a large atlas",
+                        description="Build an HNSW graph over the atlas's IVF centroids, cached under "
+                                    "$BIOCLIP_NB_HOME/cache and used by default from then on.")
+    _atlas_arg(qz)
+
     d = sub.add_parser("download", parents=[common], help="download the published index and metadata (resumable)")
     d.add_argument("--dir", type=Path, default=None, help="destination (default $BIOCLIP_NB_HOME/data)")
     return p
@@ -198,6 +203,17 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_quantizer(args) -> int:
+    from .quantizer import build_sidecar
+    with _open_atlas(args) as atlas:
+        if atlas.nlist <= 1:
+            raise ValueError(f"{atlas.path} has a flat index: there is no coarse quantizer to speed up")
+        path, seconds = build_sidecar(atlas.index, atlas.cache_dir)
+    sys.stderr.write(f"built an HNSW quantizer over {atlas.nlist:,} centroids in {seconds:.1f} s\n")
+    print(path)
+    return 0
+
+
 def cmd_download(args) -> int:
     from .config import Settings
     from .download import download_published
@@ -264,7 +280,7 @@ def _emit(text: str, output: str) -> None:
 
 
 COMMANDS = {"search": cmd_search, "info": cmd_info, "download": cmd_download, "build": cmd_build, "demo": cmd_demo,
-            "dashboard": cmd_dashboard}
+            "dashboard": cmd_dashboard, "quantizer": cmd_quantizer}
 
 if __name__ == "__main__":
     raise SystemExit(main())

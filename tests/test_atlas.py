@@ -180,3 +180,26 @@ def test_vector_refusals(atlas, vectors, message):
 def test_model_mismatch_is_refused(atlas, published_atlas):
     with pytest.raises(ModelMismatchError, match="built with 'hf-hub:imageomics/bioclip-2'"):
         atlas.search(published_atlas.vectors[0], model="bioclip-nb/pixel-768")
+
+
+def test_hnsw_quantizer_sidecar(published_atlas, tmp_path, capsys):
+    from bioclip_nb.cli import main
+    from bioclip_nb.config import Settings
+    settings = Settings(home=tmp_path / "home")
+    with Atlas.open(published_atlas.path, settings=settings) as flat:
+        assert flat.quantizer == "flat"
+        queries = published_atlas.vectors[:50]
+        before = flat.search(queries, top_n=10, nprobe=8)
+    import os
+    os.environ["BIOCLIP_NB_HOME"], old = str(settings.home), os.environ["BIOCLIP_NB_HOME"]
+    try:
+        assert main(["quantizer", "--atlas", str(published_atlas.path)]) == 0
+    finally:
+        os.environ["BIOCLIP_NB_HOME"] = old
+    sidecar = capsys.readouterr().out.strip()
+    assert sidecar.startswith(str(settings.cache_dir)) and not str(published_atlas.path) in sidecar
+    with Atlas.open(published_atlas.path, settings=settings) as fast:
+        assert fast.quantizer == "hnsw" and fast.info()["quantizer"] == "hnsw"
+        after = fast.search(queries, top_n=10, nprobe=8)
+    same = np.mean([set(a) == set(b) for a, b in zip(before.groupby("query")["id"].apply(set), after.groupby("query")["id"].apply(set))])
+    assert same >= 0.95
