@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = module.run(quick=args.quick) if name in ("gallery", "encoder") else module.run(quick=args.quick, workdir=workdir)
         timings[name] = time.perf_counter() - t0
         print(results[name]["markdown"], file=sys.stderr, flush=True)
+    previous = args.out / "benchmarks.json"
+    if args.only and previous.is_file():        # a partial run updates the last full report
+        old = json.loads(previous.read_text())
+        results = {**{k: v for k, v in old["results"].items() if k != "extrapolation"}, **results}
+        timings = {**old["meta"].get("seconds", {}), **timings}
+    results = {name: results[name] for name, _ in SUITE if name in results}
     results["extrapolation"] = extrapolate.run(results)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,

@@ -18,6 +18,7 @@ from .common import table
 from .search import atlas_for
 
 PUBLISHED_BYTES = 5.8e9
+PUBLISHED_NLIST = 65_536
 
 CHILD = r"""
 import json, sys, time, resource
@@ -63,8 +64,15 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
         r = _child(index_file, mmap)
         rows.append([label, r["open_s"], r["first_query_s"], r["rss_mb"]])
     read_bps = size / max(rows[0][1], 1e-9)
+    # Memory-mapped opening still reads the coarse centroids (nlist x d floats); the lists stay on disk.
+    import faiss
+    opened = faiss.read_index(str(index_file), faiss.IO_FLAG_MMAP_IFC)
+    nlist, dim = faiss.extract_index_ivf(opened).nlist, opened.d
+    cents_here = nlist * dim * 4
+    cents_published = PUBLISHED_NLIST * dim * 4
     rows.append(["5.8 GB, full read (extrapolated)", PUBLISHED_BYTES / read_bps, None, PUBLISHED_BYTES / 2**20])
-    rows.append(["5.8 GB, memory-mapped (extrapolated)", rows[1][1], None, rows[1][3] * (PUBLISHED_BYTES / size) ** 0 + 0])
+    rows.append(["5.8 GB, memory-mapped (extrapolated)", rows[1][1] + (cents_published - cents_here) / read_bps, None,
+                 rows[1][3] + (cents_published - cents_here) / 2**20])
     md = table(["index", "open s", "first query s", "resident MB"], [[r if r is not None else "-" for r in row] for row in rows])
     note = (f"Index file {size / 2**20:.1f} MB; page cache {'dropped before each run' if cold else 'warm (could not drop it)'}; "
             f"full read at {read_bps / 2**20:.0f} MB/s. Memory-mapped opening reads only the header and centroids, so its cost "

@@ -155,7 +155,10 @@ def sample_vectors(atlas: Atlas, n: int, seed: int = 0) -> np.ndarray:
         return atlas.index.reconstruct_n(0, atlas.count)[rng.choice(atlas.count, size=min(n, atlas.count), replace=False)]
     sizes = ivf.list_sizes(atlas.index)
     cells = rng.choice(len(sizes), size=n, p=sizes / sizes.sum())
-    return np.stack([index.reconstruct_from_offset(int(c), int(rng.integers(sizes[c]))) for c in cells]).astype(np.float32)
+    out = np.empty((n, index.d), dtype=np.float32)
+    for row, c in enumerate(cells):
+        index.reconstruct_from_offset(int(c), int(rng.integers(sizes[c])), faiss.swig_ptr(out[row]))
+    return out
 
 
 @dataclass(frozen=True)
