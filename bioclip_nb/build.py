@@ -50,7 +50,8 @@ class BuildResult:
 
 
 def resolve_model(model: str, need_accelerator: bool = False) -> str:
-    """``auto`` -> BioCLIP 2 when its weights are here (and, if asked, a GPU), else the stand-in."""
+    """``auto`` -> BioCLIP 2 when its weights are in the local cache (and, if asked, a GPU is
+    present), else the stand-in. Name the model explicitly to download its weights."""
     if model != "auto":
         return model
     if not bioclip_available(BIOCLIP2):

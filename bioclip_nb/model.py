@@ -267,12 +267,22 @@ def load_encoder(model_id: str = BIOCLIP2, device: str = "auto") -> Encoder:
 
 
 def bioclip_available(model_id: str = BIOCLIP2) -> bool:
-    """Whether the BioCLIP weights can be loaded here (from the cache or the network)."""
+    """Whether BioCLIP's weights and Tree of Life labels are already in the local Hugging Face
+    cache (no network is touched: 'auto' model choices must not wait on a hub)."""
+    from huggingface_hub import try_to_load_from_cache
+    from bioclip.predict import get_tol_repo_id
+
+    def cached(repo: str, name: str, repo_type: str = "model") -> bool:
+        return isinstance(try_to_load_from_cache(repo, name, repo_type=repo_type), str)
+
+    repo = model_id.removeprefix("hf-hub:")
     try:
-        _require_weights(model_id)
-        return True
-    except EncoderUnavailableError:
+        labels = get_tol_repo_id(model_id)
+    except ValueError:
         return False
+    return (cached(repo, "open_clip_config.json") and any(cached(repo, w) for w in WEIGHT_FILES)
+            and cached(labels, "embeddings/txt_emb_species.npy", "dataset")
+            and cached(labels, "embeddings/txt_emb_species.json", "dataset"))
 
 
 # --------------------------------------------------------------------------- cache

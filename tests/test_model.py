@@ -227,3 +227,15 @@ def test_cli_text_search_on_pixel_atlas_explains(tmp_path, capsys):
     code = main(["search", "--text", "fox", "--atlas", str(built.path)])
     _, err = capsys.readouterr()
     assert code == 1 and "cannot embed text" in err
+
+
+def test_auto_model_choice_never_touches_the_network(tiny_bioclip, empty_hf_cache):
+    from bioclip_nb.build import resolve_model
+    from bioclip_nb.model import PIXEL_MODEL
+    assert resolve_model("auto") == PIXEL_MODEL      # nothing cached: the stand-in, at once
+
+
+def test_auto_model_choice_finds_cached_weights(tiny_bioclip):
+    from bioclip_nb.build import resolve_model
+    from bioclip_nb.model import bioclip_available
+    assert bioclip_available() and resolve_model("auto") == BIOCLIP2
