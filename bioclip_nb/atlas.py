@@ -345,12 +345,6 @@ class Atlas:
         """Names present at a rank, most frequent first (for completion)."""
         return self.metadata.taxon_values(Rank.parse(rank), prefix, limit)
 
-    def local_file(self, url: str | None) -> Path | None:
-        """The file for a ``file:``-less relative URL kept inside the atlas, if any."""
-        if not url or "://" in url:
-            return None
-        path = (self.path / url.lstrip("/")).resolve()
-        return path if path.is_relative_to(self.path.resolve()) and path.is_file() else None
 
 
 def _fingerprint(root: Path) -> str:

@@ -164,7 +164,7 @@ def build_atlas(source: str | Path | pd.DataFrame, out: str | Path, model: str =
     pd.DataFrame(failures, columns=["row", "file", "reason"]).to_csv(work / "build-report.csv", index=False)
     shutil.rmtree(chunk_dir)
     (work / "plan.json").unlink()
-    _move_into_place(work, out)
+    move_into_place(work, out)
     return BuildResult(out, len(rows), len(failures), len(todo), reused, model, factory, time.perf_counter() - t0)
 
 
@@ -238,7 +238,8 @@ def _describe(source) -> str:
     return "table" if isinstance(source, pd.DataFrame) else str(Path(source).expanduser().resolve())
 
 
-def _move_into_place(work: Path, out: Path) -> None:
+def move_into_place(work: Path, out: Path) -> None:
+    """Rename a finished ``work`` directory to ``out``, replacing (then deleting) what was there."""
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")

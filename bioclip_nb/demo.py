@@ -155,6 +155,6 @@ def build_synthetic(dest: Path, n: int, force: bool = False, progress: bool = Tr
     work.mkdir(parents=True)
     writer.write_atlas(work, index, records, model=model, source=f"bioclip-nb demo --synthetic {n}",
                        extra={"synthetic": True})
-    from .build import _move_into_place
-    _move_into_place(work, dest)
+    from .build import move_into_place
+    move_into_place(work, dest)
     return dest

@@ -7,7 +7,6 @@ its quirks: ENUM taxonomy columns, rows sorted by taxonomy rather than id, NULL 
 
 from __future__ import annotations
 
-import threading
 from enum import Enum
 from pathlib import Path
 
@@ -72,7 +71,6 @@ class MetadataStore:
         self._con = con
         self.path = path
         self._prefix_key, self._prefix_col = prefix_cols
-        self._lock = threading.Lock()
         self._count: int | None = None
 
     @classmethod

@@ -14,7 +14,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 from PIL import Image
@@ -319,16 +319,3 @@ class EncodingCache:
 
     def __len__(self) -> int:
         return len(self._items)
-
-
-def embed_all(encoder: Encoder, images: Iterable[Image.Image], batch_size: int = 16) -> np.ndarray:
-    """Embed an iterable of images in batches."""
-    batch, out = [], []
-    for img in images:
-        batch.append(img)
-        if len(batch) == batch_size:
-            out.append(encoder.embed(batch))
-            batch = []
-    if batch:
-        out.append(encoder.embed(batch))
-    return np.concatenate(out) if out else np.zeros((0, encoder.dim), np.float32)

@@ -54,14 +54,6 @@ def to_png(ax, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
-def empty(message: str, ax=None):
-    """An empty axes carrying a message (for 'nothing to show yet')."""
-    ax = _axes(ax, (6, 1.2))
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11, color="#555", wrap=True)
-    return ax
-
-
 
 PROBED, UNPROBED, HIT = "#3b7a57", "#c9c9c9", "#d9822b"
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from . import index as ivf
 from .atlas import FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, METADATA_FILE, Manifest
 from .taxonomy import RANKS
 
@@ -150,10 +151,9 @@ def write_atlas(out: Path, index: faiss.Index, records: pd.DataFrame, model: str
     (out / INDEX_FILE).parent.mkdir(parents=True, exist_ok=True)
     faiss.write_index(index, str(out / INDEX_FILE))
     write_metadata(out / METADATA_FILE, records)
-    ivf = faiss.extract_index_ivf(index) if "IVF" in type(index).__name__ else None
     manifest = Manifest(
-        model=model, dim=int(index.d), metric="ip" if index.metric_type == faiss.METRIC_INNER_PRODUCT else "l2",
-        count=int(index.ntotal), nlist=int(ivf.nlist) if ivf is not None else 1,
+        model=model, dim=int(index.d), metric=ivf.metric_name(index),
+        count=int(index.ntotal), nlist=ivf.nlist_of(index),
         format_version=FORMAT_VERSION, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         source=source, extra=dict(extra or {}),
     )

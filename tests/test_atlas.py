@@ -6,7 +6,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from bioclip_nb import Atlas, AtlasError, ModelMismatchError
+from bioclip_nb import Atlas, ModelMismatchError
 from bioclip_nb.atlas import RESULT_COLUMNS
 from bioclip_nb.index import bitmap_count
 from bioclip_nb.metadata import SCOPE_SQL, Scope

@@ -149,7 +149,7 @@ def test_byte_budget_stops_fetching():
         one = len(h.bytes_for("medium", 0))
         policy = HostPolicy(min_interval=0.0, max_concurrency=1, hourly_bytes=int(one * 2.5))
         f = ImageFetcher(policies={"static.inaturalist.org": policy}, resolve={"static.inaturalist.org": h.base})
-        results = [f.fetch(f"https://static.inaturalist.org/photos/0/original.jpg") for _ in range(5)]
+        results = [f.fetch("https://static.inaturalist.org/photos/0/original.jpg") for _ in range(5)]
         f.close()
     statuses = [r.status for r in results]
     assert statuses[:3] == [FetchStatus.OK] * 3

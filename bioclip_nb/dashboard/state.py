@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..atlas import Atlas
 from ..errors import EncoderUnavailableError, UploadError
-from ..fetch import FetchResult, FetchStatus, ImageFetcher, summarize
+from ..fetch import FetchResult, ImageFetcher, summarize
 from ..images import load_upload
 from ..metadata import Scope
 from ..model import Encoder, Encoding, EncodingCache
@@ -232,11 +232,6 @@ class SearchSession:
     def tree(self) -> TaxonNode | None:
         return result_tree(self.hits) if self.hits is not None and len(self.hits) else None
 
-    def fetch_counts(self) -> dict[FetchStatus, int]:
-        counts: dict[FetchStatus, int] = {}
-        for r in self.images.values():
-            counts[r.status] = counts.get(r.status, 0) + 1
-        return counts
 
 
 def _name(row: pd.Series) -> str:

@@ -12,7 +12,7 @@ import pandas as pd
 from .. import plots
 from ..fetch import FetchResult
 from ..metadata import Scope
-from ..taxonomy import RANKS, Rank
+from ..taxonomy import RANKS
 from . import html
 from .state import SearchSession
 
