@@ -17,6 +17,7 @@ import io
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,11 +83,25 @@ def embed_chunk(model_id: str, files: list[str], rows: list[int], image_dir: str
     return {"vectors": vectors, "rows": np.asarray(ok, dtype=np.int64), "failures": failures}
 
 
+_FETCHER = None
+_FETCHER_LOCK = threading.Lock()
+
+
+def _fetcher():
+    """One fetcher per process, so the per-host policies (rate, concurrency, budget) hold across
+    every image a build fetches, not per image."""
+    global _FETCHER
+    from .fetch import ImageFetcher
+    with _FETCHER_LOCK:
+        if _FETCHER is None:
+            _FETCHER = ImageFetcher(workers=1)
+        return _FETCHER
+
+
 def _load(f: str) -> Image.Image:
     from .images import load_upload
     if f.startswith(("http://", "https://")):
-        from .fetch import ImageFetcher
-        result = ImageFetcher(workers=1).fetch(f, variant="full")
+        result = _fetcher().fetch(f, variant="full")
         if not result.ok:
             raise OSError(f"{f}: {result.message}")
         return load_upload(result.data)

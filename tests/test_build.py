@@ -180,3 +180,15 @@ def test_bad_sources(tmp_path, capsys):
     with pytest.raises(ValueError, match="needs a 'file' column"):
         scan_source(tmp_path / "t.csv")
     assert main(["build", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 1
+
+
+def test_url_builds_share_one_polite_fetcher(tmp_path):
+    """Every URL in a build goes through one fetcher, so a host's rate policy holds across images."""
+    from bioclip_nb import build
+    from bioclip_nb.testing.imagehost import ImageHost
+    with ImageHost() as host:
+        urls = [host.url(f"/img/{i}.jpg") for i in range(3)]
+        build.embed_chunk(PIXEL_MODEL, urls, [0, 1, 2], None)
+        fetcher = build._fetcher()
+        assert fetcher.usage()["127.0.0.1"]["requests"] >= 3
+        assert build._fetcher() is fetcher
