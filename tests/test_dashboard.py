@@ -251,3 +251,12 @@ def test_plots_tab_on_flat_atlas_explains(dash, dash_root):
     _upload_and_search(dash, query_file(dash_root, "Vulpes"))
     dash.tabs.selected_index = 4
     assert "exact (flat) index" in dash.plots.note.value
+
+
+def test_prediction_rank_change_failure_is_a_message(dash, dash_root, monkeypatch):
+    _upload_and_search(dash, query_file(dash_root, "Vulpes"))
+    dash.prediction.rank.value = "family"
+    assert dash.prediction.image.layout.display is None
+    monkeypatch.setattr(dash.prediction, "show", lambda s: 1 / 0)
+    dash.prediction.rank.value = "genus"
+    assert "Something went wrong (ZeroDivisionError" in dash.status.value

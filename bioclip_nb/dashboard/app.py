@@ -89,7 +89,7 @@ class Dashboard:
         s = self.session
         self.controls = Controls(s)
         self.gallery = Gallery(self.select)
-        self.prediction = Prediction(self._render_prediction)
+        self.prediction = Prediction(self.show_prediction)
         self.detail = Detail(self.more_like)
         self.export = Export(self.prepare_csv, self.prepare_zip)
         self.status = w.HTML()
@@ -268,6 +268,11 @@ class Dashboard:
         self.plots.stale = True
         if self.tabs.selected_index == PLOTS_TAB:
             self.plots.render()
+
+    @guarded
+    def show_prediction(self) -> None:
+        """Redraw the Prediction tab (the rank dropdown's callback)."""
+        self._render_prediction()
 
     @guarded
     def draw_map(self) -> None:
