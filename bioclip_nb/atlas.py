@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import index as ivf
+from .cache import save_array_quietly, write_quietly
 from .config import Settings
 from .errors import AtlasError, ModelMismatchError
 from .metadata import HIT_COLUMNS, MAX_LOOKUP, MetadataStore, Scope
@@ -164,11 +165,7 @@ class Atlas:
             raise AtlasError(f"{self.path / METADATA_FILE} has rows for only {covered:,} of the {ntotal:,} "
                              f"ids in {self.path / INDEX_FILE} (ids must be 0..{ntotal - 1}); "
                              "the files do not belong together. Rebuild the atlas.")
-        try:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(json.dumps({"ntotal": ntotal, "rows": rows}))
-        except OSError:
-            pass  # a read-only home only costs a re-check next time
+        write_quietly(marker, json.dumps({"ntotal": ntotal, "rows": rows}).encode())
 
     def close(self) -> None:
         """Release the metadata connection."""
@@ -228,7 +225,7 @@ class Atlas:
         if path.is_file():
             return json.loads(path.read_text())
         counts = self.metadata.scope_counts()
-        _write_quietly(path, json.dumps(counts).encode())
+        write_quietly(path, json.dumps(counts).encode())
         return counts
 
     # ------------------------------------------------------------------ scopes
@@ -262,7 +259,7 @@ class Atlas:
             ids = ids_fn()
             if ids is not None:
                 bitmap = ivf.ids_to_bitmap(ids, self.count)
-                _save_quietly(path, bitmap)
+                save_array_quietly(path, bitmap)
         with self._lock:
             if len(self._bitmaps) > 64:
                 self._bitmaps.pop(next(iter(self._bitmaps)))
@@ -353,20 +350,3 @@ def _fingerprint(root: Path) -> str:
         st = (root / rel).stat()
         h.update(f"{(root / rel).resolve()}|{st.st_size}|{st.st_mtime_ns};".encode())
     return h.hexdigest()[:16]
-
-
-def _write_quietly(path: Path, data: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError:
-        pass  # caches are an optimisation; a read-only home must not break search
-
-
-def _save_quietly(path: Path, array: np.ndarray) -> None:
-    import io
-    buf = io.BytesIO()
-    np.save(buf, array)
-    _write_quietly(path, buf.getvalue())

@@ -56,7 +56,10 @@ class Settings:
         return self.home / "demo"
 
     def atlas_cache_dir(self, fingerprint: str) -> Path:
-        """The cache directory of one atlas, created on demand."""
+        """The cache directory of one atlas, created on demand when the home is writable."""
         path = self.cache_dir / fingerprint
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # read-only home: readers find nothing, writers (bioclip_nb.cache) skip quietly
         return path

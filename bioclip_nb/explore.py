@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import index as ivf
 from .atlas import Atlas
+from .cache import save_array_quietly, write_quietly
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def cell_of_ids(atlas: Atlas) -> np.ndarray:
     if path.is_file():
         return np.load(path, mmap_mode="r")
     cells = ivf.list_assignment(atlas.index, atlas.count)
-    np.save(path, cells)
+    save_array_quietly(path, cells)
     return cells
 
 
@@ -184,8 +185,8 @@ def atlas_map(atlas: Atlas, rank: str = "kingdom", per_cell: int = 20, seed: int
     seconds = time.perf_counter() - t0
     sizes = ivf.list_sizes(atlas.index)
     labels = dominant_labels(atlas, rank, per_cell)
-    np.save(xy_path, xy)
-    meta_path.write_text(json.dumps({"sizes": sizes.tolist(), "labels": labels, "seconds": seconds}))
+    save_array_quietly(xy_path, xy)
+    write_quietly(meta_path, json.dumps({"sizes": sizes.tolist(), "labels": labels, "seconds": seconds}).encode())
     return AtlasMap(xy, sizes, labels, rank, seconds)
 
 

@@ -144,3 +144,28 @@ def test_read_only_atlas_and_home_still_search(small, tmp_path, monkeypatch):
     finally:
         for p in [*ro.rglob("*"), ro, home]:
             p.chmod(p.stat().st_mode | stat.S_IWUSR)
+
+
+def test_unwritable_home_still_searches_and_explores(small, tmp_path):
+    """Works as root too: a home that is a file cannot be written by anybody."""
+    from bioclip_nb import explore
+    from bioclip_nb.config import Settings
+    home = tmp_path / "home-is-a-file"
+    home.write_text("not a directory")
+    with Atlas.open(small.path, settings=Settings(home=home)) as a:
+        assert a.scope_counts()["all"] == 3000
+        kingdom = small.records["kingdom"].iloc[0]
+        hits = a.search(small.vectors[0], top_n=3, nprobe=16, scope="inat", taxon={"kingdom": kingdom})
+        assert len(hits) == 3 and set(hits["kingdom"]) == {kingdom}
+        rep = explore.probe_report(a, small.vectors[0], 2, hits)
+        assert rep.probed.sum() == 2
+    assert home.read_text() == "not a directory"
+
+
+def test_dashboard_with_unwritable_home(small, tmp_path):
+    from bioclip_nb.config import Settings
+    from bioclip_nb.dashboard import Dashboard
+    home = tmp_path / "home-is-a-file"
+    home.write_text("x")
+    d = Dashboard.from_settings(atlas=small.path, settings=Settings(home=home))
+    assert isinstance(d, Dashboard) and d.session.fetcher.cache is None

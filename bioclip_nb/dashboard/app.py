@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 import threading
 import traceback
 from pathlib import Path
@@ -70,7 +71,11 @@ class Dashboard:
             opened = Atlas.open(locate_atlas(atlas, settings), settings=settings)
         except (AtlasError, OSError, ValueError) as exc:
             return w.HTML(html.CSS + html.status(f"Cannot open the atlas: {exc}", "error"))
-        fetcher = ImageFetcher(cache=open_image_cache(settings.image_cache_dir), atlas_root=opened.path)
+        try:
+            cache = open_image_cache(settings.image_cache_dir)
+        except (OSError, sqlite3.Error):
+            cache = None          # an unwritable home: images are fetched each time, nothing breaks
+        fetcher = ImageFetcher(cache=cache, atlas_root=opened.path)
         session = SearchSession(opened, lambda: load_encoder(opened.model, device=device), fetcher)
         return cls(session)
 
