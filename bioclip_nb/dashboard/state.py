@@ -78,7 +78,11 @@ class SearchSession:
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self.searches = 0
-        self.encodes = 0
+
+    @property
+    def encodes(self) -> int:
+        """Image encodings actually computed (cache misses) in this session."""
+        return self.cache.misses
 
     # ------------------------------------------------------------------ encoder
     @property
@@ -93,14 +97,7 @@ class SearchSession:
         """Encode an uploaded file (once per distinct content); raises ``UploadError``."""
         t0 = time.perf_counter()
         img = load_upload(data)
-        before = self.cache.misses
-
-        def run():
-            return self.encoder.encode(img)
-
-        enc = self.cache.get_or_encode(data, self.atlas.model, run)
-        if self.cache.misses > before:
-            self.encodes += 1
+        enc = self.cache.get_or_encode(data, self.atlas.model, lambda: self.encoder.encode(img))
         self.timings = {"encode": time.perf_counter() - t0}
         self.query = Query("image", name, _display_bytes(img))
         self.encoding = enc
