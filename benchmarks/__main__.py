@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {name: results[name] for name, _ in SUITE if name in results}
     results["extrapolation"] = extrapolate.run(results)
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
+    meta = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "quick": args.quick,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "seconds": timings}
     (args.out / "benchmarks.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
@@ -63,7 +63,7 @@ def render(results: dict, meta: dict) -> str:
     lines = ["# Benchmarks", "",
              f"Produced by `python -m benchmarks{' --quick' if meta['quick'] else ''}` on {meta['date']} "
              f"({meta['machine']}). Every row is measured in the same run as its baseline.", ""]
-    for name, res in results.items():
+    for _name, res in results.items():
         lines += [f"## {res['title']}", "", res["markdown"], ""]
     return "\n".join(lines)
 

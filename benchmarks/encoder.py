@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bioclip_nb.model import TreeOfLifeLabels
-from bioclip_nb.taxonomy import Rank
+from bioclip_nb.encoders.bioclip import TreeOfLifeLabels
+from bioclip_nb.layout import Rank
 
 from .common import best_of, table
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from bioclip_nb.fetch import ImageFetcher, open_image_cache
+from bioclip_nb.images import ImageFetcher, open_image_cache
 from bioclip_nb.testing.imagehost import ImageHost
 
 from .common import table

@@ -11,7 +11,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from bioclip_nb import synthetic, writer
+from bioclip_nb.build import writer
+from bioclip_nb.demo import synthetic
 from bioclip_nb.metadata import MetadataStore
 
 from .common import best_of, table
@@ -41,9 +42,9 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
         base = (f"SELECT m.*, p.prefix || m.identifier_suffix AS url FROM metadata m "
                 f"LEFT JOIN url_prefixes p ON p.id = m.url_prefix_id WHERE m.id IN ({in_list})")
         scoped = base + " AND m.has_url AND m.source_dataset = 'gbif' AND m.publisher LIKE '%iNaturalist%'"
-        t_ours = best_of(lambda: store.get(ids), repeat=5)
-        t_in = best_of(lambda: con.execute(base).df(), repeat=5)
-        t_scoped = best_of(lambda: con.execute(scoped).df(), repeat=5)
+        t_ours = best_of(lambda ids=ids: store.get(ids), repeat=5)
+        t_in = best_of(lambda sql=base: con.execute(sql).df(), repeat=5)
+        t_scoped = best_of(lambda sql=scoped: con.execute(sql).df(), repeat=5)
         rows.append([k, 1000 * t_ours, 1000 * t_in, 1000 * t_scoped])
     store.close()
     con.close()

@@ -11,7 +11,7 @@ import time
 import faiss
 import numpy as np
 
-from bioclip_nb import synthetic
+from bioclip_nb.demo import synthetic
 
 from .common import table
 

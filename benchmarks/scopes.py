@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bioclip_nb import Atlas, index as ivf
+from bioclip_nb import Atlas
+from bioclip_nb import index as ivf
 from bioclip_nb.config import Settings
 
 from .common import table

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bioclip_nb import Atlas, index as ivf, synthetic
+from bioclip_nb import Atlas
+from bioclip_nb import index as ivf
 from bioclip_nb.config import Settings
-from bioclip_nb.demo import build_synthetic
+from bioclip_nb.demo import build_synthetic, synthetic
 from bioclip_nb.explore import exact_neighbours, nprobe_steps
 
 from .common import table

@@ -4,21 +4,23 @@
 >>> atlas = Atlas.open("~/data/bioclip-lite")
 >>> enc = load_encoder(atlas.model)
 >>> hits = atlas.search(enc.encode(image).embedding, top_n=10, nprobe=16, scope="inat")
+
+Names are imported on first use, so ``import bioclip_nb`` is cheap (no FAISS, DuckDB, torch
+or pandas until something needs them).
 """
 
-from __future__ import annotations
+from ._lazy import attach
+from ._version import __version__
 
-__version__ = "0.1.0"
-
-from .atlas import Atlas, Manifest
-from .config import Settings
-from .errors import AtlasError, EncoderUnavailableError, ModelMismatchError, UploadError
-from .locate import locate_atlas
-from .metadata import Scope
-from .model import Encoding, load_encoder
-from .taxonomy import RANKS, Rank
-
-__all__ = [
-    "Atlas", "AtlasError", "EncoderUnavailableError", "Encoding", "Manifest", "ModelMismatchError", "RANKS",
-    "Rank", "Scope", "Settings", "UploadError", "__version__", "load_encoder", "locate_atlas",
-]
+__getattr__, __dir__, _names = attach(__name__, {
+    "Atlas": "atlas",
+    "Settings": "config",
+    "AtlasError": "errors", "EncoderUnavailableError": "errors", "ModelMismatchError": "errors",
+    "UploadError": "errors",
+    "Encoding": "encoders", "load_encoder": "encoders",
+    "ImageFetcher": "images", "load_upload": "images",
+    "Manifest": "layout", "RANKS": "layout", "Rank": "layout", "Scope": "layout", "MODELS": "layout",
+    "locate_atlas": "locate",
+    "explore": "", "plots": "", "results": "", "index": "", "layout": "", "taxonomy": "",
+})
+__all__ = [*_names, "__version__"]

@@ -8,7 +8,7 @@ An atlas is a directory::
     images/ queries/          optional, own atlases keep their images here
 
 The published ``imageomics/bioclip-image-search-lite`` layout has no manifest; one is
-inferred (model ``hf-hub:imageomics/bioclip-2``).
+inferred (BioCLIP 2's vectors). The file names and the manifest are defined in ``layout``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import hashlib
 import json
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,63 +26,21 @@ from . import index as ivf
 from .cache import save_array_quietly, write_quietly
 from .config import Settings
 from .errors import AtlasError, ModelMismatchError
-from .metadata import HIT_COLUMNS, MAX_LOOKUP, MetadataStore, Scope
-from .taxonomy import Rank, parse_taxon
+from .layout import (
+    INDEX_FILE,
+    MANIFEST_FILE,
+    METADATA_FILE,
+    RESULT_COLUMNS,
+    Manifest,
+    ManifestError,
+    Rank,
+    Scope,
+    model_spec,
+    parse_taxon,
+)
+from .metadata import MAX_LOOKUP, MetadataStore
 
-FORMAT_VERSION = 1
-INDEX_FILE = Path("faiss") / "index.index"
-METADATA_FILE = Path("duckdb") / "metadata.duckdb"
-MANIFEST_FILE = "atlas.json"
-BIOCLIP2 = "hf-hub:imageomics/bioclip-2"
-#: Embedding width of the models bioclip-nb knows; an atlas of another width is refused.
-MODEL_DIMS = {BIOCLIP2: 768, "hf-hub:imageomics/bioclip": 512, "bioclip-nb/pixel-768": 768}
 MAX_TOP_N = 1000
-#: Columns of the hits DataFrame, in order (``query`` comes first for batches).
-RESULT_COLUMNS = ("rank", "id", "distance", "similarity", *HIT_COLUMNS)
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What ``atlas.json`` records (inferred for the published layout)."""
-
-    model: str
-    dim: int
-    metric: str
-    count: int
-    nlist: int
-    format_version: int = FORMAT_VERSION
-    created: str | None = None
-    source: str | None = None
-    extra: dict = field(default_factory=dict)
-
-    @classmethod
-    def read(cls, path: Path) -> "Manifest":
-        """Parse ``atlas.json``; unknown keys are kept in ``extra``."""
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise AtlasError(f"{path} is not valid JSON ({exc}); fix or delete it") from None
-        if not isinstance(data, dict):
-            raise AtlasError(f"{path} must hold a JSON object")
-        known = {"model", "dim", "metric", "count", "nlist", "format_version", "created", "source"}
-        missing = [k for k in ("model", "dim") if k not in data]
-        if missing:
-            raise AtlasError(f"{path} lacks {', '.join(missing)}; rebuild the atlas with `bioclip-nb build`")
-        if int(data.get("format_version", 1)) > FORMAT_VERSION:
-            raise AtlasError(f"{path} has format_version {data['format_version']}, newer than this "
-                             f"bioclip-nb understands ({FORMAT_VERSION}); upgrade bioclip-nb")
-        return cls(
-            model=str(data["model"]), dim=int(data["dim"]), metric=str(data.get("metric", "l2")),
-            count=int(data.get("count", -1)), nlist=int(data.get("nlist", -1)),
-            format_version=int(data.get("format_version", 1)), created=data.get("created"),
-            source=data.get("source"), extra={k: v for k, v in data.items() if k not in known},
-        )
-
-    def to_json(self) -> str:
-        """The manifest as JSON text."""
-        data = asdict(self)
-        data.update(data.pop("extra"))
-        return json.dumps(data, indent=2, sort_keys=True)
 
 
 class Atlas:
@@ -103,7 +60,7 @@ class Atlas:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: str | Path, settings: Settings | None = None, mmap: bool = True) -> "Atlas":
+    def open(cls, path: str | Path, settings: Settings | None = None, mmap: bool = True) -> Atlas:
         """Open and validate an atlas directory; :class:`AtlasError` says what is wrong and how to fix it."""
         settings = settings or Settings.from_env()
         root = Path(path).expanduser()
@@ -136,20 +93,23 @@ class Atlas:
     def _manifest(root: Path, index) -> Manifest:
         metric = ivf.metric_name(index)
         if (root / MANIFEST_FILE).is_file():
-            m = Manifest.read(root / MANIFEST_FILE)
+            try:
+                m = Manifest.read(root / MANIFEST_FILE)
+            except ManifestError as exc:
+                raise AtlasError(str(exc)) from None
             if m.dim != index.d:
                 raise AtlasError(f"{root / MANIFEST_FILE} says dim {m.dim} but {root / INDEX_FILE} holds "
                                  f"{index.d}-d vectors; the manifest belongs to another index. Rebuild the atlas.")
             return m
-        return Manifest(model=BIOCLIP2, dim=index.d, metric=metric, count=int(index.ntotal),
-                        nlist=ivf.nlist_of(index), source="inferred (published layout)")
+        return Manifest.inferred(dim=index.d, metric=metric, count=int(index.ntotal), nlist=ivf.nlist_of(index))
 
     def _validate(self) -> None:
-        expected = MODEL_DIMS.get(self.manifest.model)
+        spec = model_spec(self.manifest.model)
+        expected = spec.dim if spec is not None else None
         if expected is not None and expected != self.index.d:
             raise AtlasError(f"{self.path / INDEX_FILE} holds {self.index.d}-d vectors but the atlas's model "
                              f"{self.manifest.model} embeds to {expected}-d; this index was built with another "
-                             "model. Fix `model` in atlas.json or rebuild the atlas.")
+                             f"model. Fix `model` in {MANIFEST_FILE} or rebuild the atlas.")
         ntotal = int(self.index.ntotal)
         marker = self.settings.cache_dir / self.fingerprint / "validated.json"
         if marker.is_file():
@@ -171,7 +131,7 @@ class Atlas:
         """Release the metadata connection."""
         self.metadata.close()
 
-    def __enter__(self) -> "Atlas":
+    def __enter__(self) -> Atlas:
         return self
 
     def __exit__(self, *exc) -> None:

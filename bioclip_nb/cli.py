@@ -12,8 +12,9 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .errors import AtlasError, EncoderUnavailableError, UploadError
+from .layout import BIOCLIP2, PIXEL_MODEL, Scope, parse_taxon
 
 
 class UsageError(Exception):
@@ -48,7 +49,6 @@ def _int(text: str, what: str) -> int:
 
 
 def _taxon(text: str) -> str:
-    from .taxonomy import parse_taxon
     try:
         parse_taxon([text])
     except ValueError as exc:
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _atlas_arg(s)
     s.add_argument("--top-n", type=_top_n, default=10, help="hits per query, 1-1000 (default 10)")
     s.add_argument("--nprobe", type=_positive, default=None, help="IVF cells to scan (default min(16, nlist))")
-    s.add_argument("--scope", choices=["all", "url", "inat", "training"], default="all", help="records to search (default all)")
+    s.add_argument("--scope", choices=[sc.value for sc in Scope], default=Scope.ALL.value, help="records to search (default all)")
     s.add_argument("--taxon", type=_taxon, action="append", default=[], metavar="RANK=NAME",
                    help="keep only hits with this name at this rank, e.g. class=Aves (repeatable)")
     s.add_argument("--format", choices=["json", "table", "csv"], default="json", help="output format (default json)")
@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("source", type=Path, help="folder of images, or a .csv/.parquet table")
     b.add_argument("--out", type=Path, required=True, help="atlas directory to create")
     b.add_argument("--model", default="auto",
-                   help="encoder: auto (BioCLIP 2 if its weights are here, else the stand-in), "
-                        "hf-hub:imageomics/bioclip-2, or bioclip-nb/pixel-768")
+                   help=f"encoder: auto (BioCLIP 2 if its weights are here, else the stand-in), "
+                        f"{BIOCLIP2}, or {PIXEL_MODEL}")
     b.add_argument("--scheduler", default="local", help="local, or a dask.distributed scheduler address (tcp://host:8786)")
     b.add_argument("--batch-size", type=_positive, default=256, help="images per checkpointed chunk (default 256)")
     b.add_argument("--force", action="store_true", help="replace an existing atlas at --out")
@@ -180,7 +180,7 @@ def cmd_search(args) -> int:
             labels = [f"{args.vectors}[{i}]" for i in range(1 if vectors.ndim == 1 else len(vectors))]
             vectors = np.atleast_2d(vectors)
         else:
-            from .model import load_encoder
+            from .encoders import load_encoder
             encoder = load_encoder(atlas.model, device=args.device)
             model = encoder.model_id
             if args.text is not None:
@@ -215,8 +215,8 @@ def cmd_quantizer(args) -> int:
 
 
 def cmd_download(args) -> int:
+    from .build.download import download_published
     from .config import Settings
-    from .download import download_published
     dest = args.dir or Settings.from_env().data_dir
     path = download_published(dest)
     print(path)
@@ -224,7 +224,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from .build import build_atlas
+    from .build.pipeline import build_atlas
     result = build_atlas(args.source, args.out, model=args.model, scheduler=args.scheduler,
                          batch_size=args.batch_size, force=args.force, copy_images=not args.no_copy_images)
     sys.stderr.write(f"built {result.count:,} images ({result.skipped} skipped, listed in "
@@ -236,7 +236,7 @@ def cmd_build(args) -> int:
 
 def cmd_demo(args) -> int:
     from .config import Settings
-    from .demo import build_demo, build_synthetic, ensure_demo_atlas
+    from .demo.specimens import build_demo, build_synthetic, ensure_demo_atlas
     settings = Settings.from_env()
     if args.synthetic:
         dest = args.dir or settings.home / f"synthetic-{args.synthetic}"

@@ -28,7 +28,7 @@ class Settings:
     atlas: Path | None = None
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         """Read ``BIOCLIP_NB_HOME`` and ``BIOCLIP_NB_ATLAS`` (from ``os.environ`` by default)."""
         env = os.environ if environ is None else environ
         home = Path(env.get(ENV_HOME) or Path.home() / ".cache" / "bioclip-nb").expanduser()

@@ -18,6 +18,7 @@ import pandas as pd
 from . import index as ivf
 from .atlas import Atlas
 from .cache import save_array_quietly, write_quietly
+from .layout import VECTORS_FILE
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,7 @@ def probe_report(atlas: Atlas, query: np.ndarray, nprobe: int, hits: pd.DataFram
     missed = (None, None, None)
     if p.nprobe < len(p.cells):
         cell = int(p.cells[p.nprobe])
-        index = ivf.ivf_of(atlas.index)
-        size = index.invlists.list_size(cell)
-        members = faiss.rev_swig_ptr(index.invlists.get_ids(cell), size).copy() if size else np.zeros(0, np.int64)
+        members = ivf.list_ids(atlas.index, cell)
         bitmap = atlas.bitmap(scope, taxon)
         if bitmap is not None and len(members):
             members = members[ivf.bitmap_contains(bitmap, members)]
@@ -69,11 +68,14 @@ def probe_report(atlas: Atlas, query: np.ndarray, nprobe: int, hits: pd.DataFram
             params = faiss.SearchParametersIVF()
             params.nprobe = p.nprobe + 1           # reaches exactly that one extra cell ...
             params.sel = faiss.IDSelectorBatch(members)   # ... and keeps only its members
-            D, I = atlas.index.search(q, 1, params=params)
-            if I[0, 0] >= 0:
-                rank = int(np.searchsorted(hits["distance"].to_numpy(), D[0, 0], side="right")) + 1
+            dist, found = atlas.index.search(q, 1, params=params)
+            if found[0, 0] >= 0:
+                # Rank by similarity (higher is closer for both metrics; raw distances run the
+                # other way for inner product).
+                sim = float(ivf.similarity_from_distance(dist[0, :1], atlas.metric)[0])
+                rank = int((hits["similarity"].to_numpy() >= sim).sum()) + 1
                 if rank <= (top_n or len(hits)):      # it would have been shown
-                    missed = (cell, rank, float(D[0, 0]))
+                    missed = (cell, rank, float(dist[0, 0]))
     return ProbeReport(p.cells, p.centroid_distance, p.list_sizes, probed, per_cell, p.nprobe, len(hits), *missed)
 
 
@@ -116,7 +118,7 @@ def recall_sweep(atlas: Atlas, queries: np.ndarray, k: int = 10, nprobes: list[i
     q = atlas.check_vectors(queries)
     nprobes = nprobes or nprobe_steps(atlas.nlist)
     bitmap = atlas.bitmap(scope, taxon)
-    raw = atlas.path / "vectors.npy"
+    raw = atlas.path / VECTORS_FILE
     if raw.is_file():
         allowed = np.unpackbits(bitmap, bitorder="little")[:atlas.count].astype(bool) if bitmap is not None else None
         truth = exact_neighbours(np.load(raw, mmap_mode="r"), q, k, allowed)
@@ -147,7 +149,7 @@ def recall_sweep(atlas: Atlas, queries: np.ndarray, k: int = 10, nprobes: list[i
 def sample_vectors(atlas: Atlas, n: int, seed: int = 0) -> np.ndarray:
     """``n`` atlas vectors to use as queries: raw ones if kept, else decoded from the index."""
     rng = np.random.default_rng(seed)
-    raw = atlas.path / "vectors.npy"
+    raw = atlas.path / VECTORS_FILE
     if raw.is_file():
         vecs = np.load(raw, mmap_mode="r")
         return np.asarray(vecs[np.sort(rng.choice(len(vecs), size=min(n, len(vecs)), replace=False))], dtype=np.float32)
@@ -206,9 +208,8 @@ def dominant_labels(atlas: Atlas, rank: str, per_cell: int = 20) -> list[str | N
     index = ivf.ivf_of(atlas.index)
     ids, owner = [], []
     for cell in range(index.nlist):
-        size = index.invlists.list_size(cell)
-        if size:
-            got = faiss.rev_swig_ptr(index.invlists.get_ids(cell), size)[:per_cell].copy()
+        got = ivf.list_ids(atlas.index, cell, limit=per_cell)
+        if len(got):
             ids.append(got)
             owner.append(np.full(len(got), cell))
     ids, owner = np.concatenate(ids), np.concatenate(owner)

@@ -7,7 +7,6 @@ its quirks: ENUM taxonomy columns, rows sorted by taxonomy rather than id, NULL 
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import duckdb
@@ -15,43 +14,11 @@ import numpy as np
 import pandas as pd
 
 from .errors import AtlasError
-from .taxonomy import RANKS, Rank
+from .layout import GBIF_OCCURRENCE, HIT_COLUMNS, METADATA_FILE, RANKS, REQUIRED_COLUMNS, Rank, Scope
+from .names import clean
 
-#: Columns the ``metadata`` table must have.
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    "id", *RANKS, "common_name", "source_dataset", "source_id", "publisher", "img_type",
-    "url_prefix_id", "identifier_suffix", "has_url", "in_bioclip2_training",
-)
-#: Columns of a hit, in the order the CLI and exports write them (after rank/id/distance).
-HIT_COLUMNS: tuple[str, ...] = (
-    *RANKS, "common_name", "source_dataset", "source_id", "publisher", "img_type",
-    "url", "occurrence_url", "has_url", "in_bioclip2_training",
-)
 MAX_LOOKUP = 1000
-GBIF_OCCURRENCE = "https://www.gbif.org/occurrence/"
-
-
-class Scope(str, Enum):
-    """Which records a search may return."""
-
-    ALL = "all"
-    URL = "url"
-    INAT = "inat"
-    TRAINING = "training"
-
-    @classmethod
-    def parse(cls, value: "str | Scope") -> "Scope":
-        """``Scope.parse("inat")``; a clear ``ValueError`` for an unknown scope."""
-        if isinstance(value, Scope):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            raise ValueError(
-                f"unknown scope {value!r}: use one of {', '.join(s.value for s in cls)}"
-            ) from None
-
-
+#: The SQL condition of each scope (None: every record).
 SCOPE_SQL: dict[Scope, str | None] = {
     Scope.ALL: None,
     Scope.URL: "has_url",
@@ -74,11 +41,11 @@ class MetadataStore:
         self._count: int | None = None
 
     @classmethod
-    def open(cls, path: str | Path) -> "MetadataStore":
+    def open(cls, path: str | Path) -> MetadataStore:
         """Open and validate the database; raise :class:`AtlasError` naming what is wrong."""
         path = Path(path)
         if not path.is_file():
-            raise AtlasError(f"metadata database not found: {path} (expected duckdb/metadata.duckdb in the atlas)")
+            raise AtlasError(f"metadata database not found: {path} (expected {METADATA_FILE} in the atlas)")
         try:
             con = duckdb.connect(str(path), read_only=True)
         except duckdb.Error as exc:
@@ -162,10 +129,10 @@ class MetadataStore:
         df = self._cursor().execute(sql, {"ids": ids.tolist()}).df()
         df = df.drop(columns="pos").reset_index(drop=True)
         for c in df.columns:
-            if df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
+            if c in RANKS or c == "common_name":
+                df[c] = pd.Series([clean(v) for v in df[c]], dtype=object)
+            elif df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
                 df[c] = df[c].astype(object).where(df[c].notna(), None)
-                if c in RANKS or c == "common_name":
-                    df[c] = [v if (v is None or str(v).strip()) else None for v in df[c]]
         return df
 
     def ids_where(self, condition: str, params: list | None = None) -> np.ndarray:
@@ -195,9 +162,9 @@ class MetadataStore:
         """Distinct names at a rank (for completion), most frequent first, optionally by prefix."""
         col = _q(Rank.parse(rank).value)
         sql = (f"SELECT {col}::VARCHAR AS v, count(*) AS n FROM metadata "
-               f"WHERE {col} IS NOT NULL AND {col}::VARCHAR <> '' AND {col}::VARCHAR ILIKE ? "
+               f"WHERE {col} IS NOT NULL AND {col}::VARCHAR <> '' AND {col}::VARCHAR ILIKE ? ESCAPE '\\' "
                f"GROUP BY v ORDER BY n DESC, v LIMIT ?")
-        return [r[0] for r in self._cursor().execute(sql, [prefix.replace("%", r"\%") + "%", int(limit)]).fetchall()]
+        return [r[0] for r in self._cursor().execute(sql, [like_prefix(prefix), int(limit)]).fetchall()]
 
     def sample_column(self, ids: np.ndarray, column: str) -> pd.Series:
         """One column for many ids (no 1,000 limit), aligned to ``ids``."""
@@ -205,6 +172,13 @@ class MetadataStore:
         sql = (f"WITH q AS (SELECT unnest($ids) AS id, generate_subscripts($ids, 1) AS pos) "
                f"SELECT m.{_q(column)}::VARCHAR AS v FROM q LEFT JOIN metadata m USING (id) ORDER BY q.pos")
         return self._cursor().execute(sql, {"ids": ids.tolist()}).df()["v"]
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching names that start with ``prefix`` taken literally
+    (``%``, ``_`` and the escape character itself are escaped; use with ``ESCAPE '\\'``)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:

@@ -5,13 +5,14 @@ never calls ``plt.show()``.
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from .model import Prediction
+from .encoders.base import Prediction
+from .layout import BIOCLIP2, display_name
 
 
 def _axes(ax, figsize=(6, 3)):
@@ -27,8 +28,9 @@ def new_axes(figsize=(6, 3), ncols: int = 1):
     return fig.subplots(1, ncols) if ncols > 1 else fig.subplots()
 
 
-def prediction_bars(predictions: Sequence[Prediction], ax=None, rank_label: str | None = None):
-    """Horizontal bars of the top predictions' probabilities (best on top)."""
+def prediction_bars(predictions: Sequence[Prediction], ax=None, rank_label: str | None = None,
+                    model: str = BIOCLIP2):
+    """Horizontal bars of the top predictions' probabilities (best on top), titled by ``model``."""
     ax = _axes(ax, (6, 0.45 * max(3, len(predictions)) + 0.6))
     names = [p.name if p.name else f"(no {p.rank.value} name)" for p in predictions][::-1]
     scores = [p.score for p in predictions][::-1]
@@ -40,7 +42,7 @@ def prediction_bars(predictions: Sequence[Prediction], ax=None, rank_label: str 
     ax.set_xlim(0, 1)
     ax.set_xlabel("probability")
     ax.bar_label(bars, labels=[f"{s:.0%}" for s in scores], padding=3, fontsize=9)
-    ax.set_title(f"BioCLIP 2 prediction{': ' + rank_label if rank_label else ''}", fontsize=11)
+    ax.set_title(f"{display_name(model)} prediction{': ' + rank_label if rank_label else ''}", fontsize=11)
     ax.spines[["top", "right"]].set_visible(False)
     return ax
 

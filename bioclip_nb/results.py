@@ -1,13 +1,27 @@
-"""Turning hits into JSON, CSV and tables: one place for every output format."""
+"""Turning hits into JSON, CSV, tables and ZIPs: one place for every output format.
+
+Every format writes the columns in ``layout.RESULT_COLUMNS`` order; the CSV adds an
+attribution line per image.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import math
+import re
+import zipfile
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from .layout import RESULT_COLUMNS
+from .names import clean, scientific_name
+
+if TYPE_CHECKING:
+    from .images.fetch import FetchResult
 
 #: Columns shown by ``--format table``.
 TABLE_COLUMNS = ("rank", "similarity", "genus", "species", "common_name", "family", "source_dataset", "id")
@@ -46,10 +60,33 @@ def to_json(frames: list[pd.DataFrame]) -> str:
     return json.dumps(arrays[0] if len(arrays) == 1 else arrays, ensure_ascii=False, indent=1)
 
 
+def ordered(hits: pd.DataFrame) -> pd.DataFrame:
+    """The hit columns in ``RESULT_COLUMNS`` order (``query`` first for a batch), then any others."""
+    head = [c for c in ("query", *RESULT_COLUMNS) if c in hits]
+    return hits[head + [c for c in hits.columns if c not in head]]
+
+
+def attribution(row: Mapping) -> str:
+    """One line crediting an image: who published it, where it came from, and its link."""
+    name = scientific_name(row.get("genus"), row.get("species")) or "unidentified"
+    who = clean(row.get("publisher")) or "unknown publisher"
+    src = clean(row.get("source_dataset")) or "unknown source"
+    link = safe_url(row.get("occurrence_url")) or safe_url(row.get("url")) or "no link"
+    return f"{name}: image published by {who} via {src.upper()} ({link})"
+
+
+def safe_url(value: object) -> str | None:
+    """An http(s) URL, or None for anything else (``javascript:``, ``data:``, blanks)."""
+    url = clean(value)
+    return url if url is not None and url.lower().startswith(("http://", "https://")) else None
+
+
 def to_csv(hits: pd.DataFrame) -> str:
-    """Every column, one row per hit."""
+    """Every hit with every field in one order, and an attribution line per image."""
+    df = ordered(hits).copy()
+    df["attribution"] = [attribution(r) for r in df.to_dict("records")]
     buf = io.StringIO()
-    hits.to_csv(buf, index=False)
+    df.to_csv(buf, index=False)
     return buf.getvalue()
 
 
@@ -63,3 +100,28 @@ def to_table(frames: list[pd.DataFrame], labels: list[str]) -> str:
             view["similarity"] = view["similarity"].map(lambda s: f"{s:.3f}")
             out.append(view.to_string(index=False, na_rep="-"))
     return "\n".join(out) + "\n"
+
+
+def image_filename(row: Mapping) -> str:
+    """``01_Vulpes_vulpes_12345.jpg``: rank, name and id, safe on every file system."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", scientific_name(row.get("genus"), row.get("species")) or "unknown")
+    return f"{int(row['rank']):02d}_{name}_{int(row['id'])}.jpg"
+
+
+def to_zip(hits: pd.DataFrame, images: Mapping[int, FetchResult]) -> bytes:
+    """A ZIP of the fetched images (by hit id) with ``hits.csv`` inside, and
+    ``missing-images.txt`` naming each image that could not be included and why."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("hits.csv", to_csv(hits))
+        missing = []
+        for row in hits.to_dict("records"):
+            result = images.get(int(row["id"]))
+            if result is not None and result.ok and result.data:
+                zf.writestr(f"images/{image_filename(row)}", result.data)
+            else:
+                reason = result.message if result is not None else "not fetched"
+                missing.append(f"{image_filename(row)}: {reason}")
+        if missing:
+            zf.writestr("missing-images.txt", "\n".join(missing) + "\n")
+    return buf.getvalue()

@@ -1,80 +1,19 @@
-"""Taxonomic ranks, and what a set of results says about them.
+"""What a set of results says about taxonomy: the neighbours' consensus and the result tree.
 
-``RANKS`` is the one list of rank column names, kingdom to species, used everywhere.
+The ranks themselves (``Rank``, ``RANKS``) and taxon filters are defined in ``layout``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from enum import Enum
+from typing import TYPE_CHECKING
 
-import pandas as pd
+from .layout import Rank
+from .names import clean, scientific_name
 
-RANKS: tuple[str, ...] = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
-
-
-class Rank(str, Enum):
-    """A Linnaean rank, valued by its metadata column name."""
-
-    KINGDOM = "kingdom"
-    PHYLUM = "phylum"
-    CLASS = "class"
-    ORDER = "order"
-    FAMILY = "family"
-    GENUS = "genus"
-    SPECIES = "species"
-
-    @classmethod
-    def parse(cls, name: "str | Rank") -> "Rank":
-        """``Rank.parse("Class")`` -> ``Rank.CLASS``; a clear ``ValueError`` for anything else."""
-        if isinstance(name, Rank):
-            return name
-        try:
-            return cls(str(name).strip().lower())
-        except ValueError:
-            raise ValueError(
-                f"unknown rank {name!r}: use one of {', '.join(RANKS)}"
-            ) from None
-
-    @property
-    def index(self) -> int:
-        """0 for kingdom .. 6 for species."""
-        return RANKS.index(self.value)
-
-
-def clean_name(value: object) -> str | None:
-    """A rank value as text, or None when it is missing (NULL, NaN, ``""``, ``"None"``)."""
-    if value is None:
-        return None
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    text = str(value).strip()
-    return text or None
-
-
-def parse_taxon(items: "dict[str, str] | list[str] | tuple[str, ...] | None") -> dict[Rank, str]:
-    """Turn ``{"class": "Aves"}`` or ``["class=Aves", "genus=Parus"]`` into ``{Rank: name}``."""
-    if not items:
-        return {}
-    pairs: list[tuple[str, str]] = []
-    if isinstance(items, dict):
-        pairs = [(str(k), str(v)) for k, v in items.items()]
-    else:
-        for item in items:
-            rank, sep, name = str(item).partition("=")
-            if not sep or not name.strip():
-                raise ValueError(f"taxon filter {item!r} must look like RANK=NAME, e.g. class=Aves")
-            pairs.append((rank, name))
-    taxon: dict[Rank, str] = {}
-    for rank, name in pairs:
-        if not name.strip():
-            raise ValueError(f"taxon filter for {rank!r} has an empty name")
-        taxon[Rank.parse(rank)] = name.strip()
-    return taxon
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -96,13 +35,11 @@ def neighbour_consensus(hits: pd.DataFrame) -> list[Consensus]:
     """The majority name at each rank among the hits, ignoring missing values."""
     out = []
     for rank in Rank:
-        names = [n for n in (clean_name(v) for v in hits.get(rank.value, [])) if n]
-        if rank is Rank.SPECIES and "genus" in hits:
-            names = [
-                f"{clean_name(g) or '?'} {clean_name(s)}"
-                for g, s in zip(hits["genus"], hits["species"])
-                if clean_name(s)
-            ]
+        if rank is Rank.SPECIES:
+            names = [scientific_name(g, s) for g, s in zip(hits.get("genus", []), hits.get("species", [])) if clean(s)]
+            names = [n for n in names if n]
+        else:
+            names = [n for n in (clean(v) for v in hits.get(rank.value, [])) if n]
         if not names:
             out.append(Consensus(rank, None, 0, 0))
             continue
@@ -118,9 +55,9 @@ class TaxonNode:
     rank: Rank | None
     name: str | None
     count: int = 0
-    children: dict[str | None, "TaxonNode"] | None = None
+    children: dict[str | None, TaxonNode] | None = None
 
-    def child(self, rank: Rank, name: str | None) -> "TaxonNode":
+    def child(self, rank: Rank, name: str | None) -> TaxonNode:
         if self.children is None:
             self.children = {}
         node = self.children.get(name)
@@ -142,6 +79,6 @@ def result_tree(hits: pd.DataFrame) -> TaxonNode:
         root.count += 1
         node = root
         for rank in Rank:
-            node = node.child(rank, clean_name(row.get(rank.value)))
+            node = node.child(rank, clean(row.get(rank.value)))
             node.count += 1
     return root

@@ -57,7 +57,7 @@ def empty_hf_cache(tmp_path, monkeypatch) -> Path:
 def demo_atlas(tmp_path_factory) -> Path:
     """The real demo atlas (10,070 drawn specimens, stand-in encoder), built once per run."""
     from bioclip_nb.demo import build_demo
-    from bioclip_nb.model import PIXEL_MODEL
+    from bioclip_nb.layout import PIXEL_MODEL
     return build_demo(tmp_path_factory.mktemp("demo") / "demo", model=PIXEL_MODEL, progress=False)
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from bioclip_nb import Atlas, ModelMismatchError
-from bioclip_nb.atlas import RESULT_COLUMNS
+from bioclip_nb.demo.synthetic import HOSTILE_NAME
 from bioclip_nb.index import bitmap_count
-from bioclip_nb.metadata import SCOPE_SQL, Scope
-from bioclip_nb.synthetic import HOSTILE_NAME
+from bioclip_nb.layout import RESULT_COLUMNS, Scope
+from bioclip_nb.metadata import SCOPE_SQL
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_hnsw_quantizer_sidecar(published_atlas, tmp_path, capsys):
     finally:
         os.environ["BIOCLIP_NB_HOME"] = old
     sidecar = capsys.readouterr().out.strip()
-    assert sidecar.startswith(str(settings.cache_dir)) and not str(published_atlas.path) in sidecar
+    assert sidecar.startswith(str(settings.cache_dir)) and str(published_atlas.path) not in sidecar
     with Atlas.open(published_atlas.path, settings=settings) as fast:
         assert fast.quantizer == "hnsw" and fast.info()["quantizer"] == "hnsw"
         after = fast.search(queries, top_n=10, nprobe=8)

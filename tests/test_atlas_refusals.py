@@ -9,9 +9,9 @@ import duckdb
 import faiss
 import numpy as np
 import pytest
+from helpers.atlases import build_synthetic_atlas
 
 from bioclip_nb import Atlas, AtlasError
-from helpers.atlases import build_synthetic_atlas
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +129,7 @@ def test_atlas_path_is_a_file(tmp_path):
 def test_read_only_atlas_and_home_still_search(small, tmp_path, monkeypatch):
     import os
     import stat
+
     from bioclip_nb.config import Settings
     ro = tmp_path / "ro"
     shutil.copytree(small.path, ro)

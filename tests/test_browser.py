@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers.voila import CHROMIUM, CHROMIUM_ARGS, kernel_memory_mb, upload, voila_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -82,7 +81,7 @@ def test_four_sessions_search_at_once(browser, demo_server, demo_atlas):
     base, proc = demo_server
     queries = pd.read_csv(demo_atlas / "queries" / "index.csv")
     pages = []
-    for i in range(4):
+    for _ in range(4):
         ctx = browser.new_context()
         page = ctx.new_page()
         page.goto(base, timeout=120_000)
@@ -107,9 +106,10 @@ def test_four_sessions_search_at_once(browser, demo_server, demo_atlas):
 
 
 def test_hostile_common_name_shows_as_text(browser, tmp_path_factory):
-    from bioclip_nb.model import PIXEL_MODEL
-    from bioclip_nb.testing.imagehost import ImageHost
     from helpers.dashatlas import HOSTILE, build_dash_atlas, query_file
+
+    from bioclip_nb.layout import PIXEL_MODEL
+    from bioclip_nb.testing.imagehost import ImageHost
     root = tmp_path_factory.mktemp("hostile")
     with ImageHost() as host:
         atlas = build_dash_atlas(root, host.base, PIXEL_MODEL)

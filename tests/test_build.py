@@ -10,10 +10,10 @@ import pytest
 
 from bioclip_nb import Atlas
 from bioclip_nb.build import build_atlas
+from bioclip_nb.build.sources import scan_source, taxonomy_from_folders
 from bioclip_nb.cli import main
-from bioclip_nb.demo_art import draw, traits
-from bioclip_nb.model import PIXEL_MODEL
-from bioclip_nb.sources import scan_source, taxonomy_from_folders
+from bioclip_nb.demo.art import draw, traits
+from bioclip_nb.layout import PIXEL_MODEL
 
 SPECIES = [
     ("Animalia", "Chordata", "Aves", "Passeriformes", "Paridae", "Parus", "major"),
@@ -68,8 +68,8 @@ def test_broken_files_are_reported_not_fatal(built):
 
 
 def test_built_atlas_finds_its_own_images(built, photo_folder):
+    from bioclip_nb.encoders import load_encoder
     from bioclip_nb.images import load_upload
-    from bioclip_nb.model import load_encoder
     enc = load_encoder(PIXEL_MODEL)
     with Atlas.open(built.path) as atlas:
         q = enc.encode(load_upload(photo_folder / "Paridae" / "Cyanistes caeruleus" / "img3.jpg")).embedding
@@ -184,7 +184,7 @@ def test_bad_sources(tmp_path, capsys):
 
 def test_url_builds_share_one_polite_fetcher(tmp_path):
     """Every URL in a build goes through one fetcher, so a host's rate policy holds across images."""
-    from bioclip_nb import build
+    from bioclip_nb.build import pipeline as build
     from bioclip_nb.testing.imagehost import ImageHost
     with ImageHost() as host:
         urls = [host.url(f"/img/{i}.jpg") for i in range(3)]

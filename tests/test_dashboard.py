@@ -6,18 +6,18 @@ import base64
 import io
 import re
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-
-from bioclip_nb.dashboard import Dashboard
-from bioclip_nb.model import BIOCLIP2
-from bioclip_nb.testing.imagehost import ImageHost
 from helpers.dashatlas import HOSTILE, build_dash_atlas, query_file
 from helpers.pictures import encode, photo
 
-NOW = datetime.now(timezone.utc)
+from bioclip_nb.dashboard import Dashboard
+from bioclip_nb.layout import BIOCLIP2
+from bioclip_nb.testing.imagehost import ImageHost
+
+NOW = datetime.now(UTC)
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def test_missing_atlas_is_a_message(tmp_path):
 
 
 def test_missing_weights_is_a_message(dash_root, empty_hf_cache, tmp_path):
-    from bioclip_nb import model
+    import bioclip_nb.encoders as model
     from bioclip_nb.config import Settings
     model._ENCODERS.clear()
     try:

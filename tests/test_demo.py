@@ -11,8 +11,9 @@ import pytest
 from bioclip_nb import Atlas
 from bioclip_nb.cli import main
 from bioclip_nb.demo import build_synthetic, ensure_demo_atlas, species_table
+from bioclip_nb.encoders import load_encoder
 from bioclip_nb.images import load_upload
-from bioclip_nb.model import PIXEL_MODEL, load_encoder
+from bioclip_nb.layout import PIXEL_MODEL
 
 
 def test_species_table_is_real_taxonomy():

@@ -8,8 +8,17 @@ import time
 import pandas as pd
 import pytest
 
-from bioclip_nb.fetch import (DEFAULT_POLICIES, FetchLimits, FetchStatus, HostPolicy, ImageFetcher,
-                              open_image_cache, summarize, variant_url, USER_AGENT)
+from bioclip_nb.dashboard.wording import describe_failures
+from bioclip_nb.images import (
+    DEFAULT_POLICIES,
+    FetchLimits,
+    FetchStatus,
+    HostPolicy,
+    ImageFetcher,
+    failure_counts,
+    open_image_cache,
+)
+from bioclip_nb.images.fetch import USER_AGENT, variant_url
 from bioclip_nb.testing.imagehost import ImageHost
 
 
@@ -219,7 +228,8 @@ def test_policy_table_is_overridable():
 
 
 def test_summary_words():
-    from bioclip_nb.fetch import FetchResult
+    from bioclip_nb.images import FetchResult
     rs = [FetchResult(i, "u", s) for i, s in enumerate([FetchStatus.OK, FetchStatus.TIMEOUT, FetchStatus.TIMEOUT, FetchStatus.NOT_FOUND])]
-    assert summarize(rs) == "3 of 4 images unavailable (2 timeouts, 1 not found)"
-    assert summarize(rs[:1]) == ""
+    assert failure_counts(rs) == (4, {FetchStatus.TIMEOUT: 2, FetchStatus.NOT_FOUND: 1})
+    assert describe_failures(rs) == "3 of 4 images unavailable (2 timeouts, 1 not found)"
+    assert describe_failures(rs[:1]) == ""

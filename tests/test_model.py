@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import torch
 from bioclip import Rank as BioclipRank
-
-from bioclip_nb import writer
-from bioclip_nb.cli import main
-from bioclip_nb.errors import EncoderUnavailableError
-from bioclip_nb.model import BIOCLIP2, BioClipEncoder, EncodingCache, load_encoder, pick_device
-from bioclip_nb.pixel import PixelEncoder
-from bioclip_nb.taxonomy import Rank
 from helpers.pictures import encode, photo
 from helpers.tinymodel import TINY_LABELS, ZERO_COLUMN
+
+from bioclip_nb.build import writer
+from bioclip_nb.cli import main
+from bioclip_nb.encoders import EncodingCache, load_encoder
+from bioclip_nb.encoders.bioclip import BioClipEncoder, pick_device
+from bioclip_nb.encoders.pixel import PixelEncoder
+from bioclip_nb.errors import EncoderUnavailableError
+from bioclip_nb.layout import BIOCLIP2, Rank
 
 
 @pytest.fixture(scope="module")
@@ -231,11 +232,11 @@ def test_cli_text_search_on_pixel_atlas_explains(tmp_path, capsys):
 
 def test_auto_model_choice_never_touches_the_network(tiny_bioclip, empty_hf_cache):
     from bioclip_nb.build import resolve_model
-    from bioclip_nb.model import PIXEL_MODEL
+    from bioclip_nb.layout import PIXEL_MODEL
     assert resolve_model("auto") == PIXEL_MODEL      # nothing cached: the stand-in, at once
 
 
 def test_auto_model_choice_finds_cached_weights(tiny_bioclip):
     from bioclip_nb.build import resolve_model
-    from bioclip_nb.model import bioclip_available
+    from bioclip_nb.encoders import bioclip_available
     assert bioclip_available() and resolve_model("auto") == BIOCLIP2

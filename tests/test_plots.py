@@ -5,11 +5,11 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from helpers.atlases import build_synthetic_atlas
 
 from bioclip_nb import Atlas, explore, plots
-from bioclip_nb.model import Prediction
-from bioclip_nb.taxonomy import Rank
-from helpers.atlases import build_synthetic_atlas
+from bioclip_nb.encoders import Prediction
+from bioclip_nb.layout import Rank
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +43,7 @@ def test_cluster_assignment_marks_probed_cells_and_hits(demo_atlas):
     assert rep.hits_per_cell[~rep.probed].sum() == 0 and rep.hits_per_cell.sum() == 10
     assert (np.diff(rep.centroid_distance) >= 0).all()
     ax = plots.cluster_assignment(rep)
-    bars = [p for p in ax.patches]
+    bars = list(ax.patches)
     assert len(bars) == 2 * len(rep.cells)
     sizes = [b.get_height() for b in bars[:len(rep.cells)]]
     assert sizes == list(rep.list_sizes)
@@ -74,7 +74,7 @@ def test_recall_is_monotone_with_exact_truth(ivfflat):
     ax = plots.nprobe_recall(sweep, current=8)
     line = ax.get_lines()[0]
     assert list(line.get_ydata()) == list(sweep["recall"]) and "exact search" in ax.get_title()
-    assert any(abs(l.get_xdata()[0] - 8) < 1e-9 for l in ax.get_lines()[1:] if len(l.get_xdata()) == 2)
+    assert any(abs(ln.get_xdata()[0] - 8) < 1e-9 for ln in ax.get_lines()[1:] if len(ln.get_xdata()) == 2)
 
 
 def test_recall_on_demo_pq_atlas(demo_atlas):

@@ -6,11 +6,11 @@ import re
 
 import numpy as np
 import pytest
+from helpers.pictures import animated_gif, encode, jpeg_with_orientation, photo, png_bomb
 from PIL import Image
 
 from bioclip_nb.errors import UploadError
 from bioclip_nb.images import load_upload
-from helpers.pictures import animated_gif, encode, jpeg_with_orientation, photo, png_bomb
 
 
 def _mode(mode: str, fmt: str = "PNG") -> bytes:

@@ -15,16 +15,17 @@ from pathlib import Path
 
 import ipywidgets as w
 
-from .. import export
+from .. import results
 from ..atlas import Atlas
 from ..config import Settings
+from ..encoders import load_encoder
 from ..errors import AtlasError
-from ..fetch import ImageFetcher, open_image_cache
+from ..images.fetch import ImageFetcher, open_image_cache
+from ..layout import RANKS, display_name
 from ..locate import locate_atlas
-from ..model import load_encoder
 from . import html
-from .state import EXPECTED_ERRORS, Level, SearchSession, Status
 from .plotsview import PlotsView
+from .state import EXPECTED_ERRORS, Level, SearchSession, Status
 from .views import NO_TAXON, Controls, Detail, Export, Gallery, Prediction
 
 PLOTS_TAB = 4
@@ -61,7 +62,7 @@ class Dashboard:
 
     @classmethod
     def from_settings(cls, atlas: str | Path | None = None, settings: Settings | None = None,
-                      device: str = "auto") -> "Dashboard | w.Widget":
+                      device: str = "auto") -> Dashboard | w.Widget:
         """A dashboard on ``atlas`` (default: as ARCHITECTURE says: env, downloads, then the demo).
 
         If the atlas cannot be opened, returns a widget explaining why instead of raising.
@@ -107,7 +108,7 @@ class Dashboard:
             self.tabs.set_title(i, title)
         header = w.HTML(html.CSS + f"<h3 style='margin:4px 0'>bioclip-nb</h3><div style='font-size:12px;color:#555'>"
                         f"atlas {html.escape(str(s.atlas.path))} · {s.atlas.count:,} records · model "
-                        f"{html.escape(s.atlas.model)} · similarity is cosine (1 = identical)</div>")
+                        f"{html.escape(display_name(s.atlas.model))} · similarity is cosine (1 = identical)</div>")
         middle = w.VBox([self.status, self.tabs], layout=w.Layout(flex="1 1 auto", min_width="420px", padding="4px"))
         self._widget = w.VBox([header, w.HBox([self.controls.widget, middle, self.detail.widget])])
         self._widget.add_class("bnb-dashboard")
@@ -204,7 +205,7 @@ class Dashboard:
     def prepare_csv(self) -> None:
         if self.session.hits is None or not len(self.session.hits):
             raise ValueError("Nothing to export yet: search first.")
-        data = export.hits_csv(self.session.hits)
+        data = results.to_csv(self.session.hits).encode("utf-8")
         self.export.links.value = html.download_link(data, "bioclip-nb-results.csv", "text/csv", "Download CSV")
 
     @guarded
@@ -212,7 +213,7 @@ class Dashboard:
         if self.session.hits is None or not len(self.session.hits):
             raise ValueError("Nothing to export yet: search first.")
         self.wait()
-        data = export.hits_zip(self.session.hits, dict(self.session.images))
+        data = results.to_zip(self.session.hits, dict(self.session.images))
         self.export.links.value = html.download_link(data, "bioclip-nb-results.zip", "application/zip",
                                                      "Download ZIP (images + CSV)")
 
@@ -262,8 +263,8 @@ class Dashboard:
     def _render_results(self) -> None:
         s = self.session
         self.taxonomy.value = html.tree(s.tree())
-        preds = {r: s.predictions(r, 1) for r in ("kingdom", "phylum", "class", "order", "family", "genus", "species")}
-        self.consensus.value = html.consensus(s.consensus(), preds)
+        preds = {r: s.predictions(r, 1) for r in RANKS}
+        self.consensus.value = html.consensus(s.consensus(), preds, model=s.atlas.model)
         self.export.links.value = ""
         if s.selected is not None:
             self.detail.show(s, s.hit(s.selected), None)

@@ -11,9 +11,14 @@ from html import escape
 
 import pandas as pd
 
-from ..fetch import FetchResult, FetchStatus
-from ..model import Prediction
-from ..taxonomy import RANKS, Consensus, TaxonNode, clean_name
+from ..encoders import Prediction
+from ..images.fetch import FetchResult
+from ..layout import ATLAS_URL_SCHEME, BIOCLIP2, RANKS, display_name
+from ..names import clean
+from ..names import scientific_name as binomial
+from ..results import safe_url
+from ..taxonomy import Consensus, TaxonNode
+from .wording import WHY
 
 CSS = """
 <style>
@@ -41,7 +46,7 @@ MISSING = '<span class="bnb-missing-name">not given</span>'
 
 def text(value: object) -> str:
     """A value from the data, escaped; missing values shown as such."""
-    name = clean_name(value)
+    name = clean(value)
     return escape(name) if name is not None else MISSING
 
 
@@ -50,31 +55,15 @@ def status(message: str, level: str) -> str:
 
 
 def scientific(row: pd.Series) -> str:
-    genus, species = clean_name(row.get("genus")), clean_name(row.get("species"))
-    if genus and species:
-        return f"{genus} {species}"
-    return genus or "unidentified"
+    return binomial(row.get("genus"), row.get("species")) or "unidentified"
 
 
 def caption(row: pd.Series) -> str:
-    common = clean_name(row.get("common_name"))
+    common = clean(row.get("common_name"))
     head = escape(common) if common else '<span class="bnb-missing-name">no common name</span>'
     return (f'<div class="bnb-caption"><b>#{int(row["rank"])}</b> {head}<br>'
             f'<span class="sci">{escape(scientific(row))}</span><br>'
             f'<span class="sim">similarity {float(row["similarity"]):.3f}</span></div>')
-
-
-WHY = {
-    FetchStatus.NO_URL: "No image for this record",
-    FetchStatus.NOT_FOUND: "Image no longer online",
-    FetchStatus.RATE_LIMITED: "Host asked us to slow down",
-    FetchStatus.TIMEOUT: "Host too slow",
-    FetchStatus.TOO_LARGE: "Image too large",
-    FetchStatus.NOT_IMAGE: "Not an image",
-    FetchStatus.BLOCKED: "Address not allowed",
-    FetchStatus.BUDGET_EXCEEDED: "Hourly download budget used",
-    FetchStatus.ERROR: "Image unavailable",
-}
 
 
 def placeholder(result: FetchResult | None) -> str:
@@ -85,14 +74,14 @@ def placeholder(result: FetchResult | None) -> str:
 
 def link(url: object, label: str) -> str:
     """An http(s) link, or plain text for anything else."""
-    u = clean_name(url)
-    if not u or not u.lower().startswith(("http://", "https://")):
+    u = safe_url(url)
+    if u is None:
         return MISSING
     return f'<a href="{escape(u, quote=True)}" target="_blank" rel="noopener noreferrer">{escape(label)}</a>'
 
 
 def detail_table(row: pd.Series) -> str:
-    rows = [f"<tr><th>{escape(r)}</th><td>{text(row.get(r)) if r != 'species' else text(scientific(row) if clean_name(row.get('species')) else None)}</td></tr>"
+    rows = [f"<tr><th>{escape(r)}</th><td>{text(row.get(r)) if r != 'species' else text(scientific(row) if clean(row.get('species')) else None)}</td></tr>"
             for r in RANKS]
     rows.append(f"<tr><th>common name</th><td>{text(row.get('common_name'))}</td></tr>")
     return f'<table class="bnb-table bnb-taxonomy">{"".join(rows)}</table>'
@@ -104,7 +93,7 @@ def source_table(row: pd.Series, metric: str) -> str:
         ("dataset", text(row.get("source_dataset"))), ("publisher", text(row.get("publisher"))),
         ("image type", text(row.get("img_type"))), ("record id", text(row.get("source_id"))),
         ("occurrence", link(row.get("occurrence_url"), "GBIF occurrence page")),
-        ("original image", "kept in this atlas" if str(row.get("url") or "").startswith("atlas:")
+        ("original image", "kept in this atlas" if str(row.get("url") or "").startswith(ATLAS_URL_SCHEME)
                            else link(row.get("url"), "open original")),
         ("similarity (cosine)", f"{float(row['similarity']):.4f}"),
         (dist_label, f"{float(row['distance']):.4f}"),
@@ -128,10 +117,11 @@ def tree(node: TaxonNode | None) -> str:
     return f'<div class="bnb-tree"><b>{node.count} results</b>{render(node)}</div>'
 
 
-def consensus(rows: list[Consensus], predictions: dict[str, list[Prediction]]) -> str:
+def consensus(rows: list[Consensus], predictions: dict[str, list[Prediction]], model: str = BIOCLIP2) -> str:
     if not rows:
         return "<p>No results yet.</p>"
-    out = ["<tr><th>rank</th><th>neighbours' majority</th><th>agreement</th><th>BioCLIP 2 prediction</th></tr>"]
+    out = ["<tr><th>rank</th><th>neighbours' majority</th><th>agreement</th>"
+           f"<th>{escape(display_name(model))} prediction</th></tr>"]
     for c in rows:
         agree = f"{c.count} of {c.total} ({c.agreement:.0%})" if c.total else "-"
         preds = predictions.get(c.rank.value) or []

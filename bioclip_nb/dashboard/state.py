@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from ..atlas import Atlas
+from ..encoders import Encoder, Encoding, EncodingCache
 from ..errors import EncoderUnavailableError, UploadError
-from ..fetch import FetchResult, ImageFetcher, summarize
-from ..images import load_upload
-from ..metadata import Scope
-from ..model import Encoder, Encoding, EncodingCache
-from ..taxonomy import Consensus, Rank, TaxonNode, neighbour_consensus, result_tree
+from ..images.fetch import FetchResult, ImageFetcher
+from ..images.uploads import load_upload
+from ..layout import VECTORS_FILE, Rank, Scope
+from ..names import clean, scientific_name
+from ..taxonomy import Consensus, TaxonNode, neighbour_consensus, result_tree
+from .wording import describe_failures
 
 
 class Level(str, Enum):
@@ -129,7 +131,7 @@ class SearchSession:
     def more_like(self, hit_id: int) -> Encoding:
         """Use a result as the new query (its stored vector if the atlas keeps them, else its image)."""
         row = self.hit(hit_id)
-        vectors = self.atlas.path / "vectors.npy"
+        vectors = self.atlas.path / VECTORS_FILE
         label = f"more like #{int(row['rank'])} ({_name(row)})"
         if vectors.is_file():
             vec = np.load(vectors, mmap_mode="r")[int(hit_id)].astype(np.float32)
@@ -154,7 +156,7 @@ class SearchSession:
         hits = self.atlas.search(self.encoding.embedding, top_n=int(s.top_n), nprobe=int(s.nprobe),
                                  scope=s.scope, taxon=dict(s.taxon) or None, model=self.encoding.model_id)
         self.searches += 1
-        self.timings.update({k: v for k, v in hits.attrs.get("timings", {}).items()})
+        self.timings.update(dict(hits.attrs.get("timings", {}).items()))
         with self._lock:
             self.hits = hits
             self.images = {}
@@ -191,7 +193,7 @@ class SearchSession:
                 on_result(result)
         if not cancel.is_set():
             self.timings["images"] = time.perf_counter() - t0
-            failed = summarize(out)
+            failed = describe_failures(out)
             self.status = Status(self.timing_line() + (f" · {failed}" if failed else ""),
                                  Level.WARNING if failed else Level.INFO)
         return out
@@ -232,10 +234,7 @@ class SearchSession:
 
 
 def _name(row: pd.Series) -> str:
-    if isinstance(row.get("common_name"), str):
-        return row["common_name"]
-    parts = [row.get("genus"), row.get("species")]
-    return " ".join(p for p in parts if isinstance(p, str)) or "unnamed"
+    return clean(row.get("common_name")) or scientific_name(row.get("genus"), row.get("species")) or "unnamed"
 
 
 def _display_bytes(img) -> bytes:

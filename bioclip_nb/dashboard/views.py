@@ -10,18 +10,12 @@ import ipywidgets as w
 import pandas as pd
 
 from .. import plots
-from ..fetch import FetchResult
-from ..metadata import Scope
-from ..taxonomy import RANKS
+from ..images.fetch import FetchResult
+from ..layout import RANKS, Scope, display_name
 from . import html
 from .state import SearchSession
+from .wording import SCOPE_LABELS
 
-SCOPE_LABELS = {
-    Scope.ALL: "All records",
-    Scope.URL: "Records with an image URL",
-    Scope.INAT: "iNaturalist photos",
-    Scope.TRAINING: "In BioCLIP 2's training data",
-}
 NO_TAXON = "(no filter)"
 
 
@@ -108,7 +102,7 @@ class Gallery:
 
 
 class Prediction:
-    """BioCLIP 2's top 5 at a chosen rank, as bars."""
+    """The model's top 5 at a chosen rank, as bars."""
 
     def __init__(self, on_rank):
         self.rank = w.Dropdown(options=list(RANKS), value="species", description="Rank")
@@ -122,12 +116,13 @@ class Prediction:
         if session.encoding is None:
             self.note.value, self.image.layout.display = "<p>No query yet.</p>", "none"
         elif not preds:
-            self.note.value = ("<p>No prediction: the query was text, a result, or the atlas uses the stand-in "
-                               f"model <code>{html.escape(session.atlas.model)}</code>, which does not predict taxa.</p>")
+            self.note.value = ("<p>No prediction: the query was text, a result, or the atlas's model "
+                               f"({html.escape(display_name(session.atlas.model))}) does not predict taxa.</p>")
             self.image.layout.display = "none"
         else:
             self.note.value = ""
-            self.image.value = plots.to_png(plots.prediction_bars(preds, ax=plots.new_axes((6, 2.8)), rank_label=self.rank.value))
+            self.image.value = plots.to_png(plots.prediction_bars(preds, ax=plots.new_axes((6, 2.8)), rank_label=self.rank.value,
+                                                                         model=session.atlas.model))
             self.image.layout.display = None
 
 

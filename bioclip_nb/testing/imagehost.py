@@ -70,7 +70,7 @@ class ImageHost:
         self._server: ThreadingHTTPServer | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "ImageHost":
+    def start(self) -> ImageHost:
         host = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -96,7 +96,7 @@ class ImageHost:
             self._server.shutdown()
             self._server.server_close()
 
-    def __enter__(self) -> "ImageHost":
+    def __enter__(self) -> ImageHost:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bioclip_nb import synthetic, writer
-from bioclip_nb.atlas import MANIFEST_FILE
+from bioclip_nb.build import writer
+from bioclip_nb.demo import synthetic
+from bioclip_nb.layout import MANIFEST_FILE
 
 
 @dataclass

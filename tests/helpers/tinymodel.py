@@ -49,7 +49,7 @@ TINY_LABELS = [
 ZERO_COLUMN = 5
 
 
-def tiny_clip_state(seed: int = 0) -> tuple[bytes, "object"]:
+def tiny_clip_state(seed: int = 0) -> tuple[bytes, object]:
     """Random weights for the tiny config, saved with ``torch.save``."""
     import open_clip
     import torch

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .taxonomy import clean_name
+from ..names import clean
 
 SIZE = 160
 _CANVAS = 2 * SIZE  # drawn at twice the size, then downsampled (anti-aliasing)
@@ -50,7 +50,7 @@ class Traits:
 
 def body_plan(lineage: dict[str, str | None]) -> str:
     """The drawing's plan from the upper ranks."""
-    k, p, c, o, f = (clean_name(lineage.get(r)) for r in ("kingdom", "phylum", "class", "order", "family"))
+    k, p, c, o, f = (clean(lineage.get(r)) for r in ("kingdom", "phylum", "class", "order", "family"))
     if k == "Plantae":
         if p == "Bryophyta":
             return "moss"

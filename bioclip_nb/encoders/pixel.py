@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .errors import EncoderUnavailableError
-from .model import PIXEL_MODEL, Encoding
+from ..errors import EncoderUnavailableError
+from ..layout import BIOCLIP2, PIXEL_MODEL, display_name
+from .base import Encoding
 
 SIZE = 128
 CROP = 64
@@ -129,4 +130,4 @@ class PixelEncoder:
     def encode_text(self, text: str) -> np.ndarray:
         raise EncoderUnavailableError(
             f"{PIXEL_MODEL} is a pixel-statistics stand-in and cannot embed text; text search needs "
-            "BioCLIP 2 (an atlas built with hf-hub:imageomics/bioclip-2)")
+            f"{display_name(BIOCLIP2)} (an atlas built with {BIOCLIP2})")

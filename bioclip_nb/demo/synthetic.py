@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .taxonomy import RANKS
+from ..layout import RANKS
 
 #: Number of children at each level below the root: kingdoms, phyla per kingdom, ...
 DEFAULT_BRANCHING = (4, 3, 3, 3, 3, 3, 4)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import UploadError
+from ..errors import UploadError
 
 MAX_UPLOAD_BYTES = 40 * 1024 * 1024
 MAX_PIXELS = 120_000_000      # a 100-megapixel camera fits; a decompression bomb does not

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import index as ivf
-from .atlas import FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, METADATA_FILE, Manifest
-from .taxonomy import RANKS
+from .. import index as ivf
+from ..layout import ATLAS_URL_SCHEME, FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, METADATA_FILE, RANKS, Manifest
+from ..names import clean
 
 ENUM_RANKS = ("kingdom", "phylum", "class", "order", "family")
 TEXT_COLUMNS = ("genus", "species", "common_name", "source_dataset", "source_id", "publisher",
@@ -77,8 +77,8 @@ def split_urls(urls: pd.Series) -> tuple[pd.DataFrame, np.ndarray, list[str | No
             suffixes.append(None)
             continue
         url = str(url)
-        if url.startswith("atlas:"):
-            prefix, rest = "atlas:", url[len("atlas:"):]
+        if url.startswith(ATLAS_URL_SCHEME):
+            prefix, rest = ATLAS_URL_SCHEME, url[len(ATLAS_URL_SCHEME):]
         else:
             parts = urlsplit(url)
             prefix = f"{parts.scheme}://{parts.netloc}"
@@ -102,7 +102,7 @@ def write_metadata(path: Path, records: pd.DataFrame) -> None:
     df = pd.DataFrame({"id": records["id"].astype(np.int64)})
     for col in (*RANKS, *TEXT_COLUMNS):
         values = records[col] if col in records else pd.Series([None] * len(records))
-        df[col] = pd.Series([_text(v) for v in values], dtype=object)
+        df[col] = pd.Series([clean(v) for v in values], dtype=object)
     prefixes, prefix_ids, suffixes = split_urls(records["url"] if "url" in records else pd.Series([None] * len(df)))
     df["url_prefix_id"] = prefix_ids
     df["identifier_suffix"] = pd.Series(suffixes, dtype=object)
@@ -159,14 +159,6 @@ def write_atlas(out: Path, index: faiss.Index, records: pd.DataFrame, model: str
     )
     (out / MANIFEST_FILE).write_text(manifest.to_json() + "\n", encoding="utf-8")
     return manifest
-
-
-def _text(value) -> str | None:
-    """A cell as text; None for missing values and empty strings."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return None
-    text = str(value)
-    return text if text.strip() else None
 
 
 def _sql_str(value: str) -> str:

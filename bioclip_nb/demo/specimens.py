@@ -1,8 +1,8 @@
-"""The demo atlas: 265 real species from 6 kingdoms, drawn procedurally, searchable offline.
+"""The demo atlas of drawn specimens: 265 real species from 6 kingdoms, drawn procedurally, searchable offline.
 
 ``bioclip-nb demo`` draws 38 specimens of each species in ``data/demo_species.csv`` (correct
 ranks kingdom to species, with common names), embeds them with BioCLIP 2 when its weights
-are here and a GPU is present, otherwise with the stand-in ``bioclip-nb/pixel-768`` (recorded
+are here and a GPU is present, otherwise with the pixel stand-in (recorded
 in ``atlas.json``), and writes an atlas whose images live in ``images/``, with realistic scope
 flags and 60 held-out query images in ``queries/`` (listed in ``queries/index.csv``).
 
@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import demo_art, synthetic, writer
-from .atlas import MANIFEST_FILE
-from .taxonomy import RANKS, clean_name
+from ..build import writer
+from ..layout import BIOCLIP2, MANIFEST_FILE, QUERIES_DIR, RANKS
+from ..names import clean
+from . import art, synthetic
 
 DEMO_VERSION = 1
 PER_SPECIES = 38
@@ -35,10 +36,10 @@ N_QUERIES = 60
 
 def species_table() -> pd.DataFrame:
     """The demo's species: ranks kingdom .. species (epithet) and common names."""
-    with resources.files("bioclip_nb.data").joinpath("demo_species.csv").open(encoding="utf-8") as fh:
+    with resources.files("bioclip_nb.demo.data").joinpath("demo_species.csv").open(encoding="utf-8") as fh:
         df = pd.read_csv(fh, dtype=str, keep_default_na=False)
     for col in df.columns:
-        df[col] = pd.Series([clean_name(v) for v in df[col]], dtype=object)
+        df[col] = pd.Series([clean(v) for v in df[col]], dtype=object)
     return df
 
 
@@ -48,7 +49,7 @@ def is_current_demo(path: Path) -> bool:
         manifest = json.loads((path / MANIFEST_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return manifest.get("demo_version") == DEMO_VERSION and (path / "queries" / "index.csv").is_file()
+    return manifest.get("demo_version") == DEMO_VERSION and (path / QUERIES_DIR / "index.csv").is_file()
 
 
 def ensure_demo_atlas(dest: Path, model: str = "auto", progress: bool = True) -> Path:
@@ -76,7 +77,7 @@ def _lock(path: Path):
 def build_demo(dest: Path, model: str = "auto", per_species: int = PER_SPECIES, n_queries: int = N_QUERIES,
                force: bool = False, progress: bool = True, seed: int = 0) -> Path:
     """Draw, embed and index the demo (see the module docstring)."""
-    from .build import build_atlas, resolve_model
+    from ..build.pipeline import build_atlas, resolve_model
     dest = Path(dest).expanduser()
     species = species_table()
     model = resolve_model(model, need_accelerator=True)
@@ -88,7 +89,7 @@ def build_demo(dest: Path, model: str = "auto", per_species: int = PER_SPECIES, 
         extra = _scope_flags(len(items), seed)
         build_atlas(items, dest, model=model, force=force, progress=progress, extra_records=extra, seed=seed,
                     batch_size=1024)
-        qdir = dest / "queries"
+        qdir = dest / QUERIES_DIR
         qdir.mkdir(exist_ok=True)
         for q in queries:
             shutil.copyfile(q["src"], qdir / q["file"])
@@ -104,11 +105,11 @@ def _draw_all(species: pd.DataFrame, per_species: int, query_species: set, stagi
     rows, queries = [], []
     for i, sp in tqdm(list(species.iterrows()), disable=not progress, desc="drawing", unit="species"):
         lineage = {r: sp[r] for r in RANKS}
-        traits = demo_art.traits(lineage)
+        traits = art.traits(lineage)
         rng = np.random.default_rng([seed, i])
         slug = f"{sp['genus']}_{sp['species']}"
         for j in range(per_species + (1 if i in query_species else 0)):
-            img = demo_art.draw(traits, rng)
+            img = art.draw(traits, rng)
             path = staging / f"{slug}_{j:02d}.jpg"
             img.save(path, format="JPEG", quality=92)
             if j == per_species:
@@ -136,7 +137,7 @@ def _scope_flags(n: int, seed: int) -> pd.DataFrame:
 
 
 def build_synthetic(dest: Path, n: int, force: bool = False, progress: bool = True, seed: int = 0,
-                    model: str = "hf-hub:imageomics/bioclip-2") -> Path:
+                    model: str = BIOCLIP2) -> Path:
     """A vectors-only atlas of ``n`` hierarchical clustered vectors (no images)."""
     dest = Path(dest).expanduser()
     if dest.exists() and not force:
@@ -155,6 +156,6 @@ def build_synthetic(dest: Path, n: int, force: bool = False, progress: bool = Tr
     work.mkdir(parents=True)
     writer.write_atlas(work, index, records, model=model, source=f"bioclip-nb demo --synthetic {n}",
                        extra={"synthetic": True})
-    from .build import move_into_place
+    from ..build.pipeline import move_into_place
     move_into_place(work, dest)
     return dest

@@ -19,18 +19,21 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections import deque
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from PIL import Image, UnidentifiedImageError
 
-from . import __version__
+from .._version import __version__
+from ..layout import ATLAS_URL_SCHEME
+from .policy import DEFAULT_POLICIES, HostGate, HostPolicy
+from .uploads import to_rgb
 
 PROJECT_URL = "https://github.com/Imageomics/bioclip-nb"
 USER_AGENT = f"bioclip-nb/{__version__} (+{PROJECT_URL})"
@@ -52,23 +55,6 @@ class FetchStatus(str, Enum):
     BLOCKED = "blocked"
     BUDGET_EXCEEDED = "budget_exceeded"
     ERROR = "error"
-
-
-@dataclass(frozen=True)
-class HostPolicy:
-    """How we treat one host: spacing between request starts, parallelism, hourly bytes."""
-
-    min_interval: float = 0.0
-    max_concurrency: int = 4
-    hourly_bytes: int | None = None
-
-
-#: The policy table. Keys are host names; ``"*"`` is every other host.
-DEFAULT_POLICIES: dict[str, HostPolicy] = {
-    "static.inaturalist.org": HostPolicy(min_interval=1.0, max_concurrency=1, hourly_bytes=4 * 10**9),
-    "inaturalist-open-data.s3.amazonaws.com": HostPolicy(max_concurrency=8),
-    "*": HostPolicy(max_concurrency=4),
-}
 
 
 @dataclass(frozen=True)
@@ -104,58 +90,6 @@ def variant_url(url: str, variant: str) -> str:
     return url
 
 
-class _HostGate:
-    """Concurrency cap, spacing and hourly byte budget for one host."""
-
-    def __init__(self, policy: HostPolicy):
-        self.policy = policy
-        self.sem = threading.BoundedSemaphore(max(1, policy.max_concurrency))
-        self.lock = threading.Lock()
-        self.next_start = 0.0
-        self.window: deque[tuple[float, int]] = deque()
-        self.requests = 0
-        self.bytes = 0
-
-    # A small margin keeps the spacing true as seen by the server, whose clock starts on
-    # receipt (a reused connection arrives sooner than a fresh one).
-    MARGIN = 0.05
-
-    def wait_turn(self, cancel: threading.Event | None) -> bool:
-        """Block until this host may take another request; False if cancelled."""
-        while True:
-            with self.lock:
-                now = time.monotonic()
-                if now >= self.next_start:
-                    if self.policy.min_interval:
-                        self.next_start = now + self.policy.min_interval + self.MARGIN
-                    return True
-                delay = self.next_start - now
-            if cancel is not None and cancel.wait(min(delay, 0.1)):
-                return False
-            if cancel is None:
-                time.sleep(min(delay, 0.1))
-
-    def back_off(self, seconds: float) -> None:
-        with self.lock:
-            self.next_start = max(self.next_start, time.monotonic() + seconds)
-
-    def hour_bytes(self) -> int:
-        cutoff = time.monotonic() - 3600
-        with self.lock:
-            while self.window and self.window[0][0] < cutoff:
-                self.window.popleft()
-            return sum(b for _, b in self.window)
-
-    def over_budget(self) -> bool:
-        return self.policy.hourly_bytes is not None and self.hour_bytes() >= self.policy.hourly_bytes
-
-    def account(self, nbytes: int) -> None:
-        with self.lock:
-            self.requests += 1
-            self.bytes += nbytes
-            self.window.append((time.monotonic(), nbytes))
-
-
 @dataclass
 class FetchLimits:
     """Timeouts and sizes."""
@@ -185,7 +119,7 @@ class ImageFetcher:
         adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=32, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self._gates: dict[str, _HostGate] = {}
+        self._gates: dict[str, HostGate] = {}
         self._gates_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bioclip-fetch")
 
@@ -194,10 +128,10 @@ class ImageFetcher:
         self.session.close()
 
     # ------------------------------------------------------------------ accounting
-    def gate(self, host: str) -> _HostGate:
+    def gate(self, host: str) -> HostGate:
         with self._gates_lock:
             if host not in self._gates:
-                self._gates[host] = _HostGate(self.policies.get(host, self.policies["*"]))
+                self._gates[host] = HostGate(self.policies.get(host, self.policies["*"]))
             return self._gates[host]
 
     def usage(self) -> dict[str, dict[str, int]]:
@@ -215,7 +149,7 @@ class ImageFetcher:
         if url is None or (isinstance(url, float)) or not str(url).strip():
             return replace(base, status=FetchStatus.NO_URL, message="this record has no image URL")
         url = str(url)
-        if url.startswith("atlas:"):
+        if url.startswith(ATLAS_URL_SCHEME):
             return self._local(base, url)
         scheme = urlsplit(url).scheme.lower()
         if scheme not in ("http", "https"):
@@ -259,7 +193,7 @@ class ImageFetcher:
     def _local(self, base: FetchResult, url: str) -> FetchResult:
         if self.atlas_root is None:
             return replace(base, status=FetchStatus.BLOCKED, message="local images are served only from inside an atlas")
-        path = (self.atlas_root / url[len("atlas:"):].lstrip("/")).resolve()
+        path = (self.atlas_root / url[len(ATLAS_URL_SCHEME):].lstrip("/")).resolve()
         if not path.is_relative_to(self.atlas_root):
             return replace(base, status=FetchStatus.BLOCKED, message="the path leaves the atlas directory")
         if not path.is_file():
@@ -286,7 +220,7 @@ class ImageFetcher:
                 gate.back_off(retry_after)
         return result
 
-    def _get(self, base: FetchResult, url: str, gate: _HostGate, variant: str) -> tuple[FetchResult, float | None]:
+    def _get(self, base: FetchResult, url: str, gate: HostGate, variant: str) -> tuple[FetchResult, float | None]:
         lim = self.limits
         started = time.monotonic()
         nbytes = 0
@@ -345,7 +279,6 @@ class ImageFetcher:
             img.load()
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError):
             return replace(base, status=FetchStatus.NOT_IMAGE, nbytes=nbytes, message="the file is not an image we can decode")
-        from .images import to_rgb
         img = to_rgb(img)
         img.thumbnail((THUMB_PX, THUMB_PX) if variant == "thumb" else (FULL_PX, FULL_PX))
         buf = io.BytesIO()
@@ -388,19 +321,8 @@ def open_image_cache(directory: Path, size_limit: int = 2 * 2**30):
     return diskcache.Cache(str(directory), size_limit=size_limit, eviction_policy="least-recently-used")
 
 
-def summarize(results: Iterable[FetchResult]) -> str:
-    """'3 of 20 images unavailable (2 timeouts, 1 not found)' or '' when all arrived."""
+def failure_counts(results: Iterable[FetchResult]) -> tuple[int, Counter]:
+    """``(total, Counter of FetchStatus)`` over the results that did not arrive; the dashboard
+    turns these into words."""
     results = list(results)
-    bad = [r for r in results if not r.ok]
-    if not bad:
-        return ""
-    counts: dict[str, int] = {}
-    for r in bad:
-        counts[r.status.value] = counts.get(r.status.value, 0) + 1
-    words = {"timeout": ("timeout", "timeouts"), "not_found": ("not found", "not found"),
-             "no_url": ("without URL", "without URL"), "rate_limited": ("rate-limited", "rate-limited"),
-             "too_large": ("too large", "too large"), "not_image": ("not an image", "not images"),
-             "blocked": ("blocked", "blocked"), "budget_exceeded": ("over the hourly budget", "over the hourly budget"),
-             "error": ("error", "errors")}
-    parts = [f"{n} {words[s][0] if n == 1 else words[s][1]}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1])]
-    return f"{len(bad)} of {len(results)} images unavailable ({', '.join(parts)})"
+    return len(results), Counter(r.status for r in results if not r.ok)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .taxonomy import RANKS, clean_name
+from ..layout import RANKS
+from ..names import clean
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".avif", ".heic", ".heif", ".tif", ".tiff", ".bmp", ".gif"}
 META_COLUMNS = (*RANKS, "common_name", "url", "source_dataset", "source_id", "publisher", "img_type",
@@ -77,8 +78,8 @@ def _from_table(df: pd.DataFrame, root: Path, where: Path) -> pd.DataFrame:
         raise ValueError(f"{where} needs a 'file' column (image paths) or a 'url' column")
     files = []
     for i, row in df.iterrows():
-        f = clean_name(row.get("file")) if "file" in df else None
-        u = clean_name(row.get("url")) if "url" in df else None
+        f = clean(row.get("file")) if "file" in df else None
+        u = clean(row.get("url")) if "url" in df else None
         if f is None and u is None:
             raise ValueError(f"{where}, row {i + 2}: neither file nor url is given")
         if f is None:
@@ -101,6 +102,6 @@ def normalise_items(df: pd.DataFrame) -> pd.DataFrame:
         if col not in df:
             df[col] = None
         if col != "in_bioclip2_training":
-            df[col] = pd.Series([clean_name(v) for v in df[col]], dtype=object)
+            df[col] = pd.Series([clean(v) for v in df[col]], dtype=object)
     df["in_bioclip2_training"] = [str(v).strip().lower() in ("1", "true", "yes") for v in df["in_bioclip2_training"]]
     return df.reset_index(drop=True)

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .atlas import INDEX_FILE, METADATA_FILE
+from ..layout import INDEX_FILE, METADATA_FILE
 
 REPO_ID = "imageomics/bioclip-image-search-lite"
 FILES = (str(INDEX_FILE), str(METADATA_FILE))

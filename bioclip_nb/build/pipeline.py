@@ -28,9 +28,10 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..encoders import bioclip_available, load_encoder
+from ..errors import UploadError
+from ..layout import ATLAS_URL_SCHEME, BIOCLIP2, IMAGES_DIR, PIXEL_MODEL, VECTORS_FILE
 from . import writer
-from .errors import UploadError
-from .model import BIOCLIP2, PIXEL_MODEL, bioclip_available, load_encoder
 from .sources import normalise_items, scan_source
 
 COPY_PX = 1024
@@ -91,7 +92,7 @@ def _fetcher():
     """One fetcher per process, so the per-host policies (rate, concurrency, budget) hold across
     every image a build fetches, not per image."""
     global _FETCHER
-    from .fetch import ImageFetcher
+    from ..images import ImageFetcher
     with _FETCHER_LOCK:
         if _FETCHER is None:
             _FETCHER = ImageFetcher(workers=1)
@@ -99,7 +100,7 @@ def _fetcher():
 
 
 def _load(f: str) -> Image.Image:
-    from .images import load_upload
+    from ..images import load_upload
     if f.startswith(("http://", "https://")):
         result = _fetcher().fetch(f, variant="full")
         if not result.ok:
@@ -141,7 +142,7 @@ def build_atlas(source: str | Path | pd.DataFrame, out: str | Path, model: str =
         shutil.rmtree(work)        # a different source or model: start over
     chunk_dir.mkdir(parents=True, exist_ok=True)
     (work / "plan.json").write_text(json.dumps({"key": plan_key, "model": model, "count": len(items)}))
-    image_dir = str(work / "images") if copy_images else None
+    image_dir = str(work / IMAGES_DIR) if copy_images else None
 
     n_chunks = (len(items) + batch_size - 1) // batch_size
     todo = [c for c in range(n_chunks) if not (chunk_dir / f"{c:05d}.npz").is_file()]
@@ -175,7 +176,7 @@ def build_atlas(source: str | Path | pd.DataFrame, out: str | Path, model: str =
     writer.write_atlas(work, index, records, model=model, source=_describe(source),
                        extra={"skipped": len(failures), "builder": "bioclip-nb build"})
     if keep_vectors:
-        np.save(work / "vectors.npy", vectors)
+        np.save(work / VECTORS_FILE, vectors)
     pd.DataFrame(failures, columns=["row", "file", "reason"]).to_csv(work / "build-report.csv", index=False)
     shutil.rmtree(chunk_dir)
     (work / "plan.json").unlink()
@@ -233,7 +234,7 @@ def _records(items: pd.DataFrame, rows: np.ndarray, copied: bool, extra: pd.Data
             rec[col] = ext[col].to_numpy()
     own = [u if isinstance(u, str) and u.startswith(("http://", "https://")) else None for u in rec["url"]]
     if copied:
-        local = [f"atlas:/images/{r:07d}.jpg" for r in rows]
+        local = [f"{ATLAS_URL_SCHEME}/{IMAGES_DIR}/{r:07d}.jpg" for r in rows]
         keep = rec["has_image"].to_numpy() if "has_image" in rec else np.ones(len(rec), bool)
         rec["url"] = [o or (loc if k else None) for o, loc, k in zip(own, local, keep)]
     else:

@@ -1,4 +1,4 @@
-"""Encoders: BioCLIP 2 through pybioclip, and the offline stand-in ``bioclip-nb/pixel-768``.
+"""BioCLIP 2 (and BioCLIP) through pybioclip.
 
 One vision forward pass per image gives both the search embedding and the taxonomic
 prediction at every rank: the unit-norm image features are multiplied with the Tree of Life
@@ -10,60 +10,19 @@ a prediction never lands on them, and empty ranks (``""``) are reported as missi
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Callable, Protocol
 
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .errors import EncoderUnavailableError
-from .taxonomy import RANKS, Rank
+from ..errors import EncoderUnavailableError
+from ..layout import BIOCLIP2, PIXEL_MODEL, RANKS, Rank
+from ..names import clean, scientific_name
+from .base import Encoding, Prediction
 
-BIOCLIP2 = "hf-hub:imageomics/bioclip-2"
-PIXEL_MODEL = "bioclip-nb/pixel-768"
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
                 "open_clip_pytorch_model.bin")
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One predicted taxon at a rank, with its lineage and probability."""
-
-    rank: Rank
-    name: str | None                 # "Vulpes vulpes" at species, the rank's name otherwise
-    lineage: tuple[str | None, ...]  # kingdom .. this rank; None where the labels leave it empty
-    score: float
-    common_name: str | None = None
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """What one forward pass gives: the embedding and predictions at every rank."""
-
-    embedding: np.ndarray            # (dim,) float32, unit norm
-    model_id: str
-    predictions: dict[Rank, tuple[Prediction, ...]] = field(default_factory=dict)
-
-    def predict(self, rank: Rank | str = Rank.SPECIES, k: int = 5) -> list[Prediction]:
-        """Top ``k`` predictions at ``rank`` (empty for a model without labels)."""
-        return list(self.predictions.get(Rank.parse(rank), ()))[:k]
-
-
-class Encoder(Protocol):
-    """What the atlas builder, the CLI and the dashboard need from a model."""
-
-    model_id: str
-    dim: int
-
-    def encode(self, image: Image.Image, k: int = 5) -> Encoding: ...
-
-    def embed(self, images: list[Image.Image]) -> np.ndarray: ...
-
-    def encode_text(self, text: str) -> np.ndarray: ...
 
 
 # --------------------------------------------------------------------------- labels
@@ -78,7 +37,7 @@ class TreeOfLifeLabels:
         self.names = names
         self.codes: list[np.ndarray] = []
         self.groups: list[list[tuple[str | None, ...]]] = []
-        lineages = [tuple(_clean(v) for v in entry[0][:7]) for entry in names]
+        lineages = [tuple(clean(v) for v in entry[0][:7]) for entry in names]
         for depth in range(len(RANKS)):
             keys: dict[tuple, int] = {}
             codes = np.empty(len(names), dtype=np.int64)
@@ -86,7 +45,7 @@ class TreeOfLifeLabels:
                 codes[i] = keys.setdefault(lin[:depth + 1], len(keys))
             self.codes.append(codes)
             self.groups.append(list(keys))
-        self.common = [_clean(entry[1]) if len(entry) > 1 else None for entry in names]
+        self.common = [clean(entry[1]) if len(entry) > 1 else None for entry in names]
 
     def top(self, probs: np.ndarray, rank: Rank, k: int) -> tuple[Prediction, ...]:
         """Top ``k`` taxa at ``rank`` from species probabilities."""
@@ -100,18 +59,13 @@ class TreeOfLifeLabels:
             lineage = self.groups[depth][g]
             if rank is Rank.SPECIES:
                 genus, epithet = lineage[5], lineage[6]
-                name = f"{genus} {epithet}" if genus and epithet else None
+                name = scientific_name(genus, epithet) if epithet else None
                 best = int(np.argmax(np.where(self.codes[depth] == g, probs, -1)))
                 common = self.common[best]
             else:
                 name, common = lineage[depth], None
             out.append(Prediction(rank, name, lineage, float(sums[g]), common))
         return tuple(out)
-
-
-def _clean(value) -> str | None:
-    text = "" if value is None else str(value).strip()
-    return text or None
 
 
 # --------------------------------------------------------------------------- BioCLIP
@@ -137,7 +91,7 @@ class BioClipEncoder:
         self._tokenizer = None
 
     @classmethod
-    def load(cls, model_id: str = BIOCLIP2, device: str = "auto") -> "BioClipEncoder":
+    def load(cls, model_id: str = BIOCLIP2, device: str = "auto") -> BioClipEncoder:
         """Load weights and Tree of Life labels (from the Hugging Face cache when offline)."""
         device = pick_device(device)
         _require_weights(model_id)
@@ -224,12 +178,16 @@ def _require_weights(model_id: str) -> None:
         hf_hub_download(repo, "open_clip_config.json")
     except Exception as exc:  # huggingface_hub raises many kinds (offline, HTTP, missing entry)
         raise EncoderUnavailableError(_unavailable(model_id, f"its configuration could not be loaded ({_short(exc)})")) from None
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
     for name in WEIGHT_FILES:
         try:
             hf_hub_download(repo, name)
             return
-        except Exception:  # try the next file name
+        except (EntryNotFoundError, LocalEntryNotFoundError):  # not under this name: try the next
             continue
+        except Exception as exc:  # present but unreadable (permissions, a broken cache): say so
+            raise EncoderUnavailableError(
+                _unavailable(model_id, f"its weights file {name} could not be read ({_short(exc)})")) from None
     raise EncoderUnavailableError(_unavailable(model_id, "no weights file was found"))
 
 
@@ -245,32 +203,11 @@ def _short(exc: Exception) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
-# --------------------------------------------------------------------------- loading
-_ENCODERS: dict[tuple[str, str], Encoder] = {}
-_LOAD_LOCK = threading.Lock()
-
-
-def load_encoder(model_id: str = BIOCLIP2, device: str = "auto") -> Encoder:
-    """The encoder for ``model_id``, loaded once per process and shared (thread-safe)."""
-    from .pixel import PixelEncoder
-    key = (model_id, device)
-    with _LOAD_LOCK:
-        if key not in _ENCODERS:
-            if model_id == PIXEL_MODEL:
-                _ENCODERS[key] = PixelEncoder()
-            elif model_id.startswith("hf-hub:"):
-                _ENCODERS[key] = BioClipEncoder.load(model_id, device)
-            else:
-                raise EncoderUnavailableError(
-                    f"unknown model {model_id!r}: use {BIOCLIP2!r} (BioCLIP 2) or {PIXEL_MODEL!r}")
-        return _ENCODERS[key]
-
-
-def bioclip_available(model_id: str = BIOCLIP2) -> bool:
+def weights_cached(model_id: str = BIOCLIP2) -> bool:
     """Whether BioCLIP's weights and Tree of Life labels are already in the local Hugging Face
     cache (no network is touched: 'auto' model choices must not wait on a hub)."""
-    from huggingface_hub import try_to_load_from_cache
     from bioclip.predict import get_tol_repo_id
+    from huggingface_hub import try_to_load_from_cache
 
     def cached(repo: str, name: str, repo_type: str = "model") -> bool:
         return isinstance(try_to_load_from_cache(repo, name, repo_type=repo_type), str)
@@ -283,39 +220,3 @@ def bioclip_available(model_id: str = BIOCLIP2) -> bool:
     return (cached(repo, "open_clip_config.json") and any(cached(repo, w) for w in WEIGHT_FILES)
             and cached(labels, "embeddings/txt_emb_species.npy", "dataset")
             and cached(labels, "embeddings/txt_emb_species.json", "dataset"))
-
-
-# --------------------------------------------------------------------------- cache
-class EncodingCache:
-    """Encodings keyed by a hash of the uploaded bytes (bounded, least recently used out)."""
-
-    def __init__(self, maxsize: int = 64):
-        self.maxsize = maxsize
-        self._items: OrderedDict[tuple[str, str], Encoding] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    @staticmethod
-    def key(data: bytes) -> str:
-        """The cache key of some bytes."""
-        return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-    def get_or_encode(self, data: bytes, model_id: str, encode: Callable[[], Encoding]) -> Encoding:
-        """The cached encoding of ``data`` for ``model_id``, or ``encode()`` and remember it."""
-        key = (self.key(data), model_id)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return self._items[key]
-        enc = encode()
-        with self._lock:
-            self.misses += 1
-            self._items[key] = enc
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
-        return enc
-
-    def __len__(self) -> int:
-        return len(self._items)

@@ -1,0 +1,49 @@
+"""Encoders: BioCLIP 2 through pybioclip, and the offline stand-in, behind one interface.
+
+>>> from bioclip_nb.encoders import load_encoder
+>>> enc = load_encoder(atlas.model)        # loaded once per process, shared
+>>> e = enc.encode(image)                  # Encoding: .embedding and .predict(rank, k)
+
+Which class serves a model id is the ``kind`` of its entry in ``layout.MODELS``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ..errors import EncoderUnavailableError
+from ..layout import BIOCLIP2, MODELS, model_spec
+from .base import Encoder, Encoding, Prediction
+from .cache import EncodingCache
+
+__all__ = ["Encoder", "Encoding", "EncodingCache", "Prediction", "bioclip_available", "load_encoder"]
+
+_ENCODERS: dict[tuple[str, str], Encoder] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def load_encoder(model_id: str = BIOCLIP2, device: str = "auto") -> Encoder:
+    """The encoder for ``model_id``, loaded once per process and shared (thread-safe)."""
+    key = (model_id, device)
+    with _LOAD_LOCK:
+        if key not in _ENCODERS:
+            spec = model_spec(model_id)
+            if spec is not None and spec.kind == "pixel":
+                from .pixel import PixelEncoder
+                _ENCODERS[key] = PixelEncoder()
+            elif (spec is not None and spec.kind == "bioclip") or model_id.startswith("hf-hub:"):
+                from .bioclip import BioClipEncoder
+                _ENCODERS[key] = BioClipEncoder.load(model_id, device)
+            else:
+                raise EncoderUnavailableError(
+                    f"unknown model {model_id!r}: use one of {', '.join(repr(m) for m in MODELS)}")
+        return _ENCODERS[key]
+
+
+def bioclip_available(model_id: str = BIOCLIP2) -> bool:
+    """Whether a BioCLIP model's weights and Tree of Life labels are in the local Hugging Face
+    cache (no network is touched)."""
+    from .bioclip import weights_cached
+    return weights_cached(model_id)
+
+
