@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from bioclip_nb.build import writer
+from bioclip_nb.builder import writer
 from bioclip_nb.demo import synthetic
 from bioclip_nb.metadata import MetadataStore
 

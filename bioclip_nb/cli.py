@@ -215,7 +215,7 @@ def cmd_quantizer(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from .build.download import download_published
+    from .builder.download import download_published
     from .config import Settings
     dest = args.dir or Settings.from_env().data_dir
     path = download_published(dest)
@@ -224,7 +224,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from .build.pipeline import build_atlas
+    from .builder.pipeline import build_atlas
     result = build_atlas(args.source, args.out, model=args.model, scheduler=args.scheduler,
                          batch_size=args.batch_size, force=args.force, copy_images=not args.no_copy_images)
     sys.stderr.write(f"built {result.count:,} images ({result.skipped} skipped, listed in "

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from bioclip_nb import Atlas
-from bioclip_nb.build import build_atlas
-from bioclip_nb.build.sources import scan_source, taxonomy_from_folders
+from bioclip_nb.builder import build_atlas
+from bioclip_nb.builder.sources import scan_source, taxonomy_from_folders
 from bioclip_nb.cli import main
 from bioclip_nb.demo.art import draw, traits
 from bioclip_nb.layout import PIXEL_MODEL
@@ -184,7 +184,7 @@ def test_bad_sources(tmp_path, capsys):
 
 def test_url_builds_share_one_polite_fetcher(tmp_path):
     """Every URL in a build goes through one fetcher, so a host's rate policy holds across images."""
-    from bioclip_nb.build import pipeline as build
+    from bioclip_nb.builder import pipeline as build
     from bioclip_nb.testing.imagehost import ImageHost
     with ImageHost() as host:
         urls = [host.url(f"/img/{i}.jpg") for i in range(3)]

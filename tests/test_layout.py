@@ -53,7 +53,7 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    files = [p for p in PACKAGE.rglob("*.py")]
+    files = list(PACKAGE.rglob("*.py"))
     modules = {_module_name(p) for p in files}
     return {_module_name(p): _imports(p, modules) for p in files}
 

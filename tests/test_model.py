@@ -11,7 +11,7 @@ from bioclip import Rank as BioclipRank
 from helpers.pictures import encode, photo
 from helpers.tinymodel import TINY_LABELS, ZERO_COLUMN
 
-from bioclip_nb.build import writer
+from bioclip_nb.builder import writer
 from bioclip_nb.cli import main
 from bioclip_nb.encoders import EncodingCache, load_encoder
 from bioclip_nb.encoders.bioclip import BioClipEncoder, pick_device
@@ -231,12 +231,12 @@ def test_cli_text_search_on_pixel_atlas_explains(tmp_path, capsys):
 
 
 def test_auto_model_choice_never_touches_the_network(tiny_bioclip, empty_hf_cache):
-    from bioclip_nb.build import resolve_model
+    from bioclip_nb.builder import resolve_model
     from bioclip_nb.layout import PIXEL_MODEL
     assert resolve_model("auto") == PIXEL_MODEL      # nothing cached: the stand-in, at once
 
 
 def test_auto_model_choice_finds_cached_weights(tiny_bioclip):
-    from bioclip_nb.build import resolve_model
+    from bioclip_nb.builder import resolve_model
     from bioclip_nb.encoders import bioclip_available
     assert bioclip_available() and resolve_model("auto") == BIOCLIP2

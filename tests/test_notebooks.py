@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
 TUTORIALS = sorted(p.name for p in NOTEBOOKS.glob("0*.ipynb"))
+
+
+def tree_state() -> str | None:
+    """``git status`` of the checkout (untracked files included), or None outside a git checkout."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        return None
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout
 
 
 def _params(name: str, demo: Path, tmp: Path) -> str:
     if name.startswith("03"):
         return f"source = None\nout = {str(tmp / 'atlas')!r}\nmodel = 'bioclip-nb/pixel-768'"
     if name.startswith("04"):
-        return f"folder = None\natlas = {str(demo)!r}\noutput = {str(tmp / 'out.csv')!r}\ntop_n = 5"
+        return f"folder = None\natlas = {str(demo)!r}\noutput = None\ntop_n = 5"   # the default output
     if name.startswith("02"):
         return f"atlas = {str(demo)!r}\nsample = 40"
     return f"atlas = {str(demo)!r}\nquery = None"
@@ -34,20 +46,27 @@ def test_stored_without_outputs_and_with_parameters(name):
     assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize("name", TUTORIALS)
 def test_tutorial_runs(name, demo_atlas, tmp_path):
+    """Run as a user would, from the notebooks folder, and leave the checkout as it was."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     cell.source = _params(name, demo_atlas, tmp_path)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    before = tree_state()
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+    assert tree_state() == before, "the notebook wrote into the repository"
     if name.startswith("04"):
         import pandas as pd
-        table = pd.read_csv(tmp_path / "out.csv")
+        written = Path(os.environ["BIOCLIP_NB_HOME"]) / "results" / "folder-results.csv"
+        table = pd.read_csv(written)
         assert len(table) >= 50 and table["best_similarity"].between(0, 1).all()
+        assert str(written) in "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
 
 
+@pytest.mark.notebook
 def test_dashboard_notebook_runs(demo_atlas, tmp_path):
     nb = nbformat.read(NOTEBOOKS / "dashboard.ipynb", as_version=4)
     nb.cells[0].source = f"atlas = {str(demo_atlas)!r}"

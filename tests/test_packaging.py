@@ -22,7 +22,10 @@ def _deps(path: Path) -> tuple[set[str], set[str]]:
 
 
 def test_binder_and_root_environments_agree():
-    assert _deps(ROOT / "environment.yml") == _deps(ROOT / "binder" / "environment.yml")
+    """The same dependencies, except that Binder (no GPU) asks for PyTorch's CPU build."""
+    root, binder = _deps(ROOT / "environment.yml"), _deps(ROOT / "binder" / "environment.yml")
+    assert root[1] == binder[1]
+    assert {d.replace("pytorch>", "pytorch-cpu>") for d in root[0]} == binder[0]
 
 
 def test_pyproject_dependencies_are_in_the_environment():

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..build import writer
+from ..builder import writer
 from ..layout import BIOCLIP2, MANIFEST_FILE, QUERIES_DIR, RANKS
 from ..names import clean
 from . import art, synthetic
@@ -77,7 +77,7 @@ def _lock(path: Path):
 def build_demo(dest: Path, model: str = "auto", per_species: int = PER_SPECIES, n_queries: int = N_QUERIES,
                force: bool = False, progress: bool = True, seed: int = 0) -> Path:
     """Draw, embed and index the demo (see the module docstring)."""
-    from ..build.pipeline import build_atlas, resolve_model
+    from ..builder.pipeline import build_atlas, resolve_model
     dest = Path(dest).expanduser()
     species = species_table()
     model = resolve_model(model, need_accelerator=True)
@@ -156,6 +156,6 @@ def build_synthetic(dest: Path, n: int, force: bool = False, progress: bool = Tr
     work.mkdir(parents=True)
     writer.write_atlas(work, index, records, model=model, source=f"bioclip-nb demo --synthetic {n}",
                        extra={"synthetic": True})
-    from ..build.pipeline import move_into_place
+    from ..builder.pipeline import move_into_place
     move_into_place(work, dest)
     return dest

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bioclip_nb.build import writer
+from bioclip_nb.builder import writer
 from bioclip_nb.demo import synthetic
 from bioclip_nb.layout import MANIFEST_FILE
 

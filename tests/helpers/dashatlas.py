@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bioclip_nb.build import build_atlas
+from bioclip_nb.builder import build_atlas
 from bioclip_nb.demo.art import draw, traits
 
 HOSTILE = "<script>window.__pwned = 1</script><img src=x onerror=alert(1)> beetle"

@@ -33,7 +33,7 @@ BINOMIAL = re.compile(r"^([A-Z][a-z-]+)[ _]([a-z][a-z-]+)$")
 def taxonomy_from_folders(parts: tuple[str, ...]) -> dict[str, str | None]:
     """Ranks from folder names, by the rule in the module docstring."""
     parts = tuple(p for p in parts if p)
-    out: dict[str, str | None] = {r: None for r in RANKS}
+    out: dict[str, str | None] = dict.fromkeys(RANKS)
     if len(parts) == len(RANKS):
         return dict(zip(RANKS, parts))
     if parts and (m := BINOMIAL.match(parts[-1])):

@@ -154,7 +154,7 @@ def write_atlas(out: Path, index: faiss.Index, records: pd.DataFrame, model: str
     manifest = Manifest(
         model=model, dim=int(index.d), metric=ivf.metric_name(index),
         count=int(index.ntotal), nlist=ivf.nlist_of(index),
-        format_version=FORMAT_VERSION, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        format_version=FORMAT_VERSION, created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         source=source, extra=dict(extra or {}),
     )
     (out / MANIFEST_FILE).write_text(manifest.to_json() + "\n", encoding="utf-8")
