@@ -8,6 +8,10 @@ Two environment variables steer it:
 ``BIOCLIP_NB_ATLAS``
     An atlas directory to open when none is named. On a shared JupyterHub this is how every
     user is pointed at one read-only copy of the published artifacts.
+``BIOCLIP_NB_ALLOW_HOSTS``
+    Host names or networks (comma-separated, e.g. ``images.osc.edu,10.20.0.0/16``) that image
+    URLs typed by users may reach although they are not public internet addresses. Empty
+    by default: a typed URL can never reach this machine or a private network.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 ENV_HOME = "BIOCLIP_NB_HOME"
 ENV_ATLAS = "BIOCLIP_NB_ATLAS"
+ENV_ALLOW_HOSTS = "BIOCLIP_NB_ALLOW_HOSTS"
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class Settings:
 
     home: Path
     atlas: Path | None = None
+    allow_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -33,7 +39,8 @@ class Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get(ENV_HOME) or Path.home() / ".cache" / "bioclip-nb").expanduser()
         atlas = env.get(ENV_ATLAS)
-        return cls(home=home, atlas=Path(atlas).expanduser() if atlas else None)
+        allow = tuple(h.strip() for h in env.get(ENV_ALLOW_HOSTS, "").split(",") if h.strip())
+        return cls(home=home, atlas=Path(atlas).expanduser() if atlas else None, allow_hosts=allow)
 
     @property
     def data_dir(self) -> Path:

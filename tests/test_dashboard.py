@@ -179,7 +179,14 @@ def test_text_query(dash):
     assert dash.session.query.kind == "text" and len(dash.session.hits) == 10
 
 
-def test_url_query_through_fetcher_rules(dash, host):
+def test_url_query_through_fetcher_rules(dash, dash_root, host, tmp_path):
+    from bioclip_nb.config import Settings
+    dash.controls.url.value = host.url("/img/77.jpg")
+    dash.controls.url_button.click()             # a typed URL may not reach this machine ...
+    assert "127.0.0.1, this machine itself (loopback)" in dash.status.value and dash.session.encoding is None
+    allowed = Settings(home=tmp_path / "home", allow_hosts=("127.0.0.0/8",))   # ... unless an admin allows it
+    dash = Dashboard.from_settings(atlas=next(dash_root.glob("atlas-hf-hub*")), settings=allowed, device="cpu")
+    dash.widget
     dash.controls.url.value = host.url("/img/77.jpg")
     dash.controls.url_button.click()
     assert dash.session.query.kind == "image" and dash.session.encoding is not None

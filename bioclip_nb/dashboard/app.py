@@ -21,6 +21,7 @@ from ..config import Settings
 from ..encoders import load_encoder
 from ..errors import AtlasError
 from ..images.fetch import ImageFetcher, open_image_cache
+from ..images.guard import AddressGuard
 from ..layout import RANKS, display_name
 from ..locate import locate_atlas
 from . import html
@@ -76,7 +77,7 @@ class Dashboard:
             cache = open_image_cache(settings.image_cache_dir)
         except (OSError, sqlite3.Error):
             cache = None          # an unwritable home: images are fetched each time, nothing breaks
-        fetcher = ImageFetcher(cache=cache, atlas_root=opened.path)
+        fetcher = ImageFetcher(cache=cache, atlas_root=opened.path, guard=AddressGuard(settings.allow_hosts))
         session = SearchSession(opened, lambda: load_encoder(opened.model, device=device), fetcher)
         return cls(session)
 

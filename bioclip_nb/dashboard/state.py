@@ -119,11 +119,12 @@ class SearchSession:
         self.status = Status(f"Text query: {text}")
 
     def set_url(self, url: str) -> Encoding:
-        """Fetch an image URL under the fetcher's rules, then treat it as an upload."""
+        """Fetch an image URL a person typed (public addresses only, see ``images.guard``), then
+        treat it as an upload."""
         url = (url or "").strip()
         if not url:
             raise ValueError("Paste an image URL first (http or https).")
-        result = self.fetcher.fetch(url, variant="full")
+        result = self.fetcher.fetch_user_url(url, variant="full")
         if not result.ok:
             raise UploadError(f"Could not use that URL: {result.message}.")
         return self.set_upload(result.data, name=url.rsplit("/", 1)[-1] or url)

@@ -25,13 +25,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 from PIL import Image, UnidentifiedImageError
 
 from .._version import __version__
 from ..layout import ATLAS_URL_SCHEME
+from .guard import AddressGuard, BlockedAddress, pinned_session
 from .policy import DEFAULT_POLICIES, HostGate, HostPolicy
 from .uploads import to_rgb
 
@@ -107,8 +108,10 @@ class ImageFetcher:
 
     def __init__(self, policies: dict[str, HostPolicy] | None = None, cache=None,
                  session: requests.Session | None = None, limits: FetchLimits | None = None,
-                 atlas_root: Path | None = None, resolve: dict[str, str] | None = None, workers: int = 8):
+                 atlas_root: Path | None = None, resolve: dict[str, str] | None = None, workers: int = 8,
+                 guard: AddressGuard | None = None):
         self.policies = {**DEFAULT_POLICIES, **(policies or {})}
+        self.guard = guard or AddressGuard()     # for URLs a person typed (fetch_user_url)
         self.cache = cache
         self.limits = limits or FetchLimits()
         self.atlas_root = Path(atlas_root).resolve() if atlas_root else None
@@ -160,7 +163,7 @@ class ImageFetcher:
             if hit is not None:
                 status, data, size, message = hit
                 return replace(base, status=FetchStatus(status), data=data, size=size, message=message, from_cache=True)
-        result = self._remote(base, variant_url(url, variant), variant, cancel)
+        result, _ = self._remote(base, variant_url(url, variant), variant, cancel)
         if self.cache is not None:
             if result.ok:
                 self.cache.set(cache_key, (result.status.value, result.data, result.size, ""))
@@ -200,33 +203,76 @@ class ImageFetcher:
             return replace(base, status=FetchStatus.NOT_FOUND, message=f"{path.name} is missing from the atlas")
         return self._decode(base, path.read_bytes(), base.variant, nbytes=0)
 
-    def _remote(self, base: FetchResult, url: str, variant: str, cancel) -> FetchResult:
+    def fetch_user_url(self, url: str | None, variant: str = "full", key: object = None,
+                       cancel: threading.Event | None = None) -> FetchResult:
+        """An image URL a person typed. Its host, and the host of every redirect, must resolve to
+        public addresses (``images.guard``); the connection goes to the address checked. Never
+        cached: what a name resolves to may change."""
+        base = FetchResult(key, url, FetchStatus.ERROR, variant=variant)
+        url = (url or "").strip()
+        if not url:
+            return replace(base, status=FetchStatus.NO_URL, message="no URL was given")
+        session, adapter = pinned_session(USER_AGENT)
+        try:
+            for _hop in range(self.limits.max_redirects + 1):
+                try:
+                    host, address = self.guard.check(url)
+                except BlockedAddress as exc:
+                    return replace(base, status=FetchStatus.BLOCKED, message=str(exc))
+                adapter.pin(host, address)
+                result, location = self._remote(base, url, variant, cancel, session=session)
+                if location is None:
+                    return result
+                url = urljoin(url, location)
+            return replace(base, status=FetchStatus.ERROR,
+                           message=f"too many redirects (more than {self.limits.max_redirects})")
+        finally:
+            session.close()
+
+    def _remote(self, base: FetchResult, url: str, variant: str, cancel,
+                session: requests.Session | None = None) -> tuple[FetchResult, str | None]:
+        """One request under the host's policy; ``(result, redirect location)``. With ``session``
+        (a pinned one) redirects are returned, not followed, so each hop can be checked."""
         parts = urlsplit(url)
         host = parts.hostname or ""
         gate = self.gate(host)
         if gate.over_budget():
             return replace(base, status=FetchStatus.BUDGET_EXCEEDED,
-                           message=f"the hourly download budget for {host} is used up; try again later")
+                           message=f"the hourly download budget for {host} is used up; try again later"), None
         target = url
-        if host in self.resolve:
+        if session is None and host in self.resolve:
             target = self.resolve[host].rstrip("/") + urlunsplit(("", "", parts.path, parts.query, ""))
         with gate.sem:
             for attempt in range(2):
                 if not gate.wait_turn(cancel):
-                    return replace(base, status=FetchStatus.ERROR, message="cancelled")
-                result, retry_after = self._get(base, target, gate, variant)
+                    return replace(base, status=FetchStatus.ERROR, message="cancelled"), None
+                result, retry_after, location = self._get(base, target, gate, variant, session)
                 if retry_after is None or attempt == 1:
-                    return result
+                    return result, location
                 gate.back_off(retry_after)
-        return result
+        return result, None
 
-    def _get(self, base: FetchResult, url: str, gate: HostGate, variant: str) -> tuple[FetchResult, float | None]:
+    def _get(self, base: FetchResult, url: str, gate: HostGate, variant: str,
+             session: requests.Session | None = None) -> tuple[FetchResult, float | None, str | None]:
+        result, retry_after = self._get_once(base, url, gate, variant, session)
+        if isinstance(result, str):           # a redirect to check before following
+            return replace(base, status=FetchStatus.ERROR, message="redirected"), None, result
+        return result, retry_after, None
+
+    def _get_once(self, base: FetchResult, url: str, gate: HostGate, variant: str,
+                  session: requests.Session | None) -> tuple[FetchResult | str, float | None]:
         lim = self.limits
         started = time.monotonic()
         nbytes = 0
+        follow = session is None
+        session = session or self.session
         try:
-            with self.session.get(url, stream=True, timeout=(lim.connect_timeout, lim.read_timeout)) as resp:
+            with session.get(url, stream=True, timeout=(lim.connect_timeout, lim.read_timeout),
+                             allow_redirects=follow) as resp:
                 code = resp.status_code
+                if not follow and code in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
+                    gate.account(0)
+                    return resp.headers["Location"], None
                 if code in (429, 503):
                     delay = _retry_after(resp.headers.get("Retry-After"))
                     status = FetchStatus.RATE_LIMITED if code == 429 else FetchStatus.ERROR

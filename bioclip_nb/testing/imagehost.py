@@ -14,6 +14,7 @@ Paths (``<n>`` is any number, used as a seed for the picture):
 ``/429-long/...``           429 with ``Retry-After: 3600`` (beyond what we wait)
 ``/redirect/<k>/...``       k redirects, then the picture        ``/redirect-file/...`` to ``file:///etc/passwd``
 ``/garbage/...``            ``image/jpeg`` that is not one
+``/redirect-to?url=URL``    one redirect to any URL (for the address guard's tests)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 from PIL import Image
@@ -230,4 +232,7 @@ class ImageHost:
             return self._send(h, 302, b"", "text/plain", {"Location": target})
         if path.startswith("/redirect-file/"):
             return self._send(h, 302, b"", "text/plain", {"Location": "file:///etc/passwd"})
+        if path == "/redirect-to":
+            target = parse_qs(urlsplit(h.path).query).get("url", [""])[0]
+            return self._send(h, 302, b"", "text/plain", {"Location": target})
         return self._send(h, 404, b"no route", "text/plain")
