@@ -48,6 +48,16 @@ def _int(text: str, what: str) -> int:
         raise argparse.ArgumentTypeError(f"{what} takes a whole number, got {text!r}") from None
 
 
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--cull-idle takes minutes, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--cull-idle must be 0 or more minutes, got {value:g}")
+    return value
+
+
 def _taxon(text: str) -> str:
     try:
         parse_taxon([text])
@@ -108,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=_positive, default=8866, help="port (default 8866)")
     v.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     v.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    v.add_argument("--cull-idle", type=_minutes, default=30.0, metavar="MINUTES",
+                   help="shut down kernels idle this long, page open or not (default 30; 0: never)")
 
     qz = sub.add_parser("quantizer", parents=[common], help="build the optional HNSW coarse quantizer for a large atlas",
                         description="Build an HNSW graph over the atlas's IVF centroids, cached under "
@@ -252,24 +264,16 @@ def cmd_demo(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    import os
-    import subprocess
-    from importlib import resources
-
-    from .locate import locate_atlas
-    atlas = locate_atlas(args.atlas)           # builds the demo here, with progress, if it is needed
     from .atlas import Atlas
+    from .locate import locate_atlas
+    from .webapp import ServeOptions, describe, serve
+    atlas = locate_atlas(args.atlas)           # builds the demo here, with progress, if it is needed
     Atlas.open(atlas).close()                  # refuse a broken atlas before starting a server
-    notebook = resources.files("bioclip_nb.notebooks").joinpath("dashboard.ipynb")
-    env = dict(os.environ, BIOCLIP_NB_ATLAS=str(Path(atlas).resolve()))
-    cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={args.port}", f"--Voila.ip={args.ip}",
-           "--VoilaConfiguration.show_tracebacks=False", *(["--no-browser"] if args.no_browser else [])]
+    options = ServeOptions(port=args.port, ip=args.ip, open_browser=not args.no_browser, cull_idle=args.cull_idle)
     host = "localhost" if args.ip in ("127.0.0.1", "localhost") else args.ip
-    print(f"bioclip-nb dashboard on {atlas}: http://{host}:{args.port}/", flush=True)
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 0
+    print(f"bioclip-nb dashboard on {atlas}", flush=True)
+    print(describe(options, f"http://{host}:{args.port}/"), flush=True)
+    return serve(atlas, options)
 
 
 def _emit(text: str, output: str) -> None:
