@@ -103,6 +103,57 @@ def test_interrupted_build_resumes(photo_folder, built, tmp_path):
     assert not (tmp_path / ".resumed.partial").exists()
 
 
+def _interrupt_after(n: int):
+    seen = []
+
+    def stop(chunk, reused):
+        seen.append(chunk)
+        if len(seen) == n:
+            raise KeyboardInterrupt
+    return stop
+
+
+def _rows_of(path):
+    """``{image file name: vector}`` of an atlas, checking ids are 0..n-1 without duplicates."""
+    with Atlas.open(path) as atlas:
+        ids = atlas.metadata._cursor().execute("SELECT id FROM metadata ORDER BY id").fetchnumpy()["id"]
+        assert ids.tolist() == list(range(atlas.count))
+    report = pd.read_csv(path / "build-report.csv")
+    vectors = np.load(path / "vectors.npy")
+    return vectors, len(report)
+
+
+@pytest.mark.parametrize("change", ["batch size", "added files", "removed files", "model"])
+def test_a_changed_plan_resumes_into_exactly_the_right_rows(photo_folder, tmp_path, change, tiny_bioclip):
+    import shutil
+
+    from bioclip_nb.layout import BIOCLIP2
+    src = tmp_path / "src"
+    shutil.copytree(photo_folder, src)
+    out = tmp_path / "atlas"
+    first_model = BIOCLIP2 if change == "model" else PIXEL_MODEL
+    with pytest.raises(KeyboardInterrupt):
+        build_atlas(src, out, model=first_model, batch_size=5, progress=False, on_chunk=_interrupt_after(2))
+    batch = 10 if change == "batch size" else 5
+    if change == "added files":
+        for j in range(3):    # sorted among the others: every later row shifts
+            draw(traits(dict(zip(RANKS, SPECIES[0]))), np.random.default_rng(50 + j)).save(
+                src / "Amanitaceae" / f"aaa{j}.jpg", quality=90)
+    if change == "removed files":
+        for f in sorted((src / "Amanitaceae" / "Amanita muscaria").glob("img*.jpg"))[:2]:
+            f.unlink()
+    resumed = build_atlas(src, out, model=PIXEL_MODEL, batch_size=batch, progress=False)
+    fresh = build_atlas(src, tmp_path / "fresh", model=PIXEL_MODEL, batch_size=batch, progress=False)
+    assert resumed.count == fresh.count and resumed.skipped == fresh.skipped == 3
+    expected = {"batch size": 24, "added files": 27, "removed files": 22, "model": 24}[change]
+    assert resumed.count == expected
+    got, failures = _rows_of(out)
+    want, _ = _rows_of(fresh.path)
+    np.testing.assert_array_equal(got, want)
+    assert failures == 3
+    assert sorted(p.name for p in (out / "images").glob("*.jpg")) == sorted(p.name for p in (fresh.path / "images").glob("*.jpg"))
+
+
 def test_force_replaces(built, photo_folder, tmp_path):
     import shutil
     out = tmp_path / "again"

@@ -136,35 +136,39 @@ def build_atlas(source: str | Path | pd.DataFrame, out: str | Path, model: str =
     items = normalise_items(source.copy()) if isinstance(source, pd.DataFrame) else scan_source(source)
     model = resolve_model(model)
     work = out.with_name(f".{out.name}.partial")
-    plan_key = _plan_key(items, model)
     chunk_dir = work / "chunks"
-    if (work / "plan.json").is_file() and json.loads((work / "plan.json").read_text()).get("key") != plan_key:
-        shutil.rmtree(work)        # a different source or model: start over
     chunk_dir.mkdir(parents=True, exist_ok=True)
-    (work / "plan.json").write_text(json.dumps({"key": plan_key, "model": model, "count": len(items)}))
     image_dir = str(work / IMAGES_DIR) if copy_images else None
 
+    # A chunk is named by what decides its contents (the model and the exact (row, file)
+    # pairs), so a resumed build reuses a chunk only when it would compute the same thing;
+    # a changed batch size, file list or model recomputes what changed and never mixes plans.
     n_chunks = (len(items) + batch_size - 1) // batch_size
-    todo = [c for c in range(n_chunks) if not (chunk_dir / f"{c:05d}.npz").is_file()]
+    files = items["file"].astype(str).tolist()
+
+    def spec(c):
+        rows = list(range(c * batch_size, min(len(items), (c + 1) * batch_size)))
+        return [files[r] for r in rows], rows
+
+    names = [_chunk_name(model, *spec(c)) for c in range(n_chunks)]
+    todo = [c for c in range(n_chunks) if not (chunk_dir / names[c]).is_file()]
     reused = n_chunks - len(todo)
     for c in range(n_chunks):
         if c not in todo and on_chunk:
             on_chunk(c, True)
 
-    def spec(c):
-        sl = slice(c * batch_size, (c + 1) * batch_size)
-        return items["file"].iloc[sl].tolist(), list(range(len(items)))[sl]
-
     bar = tqdm(total=len(items), initial=reused * batch_size if todo else len(items), disable=not progress,
                desc="embedding", unit="img")
     for c, result in _run_chunks(todo, spec, model, image_dir, scheduler):
-        _save_chunk(chunk_dir / f"{c:05d}.npz", result)
+        _save_chunk(chunk_dir / names[c], result)
         bar.update(len(spec(c)[1]))
         if on_chunk:
             on_chunk(c, False)
     bar.close()
 
-    vectors, rows, failures = _gather(chunk_dir, n_chunks)
+    vectors, rows, failures = _gather([chunk_dir / n for n in names])
+    if image_dir is not None:
+        _drop_stale_copies(Path(image_dir), rows)
     if len(rows) == 0:
         raise ValueError(f"none of the {len(items)} images could be read; see the messages above")
     records = _records(items, rows, copy_images, extra_records)
@@ -179,7 +183,6 @@ def build_atlas(source: str | Path | pd.DataFrame, out: str | Path, model: str =
         np.save(work / VECTORS_FILE, vectors)
     pd.DataFrame(failures, columns=["row", "file", "reason"]).to_csv(work / "build-report.csv", index=False)
     shutil.rmtree(chunk_dir)
-    (work / "plan.json").unlink()
     move_into_place(work, out)
     return BuildResult(out, len(rows), len(failures), len(todo), reused, model, factory, time.perf_counter() - t0)
 
@@ -215,10 +218,10 @@ def _save_chunk(path: Path, result: dict) -> None:
     tmp.replace(path)           # a chunk file exists only when complete
 
 
-def _gather(chunk_dir: Path, n_chunks: int):
+def _gather(paths: list[Path]):
     vecs, rows, failures = [], [], []
-    for c in range(n_chunks):
-        with np.load(chunk_dir / f"{c:05d}.npz") as z:
+    for path in paths:
+        with np.load(path) as z:
             vecs.append(z["vectors"])
             rows.append(z["rows"])
             failures.extend(json.loads(str(z["failures"])))
@@ -243,11 +246,21 @@ def _records(items: pd.DataFrame, rows: np.ndarray, copied: bool, extra: pd.Data
     return rec
 
 
-def _plan_key(items: pd.DataFrame, model: str) -> str:
-    h = hashlib.sha1(model.encode())
-    for f in items["file"]:
-        h.update(str(f).encode() + b"\0")
-    return h.hexdigest()
+def _chunk_name(model: str, files: list[str], rows: list[int]) -> str:
+    """The file name of a chunk: a hash of the model and its (row, file) pairs."""
+    h = hashlib.sha1(model.encode() + b"\0")
+    for row, f in zip(rows, files):
+        h.update(f"{row}\t{f}\0".encode())
+    return f"{h.hexdigest()[:24]}.npz"
+
+
+def _drop_stale_copies(image_dir: Path, rows: np.ndarray) -> None:
+    """Remove image copies left by an earlier plan for rows this build does not hold."""
+    keep = {f"{int(r):07d}.jpg" for r in rows}
+    if image_dir.is_dir():
+        for path in image_dir.glob("*.jpg"):
+            if path.name not in keep:
+                path.unlink()
 
 
 def _describe(source) -> str:
