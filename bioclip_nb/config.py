@@ -8,6 +8,11 @@ Two environment variables steer it:
 ``BIOCLIP_NB_ATLAS``
     An atlas directory to open when none is named. On a shared JupyterHub this is how every
     user is pointed at one read-only copy of the published artifacts.
+``BIOCLIP_NB_STATE_DIR``
+    Where the per-host request ledger lives (``hosts.sqlite``): every process naming the same
+    directory keeps the image hosts' policies together. Defaults to ``$BIOCLIP_NB_HOME/state``;
+    on a JupyterHub node where users have different homes, point every kernel at one
+    node-local directory writable by all (see docs/osc/README.md).
 ``BIOCLIP_NB_ALLOW_HOSTS``
     Host names or networks (comma-separated, e.g. ``images.osc.edu,10.20.0.0/16``) that image
     URLs typed by users may reach although they are not public internet addresses. Empty
@@ -23,6 +28,7 @@ from pathlib import Path
 ENV_HOME = "BIOCLIP_NB_HOME"
 ENV_ATLAS = "BIOCLIP_NB_ATLAS"
 ENV_ALLOW_HOSTS = "BIOCLIP_NB_ALLOW_HOSTS"
+ENV_STATE = "BIOCLIP_NB_STATE_DIR"
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,7 @@ class Settings:
     home: Path
     atlas: Path | None = None
     allow_hosts: tuple[str, ...] = ()
+    state: Path | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -40,7 +47,9 @@ class Settings:
         home = Path(env.get(ENV_HOME) or Path.home() / ".cache" / "bioclip-nb").expanduser()
         atlas = env.get(ENV_ATLAS)
         allow = tuple(h.strip() for h in env.get(ENV_ALLOW_HOSTS, "").split(",") if h.strip())
-        return cls(home=home, atlas=Path(atlas).expanduser() if atlas else None, allow_hosts=allow)
+        state = env.get(ENV_STATE)
+        return cls(home=home, atlas=Path(atlas).expanduser() if atlas else None, allow_hosts=allow,
+                   state=Path(state).expanduser() if state else None)
 
     @property
     def data_dir(self) -> Path:
@@ -56,6 +65,11 @@ class Settings:
     def image_cache_dir(self) -> Path:
         """The on-disk cache of fetched images."""
         return self.cache_dir / "images"
+
+    @property
+    def state_dir(self) -> Path:
+        """The host-policy ledger shared by every process on the machine that names it."""
+        return self.state or self.home / "state"
 
     @property
     def demo_dir(self) -> Path:

@@ -92,10 +92,11 @@ def _fetcher():
     """One fetcher per process, so the per-host policies (rate, concurrency, budget) hold across
     every image a build fetches, not per image."""
     global _FETCHER
+    from ..config import Settings
     from ..images import ImageFetcher
     with _FETCHER_LOCK:
-        if _FETCHER is None:
-            _FETCHER = ImageFetcher(workers=1)
+        if _FETCHER is None:    # the machine's ledger: every worker process keeps the host policies together
+            _FETCHER = ImageFetcher(workers=1, state_dir=Settings.from_env().state_dir)
         return _FETCHER
 
 

@@ -77,7 +77,8 @@ class Dashboard:
             cache = open_image_cache(settings.image_cache_dir)
         except (OSError, sqlite3.Error):
             cache = None          # an unwritable home: images are fetched each time, nothing breaks
-        fetcher = ImageFetcher(cache=cache, atlas_root=opened.path, guard=AddressGuard(settings.allow_hosts))
+        fetcher = ImageFetcher(cache=cache, atlas_root=opened.path, guard=AddressGuard(settings.allow_hosts),
+                               state_dir=settings.state_dir)
         session = SearchSession(opened, lambda: load_encoder(opened.model, device=device), fetcher)
         return cls(session)
 

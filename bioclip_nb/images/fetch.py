@@ -33,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from .._version import __version__
 from ..layout import ATLAS_URL_SCHEME
 from .guard import AddressGuard, BlockedAddress, pinned_session
-from .policy import DEFAULT_POLICIES, HostGate, HostPolicy
+from .policy import DEFAULT_POLICIES, LEDGER_FILE, BudgetSpent, Cancelled, HostGate, HostLedger, HostPolicy, Turn
 from .uploads import to_rgb
 
 PROJECT_URL = "https://github.com/Imageomics/bioclip-nb"
@@ -109,7 +109,7 @@ class ImageFetcher:
     def __init__(self, policies: dict[str, HostPolicy] | None = None, cache=None,
                  session: requests.Session | None = None, limits: FetchLimits | None = None,
                  atlas_root: Path | None = None, resolve: dict[str, str] | None = None, workers: int = 8,
-                 guard: AddressGuard | None = None):
+                 guard: AddressGuard | None = None, state_dir: Path | None = None):
         self.policies = {**DEFAULT_POLICIES, **(policies or {})}
         self.guard = guard or AddressGuard()     # for URLs a person typed (fetch_user_url)
         self.cache = cache
@@ -122,20 +122,36 @@ class ImageFetcher:
         adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=32, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        # The host policies hold for every process sharing state_dir (see images.policy).
+        self.ledger = HostLedger(Path(state_dir) / LEDGER_FILE if state_dir else None)
         self._gates: dict[str, HostGate] = {}
         self._gates_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bioclip-fetch")
+        self._workers = workers
+        self._lanes: dict[str, ThreadPoolExecutor] = {}
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._gates_lock:
+            lanes, self._lanes = list(self._lanes.values()), {}
+        for lane in lanes:
+            lane.shutdown(wait=False, cancel_futures=True)
         self.session.close()
 
     # ------------------------------------------------------------------ accounting
     def gate(self, host: str) -> HostGate:
+        """The gate of ``host`` (its policy, through the shared ledger)."""
         with self._gates_lock:
             if host not in self._gates:
-                self._gates[host] = HostGate(self.policies.get(host, self.policies["*"]))
+                self._gates[host] = HostGate(host, self.policies.get(host, self.policies["*"]), self.ledger)
             return self._gates[host]
+
+    def lane(self, host: str) -> ThreadPoolExecutor:
+        """The workers of one host: as many as its policy lets run at once, so a slow host
+        never holds up the images of another (``""``: files kept in the atlas, and no-URL records)."""
+        size = self._workers if not host else max(1, self.policies.get(host, self.policies["*"]).max_concurrency)
+        with self._gates_lock:
+            if host not in self._lanes:
+                self._lanes[host] = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"bioclip-fetch-{host or 'local'}")
+            return self._lanes[host]
 
     def usage(self) -> dict[str, dict[str, int]]:
         """Per host: requests made, bytes transferred, bytes in the last hour."""
@@ -174,8 +190,8 @@ class ImageFetcher:
     def fetch_many(self, urls: Iterable[tuple[object, str | None]], variant: str = "thumb",
                    cancel: threading.Event | None = None,
                    on_result: Callable[[FetchResult], None] | None = None) -> Iterator[FetchResult]:
-        """Fetch ``(key, url)`` pairs in parallel, yielding results as they complete."""
-        futures = [self._pool.submit(self._task, key, url, variant, cancel) for key, url in urls]
+        """Fetch ``(key, url)`` pairs in parallel, one lane per host, yielding results as they complete."""
+        futures = [self.lane(_lane_of(url)).submit(self._task, key, url, variant, cancel) for key, url in urls]
         try:
             for fut in as_completed(futures):
                 result = fut.result()
@@ -236,88 +252,75 @@ class ImageFetcher:
         parts = urlsplit(url)
         host = parts.hostname or ""
         gate = self.gate(host)
-        if gate.over_budget():
-            return replace(base, status=FetchStatus.BUDGET_EXCEEDED,
-                           message=f"the hourly download budget for {host} is used up; try again later"), None
         target = url
         if session is None and host in self.resolve:
             target = self.resolve[host].rstrip("/") + urlunsplit(("", "", parts.path, parts.query, ""))
-        with gate.sem:
-            for attempt in range(2):
-                if not gate.wait_turn(cancel):
-                    return replace(base, status=FetchStatus.ERROR, message="cancelled"), None
-                result, retry_after, location = self._get(base, target, gate, variant, session)
-                if retry_after is None or attempt == 1:
-                    return result, location
-                gate.back_off(retry_after)
+        for attempt in range(2):
+            try:
+                turn = gate.acquire(self.limits.max_bytes, cancel)
+            except BudgetSpent:
+                return replace(base, status=FetchStatus.BUDGET_EXCEEDED,
+                               message=f"the hourly download budget for {host} is used up; try again later"), None
+            except Cancelled:
+                return replace(base, status=FetchStatus.ERROR, message="cancelled"), None
+            with turn:
+                result, retry_after = self._get(base, target, turn, variant, session)
+            if isinstance(result, str):           # a redirect, to be checked before it is followed
+                return replace(base, status=FetchStatus.ERROR, message="redirected"), result
+            if retry_after is None or attempt == 1:
+                return result, None
+            gate.back_off(retry_after)
         return result, None
 
-    def _get(self, base: FetchResult, url: str, gate: HostGate, variant: str,
-             session: requests.Session | None = None) -> tuple[FetchResult, float | None, str | None]:
-        result, retry_after = self._get_once(base, url, gate, variant, session)
-        if isinstance(result, str):           # a redirect to check before following
-            return replace(base, status=FetchStatus.ERROR, message="redirected"), None, result
-        return result, retry_after, None
-
-    def _get_once(self, base: FetchResult, url: str, gate: HostGate, variant: str,
-                  session: requests.Session | None) -> tuple[FetchResult | str, float | None]:
+    def _get(self, base: FetchResult, url: str, turn: Turn, variant: str,
+             session: requests.Session | None) -> tuple[FetchResult | str, float | None]:
+        """Send one request inside its turn; ``(result or redirect location, Retry-After)``."""
         lim = self.limits
         started = time.monotonic()
-        nbytes = 0
         follow = session is None
         session = session or self.session
         try:
             with session.get(url, stream=True, timeout=(lim.connect_timeout, lim.read_timeout),
                              allow_redirects=follow) as resp:
+                turn.answered()
                 code = resp.status_code
                 if not follow and code in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
-                    gate.account(0)
                     return resp.headers["Location"], None
                 if code in (429, 503):
                     delay = _retry_after(resp.headers.get("Retry-After"))
                     status = FetchStatus.RATE_LIMITED if code == 429 else FetchStatus.ERROR
                     msg = "the host asked us to slow down (HTTP 429)" if code == 429 else "the host is unavailable (HTTP 503)"
-                    gate.account(0)
                     ok_to_retry = delay is not None and delay <= lim.max_retry_after
                     return replace(base, status=status, message=msg), (delay if ok_to_retry else None)
                 if code in (404, 410):
-                    gate.account(0)
                     return replace(base, status=FetchStatus.NOT_FOUND, message=f"the image is gone from its host (HTTP {code})"), None
                 if code >= 400:
-                    gate.account(0)
                     return replace(base, status=FetchStatus.ERROR, message=f"the host answered HTTP {code}"), None
                 ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
                 if ctype.startswith(("text/", "application/json")):
-                    gate.account(0)
                     return replace(base, status=FetchStatus.NOT_IMAGE, message=f"the host sent {ctype}, not an image"), None
                 length = resp.headers.get("Content-Length")
                 if length and length.isdigit() and int(length) > lim.max_bytes:
-                    gate.account(0)
                     return replace(base, status=FetchStatus.TOO_LARGE, message=_too_large(int(length), lim.max_bytes)), None
                 chunks = []
                 for chunk in _chunks(resp):
-                    nbytes += len(chunk)
-                    if nbytes > lim.max_bytes:
-                        gate.account(nbytes)
-                        return replace(base, status=FetchStatus.TOO_LARGE, nbytes=nbytes, message=_too_large(nbytes, lim.max_bytes)), None
+                    turn.nbytes += len(chunk)
+                    if turn.nbytes > lim.max_bytes:
+                        return replace(base, status=FetchStatus.TOO_LARGE, nbytes=turn.nbytes,
+                                       message=_too_large(turn.nbytes, lim.max_bytes)), None
                     if time.monotonic() - started > lim.total_timeout:
-                        gate.account(nbytes)
-                        return replace(base, status=FetchStatus.TIMEOUT, nbytes=nbytes,
+                        return replace(base, status=FetchStatus.TIMEOUT, nbytes=turn.nbytes,
                                        message=f"the host was too slow (over {lim.total_timeout:.0f} s)"), None
                     chunks.append(chunk)
-                gate.account(nbytes)
-                return self._decode(base, b"".join(chunks), variant, nbytes), None
+                return self._decode(base, b"".join(chunks), variant, turn.nbytes), None
         except requests.exceptions.Timeout:
-            gate.account(nbytes)
-            return replace(base, status=FetchStatus.TIMEOUT, nbytes=nbytes, message="the host did not answer in time"), None
+            return replace(base, status=FetchStatus.TIMEOUT, nbytes=turn.nbytes, message="the host did not answer in time"), None
         except requests.exceptions.TooManyRedirects:
-            gate.account(nbytes)
             return replace(base, status=FetchStatus.ERROR, message=f"too many redirects (more than {lim.max_redirects})"), None
         except requests.exceptions.InvalidSchema:
             return replace(base, status=FetchStatus.BLOCKED, message="redirected to a non-http address"), None
         except requests.exceptions.RequestException as exc:
-            gate.account(nbytes)
-            return replace(base, status=FetchStatus.ERROR, nbytes=nbytes, message=f"could not reach the host ({type(exc).__name__})"), None
+            return replace(base, status=FetchStatus.ERROR, nbytes=turn.nbytes, message=f"could not reach the host ({type(exc).__name__})"), None
 
     def _decode(self, base: FetchResult, data: bytes, variant: str, nbytes: int) -> FetchResult:
         try:
@@ -330,6 +333,13 @@ class ImageFetcher:
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=85)
         return replace(base, status=FetchStatus.OK, data=buf.getvalue(), size=img.size, nbytes=nbytes)
+
+
+def _lane_of(url: str | None) -> str:
+    """The host whose lane fetches ``url`` (``""`` for atlas files and missing URLs)."""
+    if not isinstance(url, str) or url.startswith(ATLAS_URL_SCHEME):
+        return ""
+    return urlsplit(url).hostname or ""
 
 
 def _chunks(resp: requests.Response, size: int = 64 * 1024) -> Iterator[bytes]:

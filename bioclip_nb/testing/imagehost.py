@@ -12,6 +12,7 @@ Paths (``<n>`` is any number, used as a seed for the picture):
 ``/big-chunked/...``        streams 64 MB without a length        ``/html/...`` an HTML page
 ``/octet/...``              a JPEG labelled ``application/octet-stream``
 ``/429-long/...``           429 with ``Retry-After: 3600`` (beyond what we wait)
+``/429-date/...``           as ``/429/`` with ``Retry-After`` an HTTP date about 2 s ahead
 ``/redirect/<k>/...``       k redirects, then the picture        ``/redirect-file/...`` to ``file:///etc/passwd``
 ``/garbage/...``            ``image/jpeg`` that is not one
 ``/redirect-to?url=URL``    one redirect to any URL (for the address guard's tests)
@@ -24,6 +25,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -111,13 +113,19 @@ class ImageHost:
     def url(self, path: str) -> str:
         return self.base + path
 
-    def requests_for(self, pattern: str = "", settle: float = 0.2) -> list[Request]:
-        """Logged requests whose path contains ``pattern`` (after in-flight ones finish logging)."""
-        deadline = time.monotonic() + settle
-        while self._active and time.monotonic() < deadline:
-            time.sleep(0.01)
+    def requests_for(self, pattern: str = "", settle: float = 5.0) -> list[Request]:
+        """Logged requests whose path contains ``pattern``, once no request is in flight (so a
+        request still being answered is counted too); waits at most ``settle`` seconds."""
+        self.wait_idle(settle)
         with self._lock:
             return [r for r in self.log if pattern in r.path]
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no request is being answered; False if one still is after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self._active and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._active
 
     def bytes_for(self, kind: str, seed: int) -> bytes:
         """The exact body served for ``original`` or ``medium`` of ``seed``."""
@@ -183,6 +191,14 @@ class ImageHost:
                 self._seen.add(path)
             if first:
                 return self._send(h, 429, b"slow down", "text/plain", {"Retry-After": "1"})
+            return self._send(h, 200, picture(seed))
+        if path.startswith("/429-date/"):
+            with self._lock:
+                first = path not in self._seen
+                self._seen.add(path)
+            if first:
+                when = formatdate(time.time() + 2, usegmt=True)    # an HTTP date, 1 to 2 s ahead
+                return self._send(h, 429, b"slow down", "text/plain", {"Retry-After": when})
             return self._send(h, 200, picture(seed))
         if path.startswith("/429-long/"):
             return self._send(h, 429, b"slow down", "text/plain", {"Retry-After": "3600"})
