@@ -108,7 +108,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 )
 #: Metadata of a hit, in the order every output writes them.
 HIT_COLUMNS: tuple[str, ...] = (
-    *RANKS, "common_name", "source_dataset", "source_id", "publisher", "img_type",
+    *RANKS, "common_name", "source_dataset", "source_id", "uuid", "publisher", "img_type", "basisOfRecord",
     "url", "occurrence_url", "has_url", "in_bioclip2_training",
 )
 #: Columns of the hits DataFrame, in order (``query`` comes first for a batch).

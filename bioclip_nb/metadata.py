@@ -18,6 +18,9 @@ from .layout import GBIF_OCCURRENCE, HIT_COLUMNS, METADATA_FILE, RANKS, REQUIRED
 from .names import clean
 
 MAX_LOOKUP = 1000
+#: Columns read as text whatever their type in the file (ENUM, VARCHAR, UUID).
+TEXT_COLUMNS = (*RANKS, "common_name", "source_dataset", "source_id", "publisher", "img_type", "uuid",
+                "basisOfRecord")
 #: The SQL condition of each scope (None: every record).
 SCOPE_SQL: dict[Scope, str | None] = {
     Scope.ALL: None,
@@ -34,10 +37,11 @@ def _q(column: str) -> str:
 class MetadataStore:
     """Read-only access to an atlas's ``metadata.duckdb``. Open with :meth:`open`."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, prefix_cols: tuple[str, str]):
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, prefixes: dict[int, str], columns: set[str]):
         self._con = con
         self.path = path
-        self._prefix_key, self._prefix_col = prefix_cols
+        self.prefixes = prefixes          # url_prefixes (411 rows in the published file), read once
+        self.columns = columns
         self._count: int | None = None
 
     @classmethod
@@ -66,13 +70,15 @@ class MetadataStore:
             raise AtlasError(f"{path}: table 'metadata' lacks column(s) {', '.join(missing)}; "
                              "the atlas was written with another schema. Rebuild it with `bioclip-nb build`.")
         pcols = _columns(con, "url_prefixes")
-        key = next((c for c in ("id", "url_prefix_id", "prefix_id") if c in pcols), None)
+        key = next((c for c in ("prefix_id", "id", "url_prefix_id") if c in pcols), None)
         val = next((c for c in ("prefix", "url_prefix", "url") if c in pcols), None)
         if key is None or val is None:
             con.close()
             raise AtlasError(f"{path}: table 'url_prefixes' needs an id column and a prefix column, "
                              f"found {', '.join(pcols)}")
-        return cls(con, path, (key, val))
+        prefixes = {int(k): str(v) for k, v in con.execute(
+            f"SELECT {_q(key)}, {_q(val)} FROM url_prefixes WHERE {_q(key)} IS NOT NULL").fetchall()}
+        return cls(con, path, prefixes, set(cols))
 
     def close(self) -> None:
         """Close the connection."""
@@ -93,11 +99,32 @@ class MetadataStore:
         lo, hi = self._cursor().execute("SELECT min(id), max(id) FROM metadata").fetchone()
         return int(lo if lo is not None else 0), int(hi if hi is not None else -1)
 
+    def lookup_sql(self, ids: np.ndarray, wanted: tuple[str, ...] = HIT_COLUMNS) -> str:
+        """The lookup for distinct ``ids``: ``WHERE id IN (literal list)``, the shape DuckDB
+        answers with the ``idx_id`` index (a join against a list would scan the whole table)."""
+        select = ["id"]
+        for c in wanted:
+            if c == "url":
+                select += ["url_prefix_id", "identifier_suffix"]
+            elif c == "occurrence_url":
+                select.append(f"CASE WHEN source_dataset::VARCHAR = 'gbif' AND source_id IS NOT NULL "
+                              f"THEN '{GBIF_OCCURRENCE}' || source_id::VARCHAR END AS occurrence_url")
+            elif c not in self.columns:
+                select.append(f"NULL::VARCHAR AS {_q(c)}")          # an older schema without this column
+            elif c in TEXT_COLUMNS:
+                select.append(f"{_q(c)}::VARCHAR AS {_q(c)}")
+            else:
+                select.append(_q(c))
+        listed = ", ".join(str(int(i)) for i in ids)
+        return f"SELECT {', '.join(dict.fromkeys(select))} FROM metadata WHERE id IN ({listed})"
+
     def get(self, ids, cols: tuple[str, ...] | None = None) -> pd.DataFrame:
-        """Rows for up to 1,000 ids, in the order given, one DuckDB query.
+        """Rows for up to 1,000 ids, in the order given, one index-backed DuckDB query.
 
         Returns the hit columns (``HIT_COLUMNS`` or ``cols``) plus ``id``. An id with no row
-        gives a row of missing values; missing ranks are ``None``, never ``"None"``.
+        gives a row of missing values; missing ranks are ``None``, never ``"None"``. The image
+        URL is the prefix (``url_prefixes``) plus ``identifier_suffix``, or the suffix alone
+        where ``url_prefix_id`` is NULL (the published file has such rows).
         """
         ids = np.asarray(ids, dtype=np.int64).ravel()
         if ids.size > MAX_LOOKUP:
@@ -105,35 +132,25 @@ class MetadataStore:
         wanted = HIT_COLUMNS if cols is None else tuple(cols)
         if ids.size == 0:
             return pd.DataFrame(columns=["id", *wanted])
-        select = []
-        for c in wanted:
-            if c == "url":
-                select.append(f"p.{_q(self._prefix_col)} || m.identifier_suffix AS url")
-            elif c == "occurrence_url":
-                select.append(
-                    f"CASE WHEN m.source_dataset::VARCHAR = 'gbif' AND m.source_id IS NOT NULL "
-                    f"THEN '{GBIF_OCCURRENCE}' || m.source_id::VARCHAR END AS occurrence_url"
-                )
-            elif c in RANKS or c in ("common_name", "source_dataset", "publisher", "img_type", "source_id"):
-                select.append(f"m.{_q(c)}::VARCHAR AS {_q(c)}")
-            else:
-                select.append(f"m.{_q(c)}")
-        sql = f"""
-            WITH q AS (SELECT unnest($ids) AS id, generate_subscripts($ids, 1) AS pos)
-            SELECT q.pos, q.id, {', '.join(select)}
-            FROM q
-            LEFT JOIN metadata m ON m.id = q.id
-            LEFT JOIN url_prefixes p ON p.{_q(self._prefix_key)} = m.url_prefix_id
-            ORDER BY q.pos
-        """
-        df = self._cursor().execute(sql, {"ids": ids.tolist()}).df()
-        df = df.drop(columns="pos").reset_index(drop=True)
+        found = self._cursor().execute(self.lookup_sql(np.unique(ids), wanted)).df()
+        if "url" in wanted:
+            found["url"] = [self._url(p, sfx) for p, sfx in zip(found["url_prefix_id"], found["identifier_suffix"])]
+        found = found.drop_duplicates("id").set_index("id")
+        df = found.reindex(ids)[list(wanted)].reset_index()        # FAISS order; ids without a row stay
         for c in df.columns:
             if c in RANKS or c == "common_name":
                 df[c] = pd.Series([clean(v) for v in df[c]], dtype=object)
             elif df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
                 df[c] = df[c].astype(object).where(df[c].notna(), None)
         return df
+
+    def _url(self, prefix_id, suffix) -> str | None:
+        if suffix is None or (isinstance(suffix, float) and np.isnan(suffix)):
+            return None
+        if prefix_id is None or pd.isna(prefix_id):
+            return str(suffix)                     # the whole URL kept in the suffix
+        prefix = self.prefixes.get(int(prefix_id))
+        return None if prefix is None else prefix + str(suffix)
 
     def ids_where(self, condition: str, params: list | None = None) -> np.ndarray:
         """All ids whose row satisfies a SQL condition (one column scan)."""

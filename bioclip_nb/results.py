@@ -10,14 +10,15 @@ import io
 import json
 import math
 import re
+import threading
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .layout import RESULT_COLUMNS
+from .layout import ATLAS_URL_SCHEME, RESULT_COLUMNS
 from .names import clean, scientific_name
 
 if TYPE_CHECKING:
@@ -71,7 +72,9 @@ def attribution(row: Mapping) -> str:
     name = scientific_name(row.get("genus"), row.get("species")) or "unidentified"
     who = clean(row.get("publisher")) or "unknown publisher"
     src = clean(row.get("source_dataset")) or "unknown source"
-    link = safe_url(row.get("occurrence_url")) or safe_url(row.get("url")) or "no link"
+    kept = clean(row.get("url"))
+    kept = kept if kept is not None and kept.startswith(ATLAS_URL_SCHEME) else None     # an image kept in the atlas
+    link = safe_url(row.get("occurrence_url")) or safe_url(row.get("url")) or kept or "no link"
     return f"{name}: image published by {who} via {src.upper()} ({link})"
 
 
@@ -108,20 +111,26 @@ def image_filename(row: Mapping) -> str:
     return f"{int(row['rank']):02d}_{name}_{int(row['id'])}.jpg"
 
 
-def to_zip(hits: pd.DataFrame, images: Mapping[int, FetchResult]) -> bytes:
+def to_zip(hits: pd.DataFrame, images: Mapping[int, FetchResult],
+           progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None) -> bytes | None:
     """A ZIP of the fetched images (by hit id) with ``hits.csv`` inside, and
-    ``missing-images.txt`` naming each image that could not be included and why."""
+    ``missing-images.txt`` naming each image that could not be included and why.
+    ``progress(n)`` is called after each image; None is returned if ``cancel`` is set."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("hits.csv", to_csv(hits))
         missing = []
-        for row in hits.to_dict("records"):
+        for done, row in enumerate(hits.to_dict("records"), start=1):
+            if cancel is not None and cancel.is_set():
+                return None
             result = images.get(int(row["id"]))
             if result is not None and result.ok and result.data:
                 zf.writestr(f"images/{image_filename(row)}", result.data)
             else:
                 reason = result.message if result is not None else "not fetched"
                 missing.append(f"{image_filename(row)}: {reason}")
+            if progress is not None:
+                progress(done)
         if missing:
             zf.writestr("missing-images.txt", "\n".join(missing) + "\n")
     return buf.getvalue()

@@ -77,7 +77,7 @@ def test_missing_table(copy):
 
 
 def test_missing_column(copy):
-    _edit_db(copy, "ALTER TABLE metadata DROP COLUMN has_url")
+    _edit_db(copy, "DROP INDEX idx_scope; DROP INDEX idx_id; ALTER TABLE metadata DROP COLUMN has_url")
     with pytest.raises(AtlasError, match="lacks column.*has_url"):
         Atlas.open(copy)
 

@@ -14,7 +14,7 @@ from helpers.hfcache import put_in_hf_cache
 from bioclip_nb.cli import main
 
 CONTRACT = ["rank", "id", "distance", "similarity", "kingdom", "phylum", "class", "order", "family", "genus",
-            "species", "common_name", "source_dataset", "source_id", "publisher", "img_type", "url",
+            "species", "common_name", "source_dataset", "source_id", "uuid", "publisher", "img_type", "basisOfRecord", "url",
             "occurrence_url", "has_url", "in_bioclip2_training"]
 
 

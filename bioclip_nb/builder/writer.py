@@ -27,7 +27,9 @@ from .. import index as ivf
 from ..layout import ATLAS_URL_SCHEME, FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, METADATA_FILE, RANKS, Manifest
 from ..names import clean
 
-ENUM_RANKS = ("kingdom", "phylum", "class", "order", "family")
+#: Columns stored as ENUM types, as in the published file.
+ENUM_COLUMNS = ("kingdom", "phylum", "class", "order", "family", "source_dataset", "publisher", "img_type",
+                "basisOfRecord")
 TEXT_COLUMNS = ("genus", "species", "common_name", "source_dataset", "source_id", "publisher",
                 "img_type", "basisOfRecord")
 
@@ -64,31 +66,38 @@ def add_vectors(index: faiss.Index, vectors: np.ndarray, chunk: int = 100_000, p
         index.add(np.ascontiguousarray(vectors[start:start + chunk], dtype=np.float32))
 
 
-def split_urls(urls: pd.Series) -> tuple[pd.DataFrame, np.ndarray, list[str | None]]:
+def split_urls(urls: pd.Series) -> tuple[pd.DataFrame, pd.Series, list[str | None]]:
     """Split URLs into a prefix table, a prefix id per URL and a suffix starting with ``/``.
 
-    The prefix is ``scheme://host`` (``atlas:`` for files kept inside the atlas).
+    The prefix is ``scheme://host`` (``atlas:`` for files kept inside the atlas). A URL that
+    does not split that way keeps a NULL prefix id and the whole URL in the suffix, as some
+    rows of the published file do.
     """
     prefixes: dict[str, int] = {}
-    ids = np.zeros(len(urls), dtype=np.int64)
+    ids: list[int | None] = []
     suffixes: list[str | None] = []
-    for i, url in enumerate(urls):
-        if url is None or (isinstance(url, float) and math.isnan(url)) or not str(url):
+    for url in urls:
+        url = clean(url)
+        if url is None:
+            ids.append(None)
             suffixes.append(None)
             continue
-        url = str(url)
         if url.startswith(ATLAS_URL_SCHEME):
             prefix, rest = ATLAS_URL_SCHEME, url[len(ATLAS_URL_SCHEME):]
         else:
             parts = urlsplit(url)
             prefix = f"{parts.scheme}://{parts.netloc}"
-            rest = url[len(prefix):]
+            rest = url[len(prefix):] if url.startswith(prefix) and parts.netloc else None
+        if rest is None:
+            ids.append(None)
+            suffixes.append(url)
+            continue
         if not rest.startswith("/"):
             rest = "/" + rest
-        ids[i] = prefixes.setdefault(prefix, len(prefixes))
+        ids.append(prefixes.setdefault(prefix, len(prefixes)))
         suffixes.append(rest)
-    table = pd.DataFrame({"id": list(prefixes.values()), "prefix": list(prefixes.keys())})
-    return table, ids, suffixes
+    table = pd.DataFrame({"prefix_id": list(prefixes.values()), "prefix": list(prefixes.keys())})
+    return table, pd.Series(ids, dtype="UInt16"), suffixes
 
 
 def write_metadata(path: Path, records: pd.DataFrame) -> None:
@@ -104,7 +113,7 @@ def write_metadata(path: Path, records: pd.DataFrame) -> None:
         values = records[col] if col in records else pd.Series([None] * len(records))
         df[col] = pd.Series([clean(v) for v in values], dtype=object)
     prefixes, prefix_ids, suffixes = split_urls(records["url"] if "url" in records else pd.Series([None] * len(df)))
-    df["url_prefix_id"] = prefix_ids
+    df["url_prefix_id"] = prefix_ids.to_numpy()
     df["identifier_suffix"] = pd.Series(suffixes, dtype=object)
     df["has_url"] = [s is not None for s in suffixes]
     df["in_bioclip2_training"] = (records["in_bioclip2_training"].astype(bool).to_numpy()
@@ -112,20 +121,21 @@ def write_metadata(path: Path, records: pd.DataFrame) -> None:
     df["uuid"] = [str(u) for u in _uuids(len(df))]
     con = duckdb.connect(str(path))
     try:
-        for col in ENUM_RANKS:
+        for col in ENUM_COLUMNS:
             values = sorted({v for v in df[col] if v is not None}) or ["?"]
             con.execute(f'CREATE TYPE "{col}_enum" AS ENUM ({", ".join(_sql_str(v) for v in values)})')
         con.register("records", df)
-        rank_types = {c: f'"{c}_enum"' for c in ENUM_RANKS}
+        types = {c: f'"{c}_enum"' for c in ENUM_COLUMNS}
         con.execute(f"""
             CREATE TABLE metadata (
                 id INTEGER, uuid UUID,
-                {", ".join(f'"{c}" {rank_types.get(c, "VARCHAR")}' for c in RANKS)},
-                common_name VARCHAR, source_dataset VARCHAR, source_id VARCHAR, publisher VARCHAR,
-                img_type VARCHAR, "basisOfRecord" VARCHAR, url_prefix_id USMALLINT,
-                identifier_suffix VARCHAR, has_url BOOLEAN, in_bioclip2_training BOOLEAN)
+                {", ".join(f'"{c}" {types.get(c, "VARCHAR")}' for c in RANKS)},
+                common_name VARCHAR, source_dataset {types["source_dataset"]}, source_id VARCHAR,
+                publisher {types["publisher"]}, img_type {types["img_type"]}, "basisOfRecord" {types["basisOfRecord"]},
+                url_prefix_id USMALLINT, identifier_suffix VARCHAR, has_url BOOLEAN, in_bioclip2_training BOOLEAN)
         """)
-        order = ", ".join(f'"{c}"::VARCHAR NULLS LAST' for c in RANKS)
+        # As published: rows sorted by source dataset, then taxonomy (not by id).
+        order = ", ".join(f'"{c}"::VARCHAR NULLS LAST' for c in ("source_dataset", *RANKS))
         con.execute(f"""
             INSERT INTO metadata SELECT id, uuid::UUID,
                 {", ".join(f'"{c}"' for c in RANKS)},
@@ -135,8 +145,11 @@ def write_metadata(path: Path, records: pd.DataFrame) -> None:
         """)
         con.unregister("records")
         con.register("prefixes", prefixes)
-        con.execute("CREATE TABLE url_prefixes (id USMALLINT, prefix VARCHAR)")
-        con.execute("INSERT INTO url_prefixes SELECT id, prefix FROM prefixes")
+        con.execute("CREATE TABLE url_prefixes (prefix_id USMALLINT, prefix VARCHAR)")
+        con.execute("INSERT INTO url_prefixes SELECT prefix_id, prefix FROM prefixes")
+        # The published file's two indexes: lookups by id, and the scope columns.
+        con.execute("CREATE INDEX idx_id ON metadata (id)")
+        con.execute("CREATE INDEX idx_scope ON metadata (source_dataset, has_url, in_bioclip2_training)")
         con.execute("CHECKPOINT")
     finally:
         con.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
-import threading
 import traceback
 from pathlib import Path
 
@@ -25,8 +24,9 @@ from ..images.guard import AddressGuard
 from ..layout import RANKS, display_name
 from ..locate import locate_atlas
 from . import html
+from .jobs import Job, JobRunner
 from .plotsview import PlotsView
-from .state import EXPECTED_ERRORS, Level, SearchSession, Status
+from .state import EXPECTED_ERRORS, OUR_ERRORS, Level, SearchSession, Status
 from .views import NO_TAXON, Controls, Detail, Export, Gallery, Prediction
 
 PLOTS_TAB = 4
@@ -41,6 +41,8 @@ def guarded(method):
         try:
             return method(self, *args, **kwargs)
         except EXPECTED_ERRORS as exc:
+            if not isinstance(exc, OUR_ERRORS):   # a bare ValueError/OSError may be a bug: keep its traceback
+                log.warning("dashboard callback %s: %s\n%s", method.__name__, exc, traceback.format_exc())
             self.session.status = Status(str(exc), Level.ERROR)
         except Exception as exc:  # the UI boundary: log the details, tell the user in words
             log.error("dashboard callback %s failed:\n%s", method.__name__, traceback.format_exc())
@@ -55,10 +57,10 @@ def guarded(method):
 class Dashboard:
     """The bioclip-nb app. Build with :meth:`from_settings` (or hand in a session)."""
 
-    def __init__(self, session: SearchSession):
+    def __init__(self, session: SearchSession, jobs: JobRunner | None = None):
         self.session = session
+        self.jobs = jobs or JobRunner()      # long work off the message thread (dashboard.jobs)
         self._widget: w.Widget | None = None
-        self._fetch_thread: threading.Thread | None = None
         self._taxon_cache: dict[str, list[str]] = {}
 
     @classmethod
@@ -171,11 +173,12 @@ class Dashboard:
     def _search(self) -> None:
         self._set_busy(True, "Searching...")
         self._read_settings()
+        generation = self.jobs.new_generation()     # the previous search's jobs stop here
         hits = self.session.search()
         self.gallery.show(hits)
         self._render_results()
         if len(hits):
-            self._start_fetch()
+            self._start_fetch(generation)
 
     @guarded
     def _on_setting(self, change) -> None:
@@ -200,8 +203,18 @@ class Dashboard:
     @guarded
     def select(self, hit_id: int) -> None:
         row = self.session.select(hit_id)
-        full = self.session.full_image(hit_id)
-        self.detail.show(self.session, row, full)
+        self.detail.show(self.session, row, self.session.images.get(int(hit_id)))   # the thumbnail at once
+        session = self.session
+
+        def work(job: Job) -> None:
+            full = session.full_image(hit_id, cancel=job.cancel)
+            job.apply(lambda: self._show_if_selected(hit_id, row, full))
+
+        self.jobs.start("select", work, self._background_error, generation=self.jobs.generation)
+
+    def _show_if_selected(self, hit_id: int, row, full) -> None:
+        if self.session.selected == int(hit_id):
+            self.detail.show(self.session, row, full)
 
     @guarded
     def prepare_csv(self) -> None:
@@ -212,30 +225,54 @@ class Dashboard:
 
     @guarded
     def prepare_zip(self) -> None:
-        if self.session.hits is None or not len(self.session.hits):
+        session = self.session
+        if session.hits is None or not len(session.hits):
             raise ValueError("Nothing to export yet: search first.")
-        self.wait()
-        data = results.to_zip(self.session.hits, dict(self.session.images))
-        self.export.links.value = html.download_link(data, "bioclip-nb-results.zip", "application/zip",
-                                                     "Download ZIP (images + CSV)")
+        hits = session.hits
+        self.export.links.value = ""
+        self.export.start(len(hits))
+        session.status = Status("Preparing the ZIP (images + CSV)...", Level.WORKING)
+
+        def work(job: Job) -> None:
+            self.jobs.wait(name="gallery")          # the images the gallery is still fetching
+            data = results.to_zip(hits, dict(session.images),
+                                  progress=lambda done: job.apply(lambda: self.export.step(done)),
+                                  cancel=job.cancel)
+            if data is None:
+                return
+            link = html.download_link(data, "bioclip-nb-results.zip", "application/zip", "Download ZIP (images + CSV)")
+            job.apply(lambda: self._zip_ready(link))
+
+        self.jobs.start("zip", work, self._background_error, generation=self.jobs.generation)
+
+    def _zip_ready(self, link: str) -> None:
+        self.export.done()
+        self.export.links.value = link
+        self.session.status = Status("ZIP ready: click the link to download it.")
+        self._render_status()
 
     # ------------------------------------------------------------------ background fetch
-    def _start_fetch(self) -> None:
+    def _start_fetch(self, generation: int) -> None:
         session = self.session
 
-        def work():
-            try:
-                session.fetch_images(on_result=self.gallery.fill)
-            except Exception as exc:  # a background thread has no caller: report, keep the app alive
-                log.error("image fetching failed:\n%s", traceback.format_exc())
-                session.status = Status(f"Fetching images failed ({type(exc).__name__}); results are still listed.",
-                                        Level.WARNING)
-            self._render_status()
-            if session.selected is not None and session.hits is not None:
-                self._show_selected_quietly()
+        def work(job: Job) -> None:
+            session.fetch_images(on_result=lambda r: job.apply(lambda: self.gallery.fill(r)), cancel=job.cancel)
+            job.apply(self._gallery_done)
 
-        self._fetch_thread = threading.Thread(target=work, name="bioclip-gallery", daemon=True)
-        self._fetch_thread.start()
+        self.jobs.start("gallery", work, self._background_error, generation=generation)
+
+    def _gallery_done(self) -> None:
+        self._render_status()
+        if self.session.selected is not None and self.session.hits is not None:
+            self._show_selected_quietly()
+
+    def _background_error(self, exc: BaseException) -> None:
+        """A background job failed: say so in the status line; the results stay listed."""
+        message = str(exc) if isinstance(exc, EXPECTED_ERRORS) else (
+            f"Something went wrong in the background ({type(exc).__name__}: {exc}); the results are still listed.")
+        self.session.status = Status(message, Level.WARNING)
+        self.export.done()
+        self._render_status()
 
     def _show_selected_quietly(self) -> None:
         try:
@@ -245,10 +282,8 @@ class Dashboard:
             pass  # the results changed under us: the next render shows the new ones
 
     def wait(self, timeout: float = 60.0) -> None:
-        """Block until the current gallery fetch is done (tests, exports)."""
-        t = self._fetch_thread
-        if t is not None:
-            t.join(timeout)
+        """Block until the background jobs are done (tests, scripts)."""
+        self.jobs.wait(timeout)
 
     # ------------------------------------------------------------------ rendering
     def _read_settings(self) -> None:
@@ -284,9 +319,20 @@ class Dashboard:
 
     @guarded
     def draw_map(self) -> None:
-        self._set_busy(True, "Drawing the atlas map (computed once per atlas)...")
-        self.plots.draw_map()
+        self.session.status = Status("Drawing the atlas map (computed once per atlas; the page stays usable)...",
+                                     Level.WORKING)
+        plots = self.plots
+
+        def work(job: Job) -> None:
+            png = plots.map_png()
+            job.apply(lambda: self._map_ready(png))
+
+        self.jobs.start("map", work, self._background_error)
+
+    def _map_ready(self, png: bytes) -> None:
+        self.plots.show_map(png)
         self.session.status = Status("Atlas map drawn.")
+        self._render_status()
 
     @guarded
     def _on_tab(self, change) -> None:

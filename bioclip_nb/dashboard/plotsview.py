@@ -49,6 +49,16 @@ class PlotsView:
             self.draw_map()
 
     def draw_map(self) -> None:
+        """Compute (first time: UMAP, slow) and show the map; the dashboard runs
+        :meth:`map_png` in a background job and :meth:`show_map` on the page."""
+        self.show_map(self.map_png())
+
+    def show_map(self, png: bytes) -> None:
+        self.map.value = png
+        self.map.layout.display = None
+
+    def map_png(self) -> bytes:
+        """The atlas map with the current query's cells and hits, as PNG (no widget touched)."""
         s = self.session
         amap = explore.atlas_map(s.atlas)
         report = getattr(self, "_report", None)
@@ -57,5 +67,4 @@ class PlotsView:
         if s.hits is not None and len(s.hits):
             hit_cells = np.unique(np.asarray(explore.cell_of_ids(s.atlas)[s.hits["id"].to_numpy(dtype=np.int64)]))
         query_xy = amap.xy[probed].mean(axis=0) if probed is not None and len(probed) else None
-        self.map.value = plots.to_png(plots.atlas_map(amap, probed, hit_cells, query_xy, ax=plots.new_axes((6, 5))))
-        self.map.layout.display = None
+        return plots.to_png(plots.atlas_map(amap, probed, hit_cells, query_xy, ax=plots.new_axes((6, 5))))

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..atlas import Atlas
 from ..encoders import Encoder, Encoding, EncodingCache
-from ..errors import EncoderUnavailableError, UploadError
+from ..errors import AtlasError, EncoderUnavailableError, UploadError
 from ..images.fetch import FetchResult, ImageFetcher
 from ..images.uploads import load_upload
 from ..layout import VECTORS_FILE, Rank, Scope
@@ -75,11 +75,38 @@ class SearchSession:
         self.hits: pd.DataFrame | None = None
         self.images: dict[int, FetchResult] = {}
         self.selected: int | None = None
-        self.status = Status("Upload a photo, type a name, or paste an image URL.")
-        self.timings: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()          # status, timings, hits and images change from two threads
+        self._status = Status("Upload a photo, type a name, or paste an image URL.")
+        self._timings: dict[str, float] = {}
         self._cancel = threading.Event()
         self.searches = 0
+
+    @property
+    def status(self) -> Status:
+        """The line the user reads."""
+        with self._lock:
+            return self._status
+
+    @status.setter
+    def status(self, value: Status) -> None:
+        with self._lock:
+            self._status = value
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds per step of the current query (a copy)."""
+        with self._lock:
+            return dict(self._timings)
+
+    @timings.setter
+    def timings(self, value: dict[str, float]) -> None:
+        with self._lock:
+            self._timings = dict(value)
+
+    def note_time(self, step: str, seconds: float) -> None:
+        """Record how long one step took."""
+        with self._lock:
+            self._timings[step] = seconds
 
     @property
     def encodes(self) -> int:
@@ -157,7 +184,8 @@ class SearchSession:
         hits = self.atlas.search(self.encoding.embedding, top_n=int(s.top_n), nprobe=int(s.nprobe),
                                  scope=s.scope, taxon=dict(s.taxon) or None, model=self.encoding.model_id)
         self.searches += 1
-        self.timings.update(dict(hits.attrs.get("timings", {}).items()))
+        for step, seconds in hits.attrs.get("timings", {}).items():
+            self.note_time(step, seconds)
         with self._lock:
             self.hits = hits
             self.images = {}
@@ -175,39 +203,43 @@ class SearchSession:
         self._cancel = threading.Event()
         return self._cancel
 
-    def fetch_images(self, on_result: Callable[[FetchResult], None] | None = None) -> list[FetchResult]:
-        """Fetch the hits' thumbnails (blocking; results delivered as they arrive)."""
+    def fetch_images(self, on_result: Callable[[FetchResult], None] | None = None,
+                     cancel: threading.Event | None = None) -> list[FetchResult]:
+        """Fetch the hits' thumbnails (blocking; results delivered as they arrive). Stops early
+        when ``cancel`` (or a newer query's :meth:`cancel_fetches`) is set."""
         hits = self.hits
         if hits is None or not len(hits):
             return []
-        cancel = self._cancel
+        own = self._cancel
+        cancel = cancel or own
         t0 = time.perf_counter()
         out = []
         pairs = list(zip(hits["id"].astype(int), hits["url"]))
         for result in self.fetcher.fetch_many(pairs, variant="thumb", cancel=cancel):
-            if cancel.is_set():
+            if cancel.is_set() or own.is_set():
                 break
             with self._lock:
                 self.images[int(result.key)] = result
             out.append(result)
             if on_result is not None:
                 on_result(result)
-        if not cancel.is_set():
-            self.timings["images"] = time.perf_counter() - t0
+        if not (cancel.is_set() or own.is_set()):
+            self.note_time("images", time.perf_counter() - t0)
             failed = describe_failures(out)
             self.status = Status(self.timing_line() + (f" · {failed}" if failed else ""),
                                  Level.WARNING if failed else Level.INFO)
         return out
 
-    def full_image(self, hit_id: int) -> FetchResult:
+    def full_image(self, hit_id: int, cancel: threading.Event | None = None) -> FetchResult:
         """The selected result's full image."""
         row = self.hit(hit_id)
-        return self.fetcher.fetch(row.get("url"), variant="full", key=hit_id)
+        return self.fetcher.fetch(row.get("url"), variant="full", key=hit_id, cancel=cancel)
 
     def timing_line(self) -> str:
         """'encode 0.21 s · search 0.004 s · metadata 0.012 s · images 0.8 s'."""
         names = ("encode", "search", "metadata", "images")
-        return " · ".join(f"{n} {self.timings[n]:.3g} s" for n in names if n in self.timings)
+        timings = self.timings
+        return " · ".join(f"{n} {timings[n]:.3g} s" for n in names if n in timings)
 
     # ------------------------------------------------------------------ results
     def hit(self, hit_id: int) -> pd.Series:
@@ -247,4 +279,7 @@ def _display_bytes(img) -> bytes:
     return buf.getvalue()
 
 
-EXPECTED_ERRORS = (UploadError, EncoderUnavailableError, ValueError, OSError)
+#: Errors bioclip-nb raises on purpose, with a message for the user.
+OUR_ERRORS = (UploadError, EncoderUnavailableError, AtlasError)
+#: What a callback may raise and the status line shows; the bare ones are logged too (a bug?).
+EXPECTED_ERRORS = (*OUR_ERRORS, ValueError, OSError)

@@ -19,6 +19,17 @@ from .wording import SCOPE_LABELS
 NO_TAXON = "(no filter)"
 
 
+def close_all(widgets) -> None:
+    """Close widgets and everything inside them, their layout and style included (a closed
+    widget is freed in the kernel and in the page)."""
+    for widget in widgets:
+        close_all(getattr(widget, "children", ()))
+        for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+            if isinstance(part, w.Widget):
+                part.close()
+        widget.close()
+
+
 class Controls:
     """Left column: the query inputs and the search settings."""
 
@@ -73,6 +84,7 @@ class Gallery:
         self.widget = w.VBox([self.progress, self.grid])
 
     def show(self, hits: pd.DataFrame) -> None:
+        old = list(self.grid.children)
         self.tiles = {}
         children = []
         for _, row in hits.iterrows():
@@ -85,6 +97,7 @@ class Gallery:
             self.tiles[hit_id] = tile
             children.append(tile)
         self.grid.children = children
+        close_all(old)               # the previous page's cards: gone from the page, and from the kernel
         self.progress.max = max(1, len(children))
         self.progress.value = 0
 
@@ -92,12 +105,14 @@ class Gallery:
         tile = self.tiles.get(int(result.key))
         if tile is None:
             return
+        placeholder = tile.children[0]
         if result.ok:
             img = w.Image(value=result.data, format="jpeg", layout=w.Layout(width="160px", height="160px", object_fit="contain"))
             img.add_class("bnb-thumb")
             tile.children = (img, *tile.children[1:])
         else:
             tile.children = (w.HTML(html.placeholder(result)), *tile.children[1:])
+        close_all([placeholder])
         self.progress.value = min(self.progress.max, self.progress.value + 1)
 
 
@@ -170,4 +185,18 @@ class Export:
         self.csv.on_click(lambda _b: on_csv())
         self.zip.on_click(lambda _b: on_zip())
         self.links = w.HTML()
-        self.widget = w.VBox([w.HBox([self.csv, self.zip]), self.links])
+        self.progress = w.IntProgress(value=0, min=0, max=1, description="ZIP", layout=w.Layout(display="none"))
+        self.widget = w.VBox([w.HBox([self.csv, self.zip]), self.progress, self.links])
+
+    def start(self, total: int) -> None:
+        """Show the ZIP's progress bar for ``total`` images."""
+        self.progress.max, self.progress.value = max(1, total), 0
+        self.progress.layout.display = None
+        self.zip.disabled = True
+
+    def step(self, done: int) -> None:
+        self.progress.value = min(done, self.progress.max)
+
+    def done(self) -> None:
+        self.progress.layout.display = "none"
+        self.zip.disabled = False

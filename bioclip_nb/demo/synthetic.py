@@ -24,6 +24,10 @@ LEVEL_SCALES = (1.0, 0.8, 0.65, 0.5, 0.4, 0.32, 0.25)
 NOISE = 0.4
 KINGDOMS = ("Animalia", "Plantae", "Fungi", "Chromista", "Protozoa", "Bacteria")
 HOSTILE_NAME = "<script>alert('x')</script> beetle"
+#: Community data a page must never run: a publisher, a record id and an image URL.
+HOSTILE_PUBLISHER = '"><img src=x onerror="window.__pwned=1">'
+HOSTILE_SOURCE_ID = '7" onmouseover="window.__pwned=1'
+HOSTILE_URL = "javascript:window.__pwned=1"
 UNICODE_NAMES = ("Mésange charbonnière", "Bergfink 🐦", "Ωmega moth", "Шмель")
 
 
@@ -108,4 +112,7 @@ def make_records(tax: Taxonomy, species: np.ndarray, seed: int = 0) -> pd.DataFr
     rec["img_type"] = np.where(source == "gbif", "Occurrence", "Image")
     rec["basisOfRecord"] = np.where(source == "gbif", "HUMAN_OBSERVATION", None)
     rec["in_bioclip2_training"] = rng.random(n) < 0.8
+    if n > 3:        # one record of hostile community data
+        rec.loc[3, ["source_dataset", "publisher", "source_id", "url"]] = [
+            "gbif", HOSTILE_PUBLISHER, HOSTILE_SOURCE_ID, HOSTILE_URL]
     return rec

@@ -12,6 +12,9 @@ from bioclip_nb.builder import writer
 from bioclip_nb.demo import synthetic
 from bioclip_nb.layout import MANIFEST_FILE
 
+#: The URL of record 5 of a published-layout fixture, kept whole in its suffix.
+WHOLE_URL = "https://images.example.org/whole/5.jpg"
+
 
 @dataclass
 class BuiltAtlas:
@@ -32,6 +35,11 @@ def build_synthetic_atlas(path: Path, n: int, factory: str | None = None, publis
     writer.write_atlas(path, index, records, model=model, source="test fixture")
     if published_layout:
         (path / MANIFEST_FILE).unlink()
+        # Upstream's quirk: a NULL url_prefix_id with the whole URL in the suffix.
+        import duckdb
+        con = duckdb.connect(str(path / "duckdb" / "metadata.duckdb"))
+        con.execute(f"UPDATE metadata SET url_prefix_id = NULL, identifier_suffix = '{WHOLE_URL}' WHERE id = 5")
+        con.close()
     if keep_vectors:
         np.save(path / "vectors.npy", vectors)
     return BuiltAtlas(path, vectors, records)
