@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import stat
+import subprocess
+from pathlib import Path
 
 import duckdb
 import faiss
@@ -126,25 +131,45 @@ def test_atlas_path_is_a_file(tmp_path):
         Atlas.open(f)
 
 
-def test_read_only_atlas_and_home_still_search(small, tmp_path, monkeypatch):
-    import os
-    import stat
-
-    from bioclip_nb.config import Settings
-    ro = tmp_path / "ro"
-    shutil.copytree(small.path, ro)
-    home = tmp_path / "home"
-    home.mkdir()
-    for p in [*ro.rglob("*"), ro, home]:
+@contextlib.contextmanager
+def read_only(path: Path):
+    """``path`` read-only for everybody, root included: a read-only bind mount where we may
+    mount (root, as CI runs), else permission bits (which bind an unprivileged user)."""
+    if os.geteuid() == 0:
+        view = path.with_name(path.name + "-ro")
+        view.mkdir()
+        try:
+            subprocess.run(["mount", "--bind", str(path), str(view)], check=True, capture_output=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            pytest.skip(f"cannot make a read-only mount here ({exc}); run as an unprivileged user instead")
+        try:
+            subprocess.run(["mount", "-o", "remount,ro,bind", str(view)], check=True, capture_output=True)
+            yield view
+        finally:
+            subprocess.run(["umount", "--lazy", str(view)], check=False)   # a memory-mapped index may still hold it
+        return
+    for p in [*path.rglob("*"), path]:
         p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     try:
-        if os.access(ro, os.W_OK):
-            pytest.skip("running as a user that ignores permissions (root)")
-        with Atlas.open(ro, settings=Settings(home=home)) as a:
-            assert len(a.search(small.vectors[0], top_n=3, nprobe=4, scope="inat")) == 3
+        yield path
     finally:
-        for p in [*ro.rglob("*"), ro, home]:
+        for p in [*path.rglob("*"), path]:
             p.chmod(p.stat().st_mode | stat.S_IWUSR)
+
+
+def test_read_only_atlas_and_home_still_search(small, tmp_path):
+    """The atlas on a read-only disk (a shared copy at OSC) and a read-only home: search works."""
+    from bioclip_nb.config import Settings
+    shutil.copytree(small.path, tmp_path / "atlas")
+    (tmp_path / "home").mkdir()
+    with read_only(tmp_path / "atlas") as atlas, read_only(tmp_path / "home") as home:
+        with pytest.raises(OSError):
+            (atlas / "probe").write_text("x")            # truly read-only, whoever we are
+        with pytest.raises(OSError):
+            (home / "probe").write_text("x")
+        with Atlas.open(atlas, settings=Settings(home=home)) as a:
+            assert len(a.search(small.vectors[0], top_n=3, nprobe=4, scope="inat")) == 3
+            assert a.scope_counts()["all"] == 3000
 
 
 def test_unwritable_home_still_searches_and_explores(small, tmp_path):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-from helpers.dashatlas import HOSTILE, build_dash_atlas, query_file
+from helpers.dashatlas import HOSTILE, HOSTILE_PUBLISHER, build_dash_atlas, query_file
 from helpers.pictures import encode, photo
 
 from bioclip_nb.dashboard import Dashboard
@@ -173,10 +173,17 @@ def test_hostile_names_are_escaped(dash, dash_root):
     _upload_and_search(dash, query_file(dash_root, "Carabus"))
     captions = " ".join(t.children[1].value for t in dash.gallery.grid.children)
     assert "&lt;script&gt;window.__pwned" in captions and "<script>" not in captions
-    hostile = dash.session.hits[dash.session.hits["common_name"] == HOSTILE]
+    hostile = dash.session.hits[(dash.session.hits["common_name"] == HOSTILE)
+                                & (dash.session.hits["publisher"] == HOSTILE_PUBLISHER)]
+    assert len(hostile), "the fixture's hostile rows are among the hits"
     dash.select(int(hostile["id"].iloc[0]))
-    assert "<script>" not in dash.detail.taxonomy.value and "&lt;script&gt;" in dash.detail.taxonomy.value
+    dash.wait()
+    shown = dash.detail.taxonomy.value + dash.detail.source.value
+    assert "<script>" not in shown and "<img" not in shown and "&lt;img" in shown      # names as text
+    assert "javascript:" not in shown and 'onmouseover="' not in shown                  # no link from bad data
     assert "<script>" not in dash.consensus.value and "<script>" not in dash.taxonomy.value
+    card = dash.gallery.tiles[int(hostile["id"].iloc[0])].children[0].value
+    assert "Address not allowed" in card                                                 # never fetched
 
 
 @pytest.mark.parametrize("data, words", [

@@ -106,8 +106,14 @@ def test_empty_rank_is_missing_not_empty_string(enc, monkeypatch):
 
 
 def test_text_embedding(enc):
+    from bioclip.predict import CustomLabelsClassifier
     v = enc.encode_text("Vulpes vulpes")
     assert v.shape == (768,) and abs(np.linalg.norm(v) - 1) < 1e-5
+    # pybioclip's own text features for the same label (its templates, its tokenizer)
+    reference = CustomLabelsClassifier(["Vulpes vulpes", "Amanita muscaria"], model_str=BIOCLIP2, device="cpu")
+    ref = reference.txt_embeddings.detach().cpu().numpy()
+    np.testing.assert_allclose(v, ref[:, 0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(enc.encode_text("Amanita muscaria"), ref[:, 1], rtol=1e-4, atol=1e-5)
     assert not np.allclose(v, enc.encode_text("Amanita muscaria"))
     with pytest.raises(ValueError, match="text query is empty"):
         enc.encode_text("   ")

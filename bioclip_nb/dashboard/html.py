@@ -30,7 +30,7 @@ CSS = """
 .bnb-caption { font-size: 12px; line-height: 1.25; width: 170px; overflow: hidden; }
 .bnb-caption .sci { font-style: italic; }
 .bnb-caption .sim { color: #555; }
-.bnb-missing { width: 160px; height: 160px; display: flex; align-items: center; justify-content: center;
+.bnb-missing, .bnb-loading { width: 160px; height: 160px; display: flex; align-items: center; justify-content: center;
   text-align: center; background: #f2f2f2; color: #666; font-size: 12px; border-radius: 4px; padding: 6px; box-sizing: border-box; }
 .bnb-table { border-collapse: collapse; font-size: 13px; }
 .bnb-table td, .bnb-table th { padding: 2px 8px; border-bottom: 1px solid #e5e5e5; text-align: left; }
@@ -68,7 +68,7 @@ def caption(row: pd.Series) -> str:
 
 def placeholder(result: FetchResult | None) -> str:
     if result is None:
-        return '<div class="bnb-missing">loading...</div>'
+        return '<div class="bnb-loading">loading...</div>'
     return f'<div class="bnb-missing" title="{escape(result.message)}">{escape(WHY.get(result.status, "Unavailable"))}</div>'
 
 

@@ -11,7 +11,11 @@ import pandas as pd
 from bioclip_nb.builder import build_atlas
 from bioclip_nb.demo.art import draw, traits
 
-HOSTILE = "<script>window.__pwned = 1</script><img src=x onerror=alert(1)> beetle"
+#: Community data that would set window.__pwned (or open a dialog) if the page ever ran it.
+HOSTILE = '<img src=x onerror="window.__pwned=1;alert(1)"><script>window.__pwned=2</script> beetle'
+HOSTILE_PUBLISHER = '"><img src=x onerror="window.__pwned=3">'
+HOSTILE_SOURCE_ID = '9" onmouseover="window.__pwned=4'
+HOSTILE_URL = "javascript:window.__pwned=5"
 SPECIES = [
     ("Animalia", "Chordata", "Aves", "Passeriformes", "Paridae", "Parus", "major", "Great tit"),
     ("Animalia", "Chordata", "Mammalia", "Carnivora", "Canidae", "Vulpes", "vulpes", "Red fox"),
@@ -53,6 +57,17 @@ def build_dash_atlas(root: Path, host_base: str, model: str) -> Path:
         draw_collection(src, host_base)
     out = root / f"atlas-{model.replace('/', '_').replace(':', '_')}"
     build_atlas(src, out, model=model, progress=False, batch_size=64)
+    # Hostile values the builder would never write, as a published file might hold them.
+    import duckdb
+    con = duckdb.connect(str(out / "duckdb" / "metadata.duckdb"))
+    con.execute("DROP INDEX idx_id; DROP INDEX idx_scope")
+    con.execute("ALTER TABLE metadata ALTER publisher TYPE VARCHAR")
+    con.execute("UPDATE metadata SET publisher = ?, source_id = ?, source_dataset = 'gbif', url_prefix_id = NULL, "
+                "identifier_suffix = ? WHERE common_name = ? AND id % 2 = 0",
+                [HOSTILE_PUBLISHER, HOSTILE_SOURCE_ID, HOSTILE_URL, HOSTILE])
+    con.execute("CREATE INDEX idx_id ON metadata (id)")
+    con.execute("CREATE INDEX idx_scope ON metadata (source_dataset, has_url, in_bioclip2_training)")
+    con.close()
     return out
 
 
