@@ -18,10 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import encoder, extrapolate, gallery, lookup, openmem, quantizer, scopes, search, umap_map
+from . import demo_baseline, encoder, extrapolate, gallery, lookup, openmem, probing, quantizer, scopes, search, umap_map
 
-SUITE = [("search", search), ("scopes", scopes), ("open", openmem), ("lookup", lookup), ("quantizer", quantizer),
-         ("umap", umap_map), ("gallery", gallery), ("encoder", encoder)]
+SUITE = [("search", search), ("scopes", scopes), ("probing", probing), ("open", openmem), ("lookup", lookup),
+         ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("encoder", encoder),
+         ("demo", demo_baseline)]
 
 
 def main(argv: list[str] | None = None) -> int:

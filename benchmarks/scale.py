@@ -126,7 +126,7 @@ def build_index(out: Path, n: int, plan: dict, seed: int = 0) -> dict:
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
     t0 = time.perf_counter()
-    index.train(sample(rng.integers(0, NLIST, 65_536)))          # the PQ codebooks (the quantizer is given)
+    index.train(sample(rng.integers(0, NLIST, 20_000)))          # the PQ codebooks (the quantizer is given)
     train_s = time.perf_counter() - t0
     sizes = plan["sizes"]
     start = 0

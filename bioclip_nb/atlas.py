@@ -17,12 +17,14 @@ import hashlib
 import json
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import index as ivf
+from . import probing
 from .cache import save_array_quietly, write_quietly
 from .config import Settings
 from .errors import AtlasError, ModelMismatchError
@@ -41,6 +43,10 @@ from .layout import (
 from .metadata import MAX_LOOKUP, MetadataStore
 
 MAX_TOP_N = 1000
+#: Scope bitmaps kept in memory per atlas, in bytes (one is 29 MB at 234M records).
+BITMAP_CACHE_BYTES = 256 * 2**20
+#: A scope holding records in at least this share of the cells is searched the ordinary way first.
+LARGE_SCOPE = 0.5
 
 
 class Atlas:
@@ -54,8 +60,10 @@ class Atlas:
         self.manifest = manifest
         self.settings = settings
         self.fingerprint = fingerprint
-        self._bitmaps: dict[str, np.ndarray | None] = {}
-        self._lock = threading.Lock()
+        self._bitmaps: OrderedDict[str, np.ndarray | None] = OrderedDict()
+        self._counts: dict[str, np.ndarray] = {}
+        self._centroids: np.ndarray | None = None
+        self._lock = threading.RLock()
         self.quantizer = "flat"
 
     # ------------------------------------------------------------------ opening
@@ -191,22 +199,28 @@ class Atlas:
     # ------------------------------------------------------------------ scopes
     def bitmap(self, scope: Scope | str = Scope.ALL, taxon=None) -> np.ndarray | None:
         """The id bitmap for a scope ANDed with a taxon filter; None when nothing is excluded."""
+        return self._scope(scope, taxon)[0]
+
+    def _scope(self, scope: Scope | str, taxon) -> tuple[np.ndarray | None, str]:
+        """``(bitmap, key)``: the key names the scope and filters, for their derived data."""
         scope = Scope.parse(scope)
-        parts = [self._cached_bitmap(f"scope-{scope.value}", lambda: self.metadata.scope_ids(scope))]
-        for rank, name in parse_taxon(taxon).items():
-            key = "taxon-" + rank.value + "-" + hashlib.sha1(name.encode()).hexdigest()[:16]
-            parts.append(self._cached_bitmap(key, lambda r=rank, n=name: self.metadata.taxon_ids(r, n)))
+        keys = [f"scope-{scope.value}"]
+        parts = [self._cached_bitmap(keys[0], lambda: self.metadata.scope_ids(scope))]
+        for rank, name in sorted(parse_taxon(taxon).items()):
+            keys.append("taxon-" + rank.value + "-" + hashlib.sha1(name.encode()).hexdigest()[:16])
+            parts.append(self._cached_bitmap(keys[-1], lambda r=rank, n=name: self.metadata.taxon_ids(r, n)))
         parts = [p for p in parts if p is not None]
         if not parts:
-            return None
+            return None, keys[0]
         out = parts[0]
         for p in parts[1:]:
             out = np.bitwise_and(out, p)
-        return out
+        return out, "+".join(keys)
 
     def _cached_bitmap(self, key: str, ids_fn) -> np.ndarray | None:
         with self._lock:
             if key in self._bitmaps:
+                self._bitmaps.move_to_end(key)
                 return self._bitmaps[key]
         path = self.cache_dir / f"{key}.npy"
         bitmap = None
@@ -221,10 +235,44 @@ class Atlas:
                 bitmap = ivf.ids_to_bitmap(ids, self.count)
                 save_array_quietly(path, bitmap)
         with self._lock:
-            if len(self._bitmaps) > 64:
-                self._bitmaps.pop(next(iter(self._bitmaps)))
             self._bitmaps[key] = bitmap
+            # bounded in bytes (29 MB a bitmap at 234M records): least recently used out
+            while len(self._bitmaps) > 1 and sum(b.nbytes for b in self._bitmaps.values() if b is not None) > BITMAP_CACHE_BYTES:
+                self._bitmaps.popitem(last=False)
         return bitmap
+
+    def cell_counts(self, scope: Scope | str = Scope.ALL, taxon=None) -> np.ndarray | None:
+        """In-scope records per IVF cell (None for the whole atlas): one pass over the lists'
+        ids, computed once per scope and filter and kept with the atlas's derived data."""
+        bitmap, key = self._scope(scope, taxon)
+        if bitmap is None or self.nlist <= 1:
+            return None
+        return self._cell_counts(key, bitmap)
+
+    def _cell_counts(self, key: str, bitmap: np.ndarray) -> np.ndarray:
+        with self._lock:
+            if key in self._counts:
+                return self._counts[key]
+        path = self.cache_dir / f"cells-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
+        counts = None
+        if path.is_file():
+            try:
+                counts = np.load(path)
+            except (OSError, ValueError):
+                counts = None
+        if counts is None or len(counts) != self.nlist:
+            counts = probing.cell_counts(self.index, bitmap)
+            save_array_quietly(path, counts)
+        with self._lock:
+            self._counts[key] = counts
+        return counts
+
+    @property
+    def centroids(self) -> np.ndarray:
+        """The IVF centroids ``(nlist, dim)`` (a view of the quantizer's storage where possible)."""
+        if self._centroids is None:
+            self._centroids = probing.centroid_table(self.index)
+        return self._centroids
 
     # ------------------------------------------------------------------ search
     def check_vectors(self, vectors, model: str | None = None) -> np.ndarray:
@@ -259,31 +307,54 @@ class Atlas:
         """Nearest records to one vector ``(dim,)`` or a batch ``(n, dim)``.
 
         Returns a DataFrame with ``RESULT_COLUMNS`` (plus ``query``, the query number, for a
-        batch), ordered by query then rank. Each page holds ``top_n`` in-scope hits whenever
-        that many lie in the probed cells. ``df.attrs["timings"]`` has seconds per step.
+        batch), ordered by query then rank. With a scope or taxon filter, the cells that hold
+        in-scope records are scanned nearest first until at least ``nprobe`` of them and
+        ``top_n`` in-scope records have been covered, so a page is full whenever the scope holds
+        ``top_n`` records; ``cells_scanned`` says how many cells each query scanned.
+        ``df.attrs["timings"]`` has seconds per step.
         """
         batch = np.asarray(vectors).ndim == 2
         queries = self.check_vectors(vectors, model)
         self.check_settings(top_n, nprobe)
         scope = Scope.parse(scope)
         t0 = time.perf_counter()
-        bitmap = self.bitmap(scope, taxon)
+        bitmap, key = self._scope(scope, taxon)
         t1 = time.perf_counter()
-        nprobe_eff = min(int(nprobe), self.nlist)
-        dist, ids = ivf.search(self.index, queries, top_n, nprobe_eff, bitmap)
+        dist, ids, scanned = self._probe(queries, top_n, min(int(nprobe), self.nlist), bitmap, key)
         t2 = time.perf_counter()
-        hits = self._hits(dist, ids, batch)
+        hits = self._hits(dist, ids, batch, scanned)
         t3 = time.perf_counter()
         hits.attrs["timings"] = {"scope": t1 - t0, "search": t2 - t1, "metadata": t3 - t2}
         hits.attrs["metric"] = self.metric
+        hits.attrs["cells_scanned"] = scanned.tolist()
         return hits
 
-    def _hits(self, dist: np.ndarray, ids: np.ndarray, batch: bool) -> pd.DataFrame:
+    def _probe(self, queries: np.ndarray, top_n: int, nprobe: int, bitmap: np.ndarray | None,
+               key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(distances, ids, cells scanned per query)``. Unscoped, and for scopes that fill most
+        cells, the query's nearest ``nprobe`` cells; a page that comes back short, and every
+        smaller scope, scans the scope's own cells nearest first (``probing``), as many as a
+        full page needs."""
+        n = len(queries)
+        if bitmap is None or self.nlist <= 1:
+            dist, ids = ivf.search(self.index, queries, top_n, nprobe, bitmap)
+            return dist, ids, np.full(n, nprobe if self.nlist > 1 else 1, dtype=np.int64)
+        counts = self._cell_counts(key, bitmap)
+        if np.count_nonzero(counts) >= LARGE_SCOPE * self.nlist:
+            dist, ids = ivf.search(self.index, queries, top_n, nprobe, bitmap)
+            full = (ids >= 0).sum(axis=1) >= min(top_n, int(counts.sum()))
+            if full.all():
+                return dist, ids, np.full(n, nprobe, dtype=np.int64)
+        plan = probing.plan(queries, self.centroids, counts, nprobe, top_n, self.metric)
+        dist, ids = probing.search(self.index, queries, top_n, plan, bitmap)
+        return dist, ids, plan.scanned
+
+    def _hits(self, dist: np.ndarray, ids: np.ndarray, batch: bool, scanned: np.ndarray) -> pd.DataFrame:
         qn, rank = np.nonzero(ids >= 0)
         found = ids[qn, rank]
         frame = pd.DataFrame({
             "query": qn.astype(np.int64), "rank": (rank + 1).astype(np.int64), "id": found.astype(np.int64),
-            "distance": dist[qn, rank].astype(np.float32),
+            "distance": dist[qn, rank].astype(np.float32), "cells_scanned": scanned[qn].astype(np.int64),
         })
         frame["similarity"] = ivf.similarity_from_distance(frame["distance"].to_numpy(), self.metric)
         meta = self.lookup(np.unique(found))

@@ -92,8 +92,17 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, the_plan: Plan,
            bitmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(distances, ids)`` scanning exactly the planned cells, keeping only in-scope ids."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
+    cells = np.ascontiguousarray(the_plan.cells, dtype=np.int64)
+    coarse = np.ascontiguousarray(the_plan.distances, dtype=np.float32)
     params = faiss.SearchParametersIVF()
-    params.nprobe = int(the_plan.cells.shape[1])
+    params.nprobe = int(cells.shape[1])          # the width of the plan (-1 pads are skipped)
     params.max_codes = 0
     params.sel = faiss.IDSelectorBitmap(bitmap)
-    return ivf.ivf_of(index).search_preassigned(queries, int(k), the_plan.cells, the_plan.distances, params=params)
+    n = len(queries)
+    dist = np.empty((n, k), dtype=np.float32)
+    ids = np.empty((n, k), dtype=np.int64)
+    # The Python wrapper refuses search parameters here; the C++ method takes them.
+    ivf.ivf_of(index).search_preassigned_c(n, faiss.swig_ptr(queries), int(k), faiss.swig_ptr(cells),
+                                           faiss.swig_ptr(coarse), faiss.swig_ptr(dist), faiss.swig_ptr(ids),
+                                           False, params)
+    return dist, ids

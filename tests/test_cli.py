@@ -15,7 +15,7 @@ from bioclip_nb.cli import main
 
 CONTRACT = ["rank", "id", "distance", "similarity", "kingdom", "phylum", "class", "order", "family", "genus",
             "species", "common_name", "source_dataset", "source_id", "uuid", "publisher", "img_type", "basisOfRecord", "url",
-            "occurrence_url", "has_url", "in_bioclip2_training"]
+            "occurrence_url", "has_url", "in_bioclip2_training", "cells_scanned"]
 
 
 def run(capsys, *argv):
