@@ -88,8 +88,8 @@ class Atlas:
             fingerprint = _fingerprint(root)
             atlas = cls(root, index, metadata, manifest, settings, fingerprint)
             atlas._validate()
-            from .quantizer import use_sidecar
-            atlas._hnsw = use_sidecar(index, settings.cache_dir / fingerprint)   # keeps it alive
+            from .quantizer import SIDECAR, use_sidecar
+            atlas._hnsw = use_sidecar(index, atlas.derived(SIDECAR))   # keeps it alive
             if atlas._hnsw is not None:
                 atlas.quantizer = "hnsw"
         except Exception:
@@ -119,9 +119,9 @@ class Atlas:
                              f"{self.manifest.model} embeds to {expected}-d; this index was built with another "
                              f"model. Fix `model` in {MANIFEST_FILE} or rebuild the atlas.")
         ntotal = int(self.index.ntotal)
-        marker = self.settings.cache_dir / self.fingerprint / "validated.json"
-        if marker.is_file():
+        if self.derived("validated.json").is_file():
             return
+        marker = self.cache_dir / "validated.json"
         rows = self.metadata.count()
         if rows < ntotal:
             raise AtlasError(f"{self.path / INDEX_FILE} holds {ntotal:,} vectors but {self.path / METADATA_FILE} "
@@ -187,13 +187,26 @@ class Atlas:
             "scope_counts": self.scope_counts(),
         }
 
-    def scope_counts(self) -> dict[str, int]:
-        """Records in each scope, cached per atlas."""
-        path = self.cache_dir / "scope_counts.json"
+    def derived(self, name: str) -> Path:
+        """Where this atlas's derived file ``name`` is: the shared prepared directory
+        (``BIOCLIP_NB_DERIVED_DIR``) if it holds it, else the per-user cache (where it is
+        written when computed)."""
+        if self.settings.derived is not None:
+            shared = self.settings.derived / self.fingerprint / name
+            if shared.is_file():
+                return shared
+        return self.cache_dir / name
+
+    def scope_counts(self, compute: bool = True) -> dict[str, int] | None:
+        """Records in each scope (one scan of the table, then kept); None if they were never
+        computed and ``compute`` is False."""
+        path = self.derived("scope_counts.json")
         if path.is_file():
             return json.loads(path.read_text())
+        if not compute:
+            return None
         counts = self.metadata.scope_counts()
-        write_quietly(path, json.dumps(counts).encode())
+        write_quietly(self.cache_dir / "scope_counts.json", json.dumps(counts).encode())
         return counts
 
     # ------------------------------------------------------------------ scopes
@@ -222,7 +235,7 @@ class Atlas:
             if key in self._bitmaps:
                 self._bitmaps.move_to_end(key)
                 return self._bitmaps[key]
-        path = self.cache_dir / f"{key}.npy"
+        path = self.derived(f"{key}.npy")
         bitmap = None
         if path.is_file():
             try:
@@ -233,7 +246,7 @@ class Atlas:
             ids = ids_fn()
             if ids is not None:
                 bitmap = ivf.ids_to_bitmap(ids, self.count)
-                save_array_quietly(path, bitmap)
+                save_array_quietly(self.cache_dir / f"{key}.npy", bitmap)
         with self._lock:
             self._bitmaps[key] = bitmap
             # bounded in bytes (29 MB a bitmap at 234M records): least recently used out
@@ -253,7 +266,8 @@ class Atlas:
         with self._lock:
             if key in self._counts:
                 return self._counts[key]
-        path = self.cache_dir / f"cells-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
+        name = f"cells-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
+        path = self.derived(name)
         counts = None
         if path.is_file():
             try:
@@ -262,7 +276,7 @@ class Atlas:
                 counts = None
         if counts is None or len(counts) != self.nlist:
             counts = probing.cell_counts(self.index, bitmap)
-            save_array_quietly(path, counts)
+            save_array_quietly(self.cache_dir / name, counts)
         with self._lock:
             self._counts[key] = counts
         return counts

@@ -126,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
                                     "$BIOCLIP_NB_HOME/cache and used by default from then on.")
     _atlas_arg(qz)
 
+    pr = sub.add_parser("prepare", parents=[common], help="compute an atlas's derived data once, for everybody",
+                        description="Validate the atlas and compute its scope counts, scope bitmaps and cell counts, "
+                                    "the HNSW coarse quantizer and the atlas map, so that no user waits for them.")
+    _atlas_arg(pr)
+    pr.add_argument("--derived-dir", type=Path, default=None, metavar="DIR",
+                    help="write here instead of $BIOCLIP_NB_HOME/cache; users read it with BIOCLIP_NB_DERIVED_DIR=DIR")
+    pr.add_argument("--no-map", action="store_true", help="skip the atlas map (UMAP; about 40 s at 65,536 cells)")
+    pr.add_argument("--no-quantizer", action="store_true", help="skip the HNSW coarse quantizer")
+
     d = sub.add_parser("download", parents=[common], help="download the published index and metadata (resumable)")
     d.add_argument("--dir", type=Path, default=None, help="destination (default $BIOCLIP_NB_HOME/data)")
     return p
@@ -226,6 +235,29 @@ def cmd_quantizer(args) -> int:
     return 0
 
 
+def cmd_prepare(args) -> int:
+    import dataclasses
+    import time
+
+    from .atlas import Atlas
+    from .config import Settings
+    from .locate import locate_atlas
+    from .prepare import prepare
+    settings = Settings.from_env()
+    if args.derived_dir is not None:
+        settings = dataclasses.replace(settings, cache=args.derived_dir.expanduser().resolve())
+    t0 = time.perf_counter()
+    with Atlas.open(locate_atlas(args.atlas), settings=settings) as atlas:       # validates, once
+        opened = time.perf_counter() - t0
+        seconds = prepare(atlas, with_map=not args.no_map, with_quantizer=not args.no_quantizer)
+        where = atlas.cache_dir
+    print(json.dumps({"atlas": str(atlas.path), "derived": str(where), "open_and_validate_s": round(opened, 3),
+                      "seconds": {k: round(v, 3) for k, v in seconds.items()}}, indent=2))
+    if args.derived_dir is not None:
+        sys.stderr.write(f"prepared into {where}; point users at it with BIOCLIP_NB_DERIVED_DIR={args.derived_dir}\n")
+    return 0
+
+
 def cmd_download(args) -> int:
     from .builder.download import download_published
     from .config import Settings
@@ -284,7 +316,7 @@ def _emit(text: str, output: str) -> None:
 
 
 COMMANDS = {"search": cmd_search, "info": cmd_info, "download": cmd_download, "build": cmd_build, "demo": cmd_demo,
-            "dashboard": cmd_dashboard, "quantizer": cmd_quantizer}
+            "dashboard": cmd_dashboard, "quantizer": cmd_quantizer, "prepare": cmd_prepare}
 
 if __name__ == "__main__":
     raise SystemExit(main())

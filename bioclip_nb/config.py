@@ -13,6 +13,10 @@ Two environment variables steer it:
     directory keeps the image hosts' policies together. Defaults to ``$BIOCLIP_NB_HOME/state``;
     on a JupyterHub node where users have different homes, point every kernel at one
     node-local directory writable by all (see docs/osc/README.md).
+``BIOCLIP_NB_DERIVED_DIR``
+    A directory of derived data prepared once for everybody by ``bioclip-nb prepare
+    --derived-dir`` (scope counts, bitmaps, cell counts, the HNSW quantizer, the atlas map),
+    read before the per-user cache; may be read-only.
 ``BIOCLIP_NB_ALLOW_HOSTS``
     Host names or networks (comma-separated, e.g. ``images.osc.edu,10.20.0.0/16``) that image
     URLs typed by users may reach although they are not public internet addresses. Empty
@@ -29,6 +33,7 @@ ENV_HOME = "BIOCLIP_NB_HOME"
 ENV_ATLAS = "BIOCLIP_NB_ATLAS"
 ENV_ALLOW_HOSTS = "BIOCLIP_NB_ALLOW_HOSTS"
 ENV_STATE = "BIOCLIP_NB_STATE_DIR"
+ENV_DERIVED = "BIOCLIP_NB_DERIVED_DIR"
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,8 @@ class Settings:
     atlas: Path | None = None
     allow_hosts: tuple[str, ...] = ()
     state: Path | None = None
+    derived: Path | None = None
+    cache: Path | None = None        # another place for derived data (``prepare --derived-dir``)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -47,9 +54,10 @@ class Settings:
         home = Path(env.get(ENV_HOME) or Path.home() / ".cache" / "bioclip-nb").expanduser()
         atlas = env.get(ENV_ATLAS)
         allow = tuple(h.strip() for h in env.get(ENV_ALLOW_HOSTS, "").split(",") if h.strip())
-        state = env.get(ENV_STATE)
+        state, derived = env.get(ENV_STATE), env.get(ENV_DERIVED)
         return cls(home=home, atlas=Path(atlas).expanduser() if atlas else None, allow_hosts=allow,
-                   state=Path(state).expanduser() if state else None)
+                   state=Path(state).expanduser() if state else None,
+                   derived=Path(derived).expanduser() if derived else None)
 
     @property
     def data_dir(self) -> Path:
@@ -59,7 +67,7 @@ class Settings:
     @property
     def cache_dir(self) -> Path:
         """Derived data (scope bitmaps, maps); safe to delete."""
-        return self.home / "cache"
+        return self.cache or self.home / "cache"
 
     @property
     def image_cache_dir(self) -> Path:

@@ -37,14 +37,17 @@ class ProbeReport:
     missed_distance: float | None = None
 
 
-def cell_of_ids(atlas: Atlas) -> np.ndarray:
-    """For every id, its IVF cell (cached as ``cells.npy``)."""
-    path = atlas.cache_dir / "cells.npy"
-    if path.is_file():
-        return np.load(path, mmap_mode="r")
-    cells = ivf.list_assignment(atlas.index, atlas.count)
-    save_array_quietly(path, cells)
-    return cells
+def cells_holding(atlas: Atlas, ids: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """For each id, which of ``cells`` holds it (-1 if none of them does): reads only those
+    cells' lists, never a map of every id (0.94 GB at 234M records)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    out = np.full(len(ids), -1, dtype=np.int64)
+    for cell in np.asarray(cells, dtype=np.int64):
+        if cell < 0:
+            continue
+        members = ivf.list_ids(atlas.index, int(cell))
+        out[(out < 0) & np.isin(ids, members)] = cell
+    return out
 
 
 def probe_report(atlas: Atlas, query: np.ndarray, nprobe: int, hits: pd.DataFrame, top_n: int | None = None,
@@ -53,8 +56,7 @@ def probe_report(atlas: Atlas, query: np.ndarray, nprobe: int, hits: pd.DataFram
     per cell, and whether the nearest unprobed cell held a better hit than the last one shown."""
     q = atlas.check_vectors(query)
     p = ivf.probe(atlas.index, q[0], nprobe, ncells or nprobe + 8)
-    cells_of = cell_of_ids(atlas)
-    hit_cells = np.asarray(cells_of[hits["id"].to_numpy(dtype=np.int64)]) if len(hits) else np.zeros(0, int)
+    hit_cells = cells_holding(atlas, hits["id"].to_numpy(dtype=np.int64), p.cells) if len(hits) else np.zeros(0, int)
     per_cell = np.array([(hit_cells == c).sum() for c in p.cells])
     probed = np.arange(len(p.cells)) < p.nprobe
     missed = (None, None, None)
@@ -126,7 +128,6 @@ def recall_sweep(atlas: Atlas, queries: np.ndarray, k: int = 10, nprobes: list[i
     else:
         _, truth = ivf.search(atlas.index, q, k, max(nprobes), bitmap)
         kind = f"deepest search (nprobe {max(nprobes)})"
-    cells_of = cell_of_ids(atlas) if atlas.nlist > 1 else None
     rows = []
     for nprobe in nprobes:
         times = []
@@ -135,9 +136,9 @@ def recall_sweep(atlas: Atlas, queries: np.ndarray, k: int = 10, nprobes: list[i
             times.append(dt)
         recall = np.mean([len(set(a[a >= 0]) & set(t[t >= 0])) / max(1, (t >= 0).sum()) for a, t in zip(ids, truth)])
         reachable = recall
-        if cells_of is not None:
+        if atlas.nlist > 1:
             _, probed = ivf.ivf_of(atlas.index).quantizer.search(q, nprobe)
-            reachable = np.mean([np.isin(np.asarray(cells_of[t[t >= 0]]), p).mean() if (t >= 0).any() else 1.0
+            reachable = np.mean([(cells_holding(atlas, t[t >= 0], p) >= 0).mean() if (t >= 0).any() else 1.0
                                  for t, p in zip(truth, probed)])
         rows.append({"nprobe": nprobe, "recall": float(recall), "reachable": float(reachable),
                      "ms_per_query": 1000 * float(np.median(times)) / len(q)})
@@ -177,7 +178,7 @@ class AtlasMap:
 
 def atlas_map(atlas: Atlas, rank: str = "kingdom", per_cell: int = 20, seed: int = 0) -> AtlasMap:
     """UMAP of the IVF centroids, coloured by each cell's dominant ``rank`` (cached per atlas)."""
-    xy_path, meta_path = atlas.cache_dir / "map-xy.npy", atlas.cache_dir / f"map-{rank}.json"
+    xy_path, meta_path = atlas.derived("map-xy.npy"), atlas.derived(f"map-{rank}.json")
     if xy_path.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         return AtlasMap(np.load(xy_path), np.asarray(meta["sizes"]), meta["labels"], rank, meta["seconds"])
@@ -187,8 +188,9 @@ def atlas_map(atlas: Atlas, rank: str = "kingdom", per_cell: int = 20, seed: int
     seconds = time.perf_counter() - t0
     sizes = ivf.list_sizes(atlas.index)
     labels = dominant_labels(atlas, rank, per_cell)
-    save_array_quietly(xy_path, xy)
-    write_quietly(meta_path, json.dumps({"sizes": sizes.tolist(), "labels": labels, "seconds": seconds}).encode())
+    save_array_quietly(atlas.cache_dir / "map-xy.npy", xy)
+    write_quietly(atlas.cache_dir / f"map-{rank}.json",
+                  json.dumps({"sizes": sizes.tolist(), "labels": labels, "seconds": seconds}).encode())
     return AtlasMap(xy, sizes, labels, rank, seconds)
 
 

@@ -155,7 +155,7 @@ def list_ids(index: faiss.Index, cell: int, limit: int | None = None) -> np.ndar
     return faiss.rev_swig_ptr(ivf.invlists.get_ids(int(cell)), size).astype(np.int64, copy=True)
 
 
-def list_assignment(index: faiss.Index, ntotal: int) -> np.ndarray:
+def list_assignment(index: faiss.Index, ntotal: int) -> np.ndarray:  # a reference for tests: costs a map of every id
     """For every id, the cell that holds it (-1 if none): one pass over the lists' ids."""
     ivf = ivf_of(index)
     out = np.full(ntotal, -1, dtype=np.int32)

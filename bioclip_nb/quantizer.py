@@ -40,10 +40,9 @@ def build_sidecar(index: faiss.Index, cache_dir: Path, m: int = 32, ef_construct
     return path, seconds
 
 
-def use_sidecar(index: faiss.Index, cache_dir: Path) -> faiss.Index | None:
-    """Swap in the cached HNSW quantizer if there is one that fits this index; return it (the
-    caller keeps a reference for as long as the index lives), or None."""
-    path = sidecar_path(cache_dir)
+def use_sidecar(index: faiss.Index, path: Path) -> faiss.Index | None:
+    """Swap in the HNSW quantizer at ``path`` if there is one that fits this index; return it
+    (the caller keeps a reference for as long as the index lives), or None."""
     ivf_index = ivf.ivf_of(index)
     if ivf_index is None or not path.is_file():
         return None

@@ -85,7 +85,7 @@ def test_recall_on_demo_pq_atlas(demo_atlas):
         # "reachable" recomputed independently at nprobe 4: the share of the exact top 10 whose
         # cell is among the query's 4 nearest cells
         truth = explore.exact_neighbours(np.load(demo_atlas / "vectors.npy", mmap_mode="r"), queries, 10)
-        cells = np.asarray(explore.cell_of_ids(atlas))
+        cells = ivf.list_assignment(atlas.index, atlas.count)      # every id's cell, the slow way
         _, nearest = atlas.index.quantizer.search(queries, 4)
         expected = np.mean([np.isin(cells[t], n).mean() for t, n in zip(truth, nearest)])
     assert sweep.attrs["truth"] == "exact search"          # the demo keeps its raw vectors
@@ -104,7 +104,7 @@ def test_atlas_map_on_demo(demo_atlas):
         q = explore.sample_vectors(atlas, 1, seed=1)[0]
         hits = atlas.search(q, top_n=10, nprobe=4)
         rep = explore.probe_report(atlas, q, 4, hits)
-        cells = np.unique(np.asarray(explore.cell_of_ids(atlas)[hits["id"].to_numpy()]))
+        cells = np.unique(ivf.list_assignment(atlas.index, atlas.count)[hits["id"].to_numpy()])
     assert amap.xy.shape == (atlas.nlist, 2) and np.isfinite(amap.xy).all()
     np.testing.assert_array_equal(amap.xy, again.xy)
     assert {"Animalia", "Plantae", "Fungi"} <= set(filter(None, amap.labels))

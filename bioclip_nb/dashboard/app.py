@@ -126,7 +126,21 @@ class Dashboard:
         self.plots.map_button.on_click(lambda _b: self.draw_map())
         for ctl in (c.scope, c.nprobe, c.top_n, c.taxon_name):
             ctl.observe(self._on_setting, names="value")
+        if s.atlas.scope_counts(compute=False) is None:      # not prepared: count once, in the background
+            self.jobs.start("scope-counts", self._count_scopes, lambda exc: None)
         self._render_status()
+
+    def _count_scopes(self, job: Job) -> None:
+        counts = self.session.atlas.scope_counts()
+        job.apply(lambda: self._with_settings_quiet(lambda: self.controls.set_scope_counts(counts)))
+
+    def _with_settings_quiet(self, fn) -> None:
+        """Change controls without their change firing a search."""
+        self._quiet = True
+        try:
+            fn()
+        finally:
+            self._quiet = False
 
     # ------------------------------------------------------------------ actions
     @guarded
@@ -182,6 +196,8 @@ class Dashboard:
 
     @guarded
     def _on_setting(self, change) -> None:
+        if getattr(self, "_quiet", False):
+            return
         self._read_settings()
         if self.session.encoding is not None and self.session.hits is not None:
             self._search()       # re-search with the same encoding: no re-encode

@@ -64,7 +64,8 @@ class PlotsView:
         report = getattr(self, "_report", None)
         probed = report.cells[report.probed] if report is not None else None
         hit_cells = None
-        if s.hits is not None and len(s.hits):
-            hit_cells = np.unique(np.asarray(explore.cell_of_ids(s.atlas)[s.hits["id"].to_numpy(dtype=np.int64)]))
+        if s.hits is not None and len(s.hits) and report is not None:
+            found = explore.cells_holding(s.atlas, s.hits["id"].to_numpy(dtype=np.int64), report.cells)
+            hit_cells = np.unique(found[found >= 0])
         query_xy = amap.xy[probed].mean(axis=0) if probed is not None and len(probed) else None
         return plots.to_png(plots.atlas_map(amap, probed, hit_cells, query_xy, ax=plots.new_axes((6, 5))))

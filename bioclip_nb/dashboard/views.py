@@ -19,6 +19,11 @@ from .wording import SCOPE_LABELS
 NO_TAXON = "(no filter)"
 
 
+def scope_options(counts: dict[str, int] | None) -> list[tuple[str, str]]:
+    """The scope menu: each scope's label, with its record count once known."""
+    return [(f"{SCOPE_LABELS[s]} ({counts.get(s.value, 0):,})" if counts else SCOPE_LABELS[s], s.value) for s in Scope]
+
+
 def close_all(widgets) -> None:
     """Close widgets and everything inside them, their layout and style included (a closed
     widget is freed in the kernel and in the page)."""
@@ -41,8 +46,7 @@ class Controls:
         self.text_button = w.Button(description="Use text", layout=w.Layout(width="100%"))
         self.url = w.Text(placeholder="https://... image URL", layout=w.Layout(width="100%"))
         self.url_button = w.Button(description="Use image URL", layout=w.Layout(width="100%"))
-        counts = atlas.scope_counts()
-        self.scope = w.Dropdown(style={"description_width": "90px"}, options=[(f"{SCOPE_LABELS[s]} ({counts.get(s.value, 0):,})", s.value) for s in Scope],
+        self.scope = w.Dropdown(style={"description_width": "90px"}, options=scope_options(atlas.scope_counts(compute=False)),
                                 value=session.settings.scope, description="Scope", layout=w.Layout(width="100%"))
         self.taxon_rank = w.Dropdown(style={"description_width": "90px"}, options=[NO_TAXON, *RANKS], value=NO_TAXON, description="Taxon rank",
                                      layout=w.Layout(width="100%"))
@@ -61,6 +65,12 @@ class Controls:
             w.HTML("<b>Query</b>"), self.upload, self.query_view, self.text, self.text_button, self.url, self.url_button,
             w.HTML("<b>Settings</b>"), self.scope, self.taxon_rank, self.taxon_name, self.nprobe, self.top_n, self.search,
         ], layout=w.Layout(width="290px", padding="4px"))
+
+    def set_scope_counts(self, counts: dict[str, int]) -> None:
+        """Show each scope's record count (computed in the background when not prepared)."""
+        value = self.scope.value
+        self.scope.options = scope_options(counts)
+        self.scope.value = value
 
     def set_taxon_options(self, names: list[str]) -> None:
         self.taxon_name.options = tuple(names)

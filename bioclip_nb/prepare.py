@@ -1,0 +1,66 @@
+"""Derived data, prepared once for everybody: ``bioclip-nb prepare``.
+
+Opening an atlas, the dashboard's scope menu, a scoped search and the atlas map each need
+something computed from the whole atlas: the validation record (rows and distinct ids), the
+record count of each scope, each scope's bitmap and cell counts, the HNSW coarse quantizer,
+the map's layout. Without ``prepare`` each is computed on first need, once, and kept in the
+user's cache; ``prepare`` computes them all up front, into that cache or into a directory an
+administrator names (``--derived-dir``, read by everybody through ``BIOCLIP_NB_DERIVED_DIR``,
+and may then be made read-only).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from .atlas import Atlas
+from .layout import Scope
+
+
+@dataclass(frozen=True)
+class Step:
+    """One piece of derived data: a name and the function that makes it."""
+
+    name: str
+    run: Callable[[Atlas], object]
+
+
+def _map(atlas: Atlas) -> object:
+    from .explore import atlas_map
+    return atlas_map(atlas)
+
+
+def _quantizer(atlas: Atlas) -> object:
+    from .quantizer import build_sidecar
+    return build_sidecar(atlas.index, atlas.cache_dir)
+
+
+def steps(atlas: Atlas, with_map: bool = True, with_quantizer: bool = True) -> list[Step]:
+    """What ``prepare`` computes for ``atlas``, in order."""
+    out = [Step("scope counts", lambda a: a.scope_counts())]
+    for scope in (s for s in Scope if s is not Scope.ALL):
+        out.append(Step(f"bitmap and cell counts: {scope.value}",
+                        lambda a, s=scope: (a.bitmap(s), a.cell_counts(s))))
+    if atlas.nlist > 1:
+        if with_quantizer and atlas.nlist >= 1024:
+            out.append(Step("HNSW coarse quantizer", _quantizer))
+        if with_map:
+            out.append(Step("atlas map layout", _map))
+    return out
+
+
+def prepare(atlas: Atlas, with_map: bool = True, with_quantizer: bool = True,
+            progress: bool = True) -> dict[str, float]:
+    """Compute every piece of derived data of ``atlas`` (validation happened on open); returns
+    seconds per step. Writes go to ``atlas.settings.cache_dir``."""
+    seconds: dict[str, float] = {}
+    todo = steps(atlas, with_map, with_quantizer)
+    for step in tqdm(todo, disable=not progress, desc="preparing", unit="step"):
+        t0 = time.perf_counter()
+        step.run(atlas)
+        seconds[step.name] = time.perf_counter() - t0
+    return seconds
