@@ -15,7 +15,6 @@ import pandas as pd
 
 from .errors import AtlasError
 from .layout import GBIF_OCCURRENCE, HIT_COLUMNS, METADATA_FILE, RANKS, REQUIRED_COLUMNS, Rank, Scope
-from .names import clean
 
 MAX_LOOKUP = 1000
 #: Columns read as text whatever their type in the file (ENUM, VARCHAR, UUID).
@@ -132,25 +131,35 @@ class MetadataStore:
         wanted = HIT_COLUMNS if cols is None else tuple(cols)
         if ids.size == 0:
             return pd.DataFrame(columns=["id", *wanted])
-        found = self._cursor().execute(self.lookup_sql(np.unique(ids), wanted)).df()
-        if "url" in wanted:
-            found["url"] = [self._url(p, sfx) for p, sfx in zip(found["url_prefix_id"], found["identifier_suffix"])]
-        found = found.drop_duplicates("id").set_index("id")
-        df = found.reindex(ids)[list(wanted)].reset_index()        # FAISS order; ids without a row stay
-        for c in df.columns:
-            if c in RANKS or c == "common_name":
-                df[c] = pd.Series([clean(v) for v in df[c]], dtype=object)
-            elif df[c].dtype == object or pd.api.types.is_string_dtype(df[c]):
-                df[c] = df[c].astype(object).where(df[c].notna(), None)
+        cur = self._cursor().execute(self.lookup_sql(np.unique(ids), wanted))
+        names = [d[0] for d in cur.description]
+        by_id = {row[0]: row for row in cur.fetchall()}           # a few thousand values: plain Python is fastest
+        empty = (None,) * len(names)
+        rows = [by_id.get(int(i), empty) for i in ids]             # FAISS order; ids without a row stay
+        col = {name: [r[k] for r in rows] for k, name in enumerate(names)}
+        out = {"id": ids.tolist()}
+        for c in wanted:
+            if c == "url":
+                out[c] = [self._url(p, sfx) for p, sfx in zip(col["url_prefix_id"], col["identifier_suffix"])]
+            elif c in RANKS or c == "common_name":
+                out[c] = [v.strip() or None if isinstance(v, str) else None for v in col[c]]
+            else:
+                out[c] = col[c]
+        df = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in out.items()})   # missing stays None
+        df["id"] = df["id"].astype(np.int64)
+        for c in ("has_url", "in_bioclip2_training"):
+            if c in df and df[c].notna().all():
+                df[c] = df[c].astype(bool)
         return df
 
-    def _url(self, prefix_id, suffix) -> str | None:
-        if suffix is None or (isinstance(suffix, float) and np.isnan(suffix)):
+    def _url(self, prefix_id: int | None, suffix: str | None) -> str | None:
+        """Prefix plus suffix; the suffix alone where the prefix id is NULL (a whole URL)."""
+        if suffix is None:
             return None
-        if prefix_id is None or pd.isna(prefix_id):
-            return str(suffix)                     # the whole URL kept in the suffix
+        if prefix_id is None:
+            return suffix
         prefix = self.prefixes.get(int(prefix_id))
-        return None if prefix is None else prefix + str(suffix)
+        return None if prefix is None else prefix + suffix
 
     def ids_where(self, condition: str, params: list | None = None) -> np.ndarray:
         """All ids whose row satisfies a SQL condition (one column scan)."""
