@@ -1,6 +1,6 @@
 """Run every benchmark, each against its baseline in the same run, and write the report.
 
-    python -m benchmarks            # full: 1M vectors, 10M metadata rows, 65,536 centroids (~30 min here)
+    python -m benchmarks            # full: the 234M rehearsal, 1M vectors, 10M metadata rows, 65,536 centroids
     python -m benchmarks --quick    # reduced sizes (CI runs this so the code never rots)
 
 Writes ``docs/benchmarks.md`` and ``docs/benchmarks.json`` (``--out`` to change).
@@ -18,10 +18,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import demo_baseline, encoder, extrapolate, gallery, lookup, openmem, probing, quantizer, scopes, search, umap_map
+from . import (
+    demo_baseline,
+    encoder,
+    extrapolate,
+    gallery,
+    lookup,
+    openmem,
+    probing,
+    quantizer,
+    rehearsal,
+    scopes,
+    search,
+    umap_map,
+)
 
-SUITE = [("search", search), ("scopes", scopes), ("probing", probing), ("open", openmem), ("lookup", lookup),
-         ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("encoder", encoder),
+SUITE = [("rehearsal", rehearsal), ("probing", probing), ("search", search), ("scopes", scopes), ("open", openmem),
+         ("lookup", lookup), ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("encoder", encoder),
          ("demo", demo_baseline)]
 
 

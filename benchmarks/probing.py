@@ -77,9 +77,9 @@ def measure(rehearsal: Path, n_queries: int = 50, home: Path | None = None) -> d
 def run(quick: bool = False, workdir: Path | None = None) -> dict:
     """The suite's entry: on the quick rehearsal (built here if needed), or the full one."""
     n = scale.QUICK_RECORDS if quick else scale.PUBLISHED_RECORDS
-    rehearsal = (workdir / f"rehearsal-{n}") if workdir is not None else scale.default_dir(n)
+    rehearsal = (workdir / f"rehearsal-{n}") if (workdir is not None and quick) else scale.default_dir(n)
     scale.build(rehearsal, n)
-    m = measure(rehearsal, home=(workdir / "home") if workdir is not None else None)
+    m = measure(rehearsal, home=(workdir / "probing-home") if workdir is not None else None)
     rows = [[r["taxon"], f"{100 * r['share']:.3g}%", f"{r['records']:,}", r["cells"], f"{r['full_today']:.0%}",
              f"{r['full_ours']:.0%}", r["ms_today"], r["ms_ours"], r["cells_ours"], r["prepare_s"]] for r in m["rows"]]
     md = table(["genus", "share", "records", "cells holding it", "full pages: today", "full pages: scope-aware",

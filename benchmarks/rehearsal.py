@@ -150,7 +150,8 @@ def dashboard_ready(rehearsal: Path, home: Path) -> list[list]:
 
 def run(quick: bool = False, workdir: Path | None = None, records: int | None = None) -> dict:
     n = records or (scale.QUICK_RECORDS if quick else scale.PUBLISHED_RECORDS)
-    base = workdir if workdir is not None else None
+    # the quick rehearsal lives in the run's workdir; full-size ones are cached under $BIOCLIP_NB_HOME
+    base = workdir if (workdir is not None and quick) else None
     main_dir = (base / f"rehearsal-{n}") if base is not None else scale.default_dir(n)
     scale.build(main_dir, n)
     sizes = {n: main_dir}

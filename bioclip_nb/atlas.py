@@ -235,24 +235,33 @@ class Atlas:
             if key in self._bitmaps:
                 self._bitmaps.move_to_end(key)
                 return self._bitmaps[key]
-        path = self.derived(f"{key}.npy")
-        bitmap = None
-        if path.is_file():
-            try:
-                bitmap = np.load(path)
-            except (OSError, ValueError):
-                bitmap = None
-        if bitmap is None:
+        def compute() -> np.ndarray | None:
             ids = ids_fn()
-            if ids is not None:
-                bitmap = ivf.ids_to_bitmap(ids, self.count)
-                save_array_quietly(self.cache_dir / f"{key}.npy", bitmap)
+            return None if ids is None else ivf.ids_to_bitmap(ids, self.count)
+
+        bitmap = self._derived_array(f"{key}.npy", compute, lambda b: len(b) == (self.count + 7) // 8)
         with self._lock:
             self._bitmaps[key] = bitmap
             # bounded in bytes (29 MB a bitmap at 234M records): least recently used out
             while len(self._bitmaps) > 1 and sum(b.nbytes for b in self._bitmaps.values() if b is not None) > BITMAP_CACHE_BYTES:
                 self._bitmaps.popitem(last=False)
         return bitmap
+
+    def _derived_array(self, name: str, compute, fits) -> np.ndarray | None:
+        """A derived array: the prepared or cached copy when it fits this atlas, else computed
+        now and kept in the cache (best effort: a read-only home only costs recomputation)."""
+        path = self.derived(name)
+        if path.is_file():
+            try:
+                found = np.load(path)
+                if fits(found):
+                    return found
+            except (OSError, ValueError):
+                pass
+        made = compute()
+        if made is not None:
+            save_array_quietly(self.cache_dir / name, made)
+        return made
 
     def cell_counts(self, scope: Scope | str = Scope.ALL, taxon=None) -> np.ndarray | None:
         """In-scope records per IVF cell (None for the whole atlas): one pass over the lists'
@@ -266,17 +275,8 @@ class Atlas:
         with self._lock:
             if key in self._counts:
                 return self._counts[key]
-        name = f"cells-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
-        path = self.derived(name)
-        counts = None
-        if path.is_file():
-            try:
-                counts = np.load(path)
-            except (OSError, ValueError):
-                counts = None
-        if counts is None or len(counts) != self.nlist:
-            counts = probing.cell_counts(self.index, bitmap)
-            save_array_quietly(self.cache_dir / name, counts)
+        counts = self._derived_array(f"cells-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy",
+                                     lambda: probing.cell_counts(self.index, bitmap), lambda c: len(c) == self.nlist)
         with self._lock:
             self._counts[key] = counts
         return counts
