@@ -207,3 +207,22 @@ def test_public_names_resolve_lazily():
 def test_version_comes_from_the_package_metadata():
     from importlib.metadata import version
     assert bioclip_nb.__version__ == version("bioclip-nb")
+
+
+def test_concurrent_cache_writes_never_mix(tmp_path):
+    """Two kernels writing the same cache entry at once: each write lands whole (no shared
+    temporary file), and nothing is left behind."""
+    import threading
+
+    from bioclip_nb.cache import write_quietly
+    target = tmp_path / "entry.json"
+    payloads = [bytes([65 + k]) * 2_000_000 for k in range(8)]
+    done = []
+    threads = [threading.Thread(target=lambda p=p: done.append(write_quietly(target, p))) for p in payloads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert done == [True] * len(payloads)           # no writer lost its file to another's rename
+    assert target.read_bytes() in payloads
+    assert [p.name for p in tmp_path.iterdir()] == ["entry.json"]
