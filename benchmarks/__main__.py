@@ -23,18 +23,17 @@ from . import (
     encoder,
     extrapolate,
     gallery,
-    lookup,
-    openmem,
     probing,
     quantizer,
     rehearsal,
+    scale,
     scopes,
     search,
     umap_map,
 )
 
-SUITE = [("rehearsal", rehearsal), ("probing", probing), ("search", search), ("scopes", scopes), ("open", openmem),
-         ("lookup", lookup), ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("encoder", encoder),
+SUITE = [("scale", scale), ("rehearsal", rehearsal), ("probing", probing), ("search", search), ("scopes", scopes),
+         ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("encoder", encoder),
          ("demo", demo_baseline)]
 
 
@@ -56,21 +55,26 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = module.run(quick=args.quick) if name in ("gallery", "encoder") else module.run(quick=args.quick, workdir=workdir)
         timings[name] = time.perf_counter() - t0
         print(results[name]["markdown"], file=sys.stderr, flush=True)
-    previous = args.out / "benchmarks.json"
-    if args.only and previous.is_file():        # a partial run updates the last full report
+        write(args.out, results, timings, args.quick, partial=bool(args.only))   # each result kept as it comes
+    print(args.out / "benchmarks.md")
+    return 0
+
+
+def write(out: Path, results: dict, timings: dict, quick: bool, partial: bool) -> None:
+    """Write the report; a partial run (``--only``) updates the last report's other sections."""
+    previous = out / "benchmarks.json"
+    if partial and previous.is_file():
         old = json.loads(previous.read_text())
         results = {**{k: v for k, v in old["results"].items() if k != "extrapolation"}, **results}
         timings = {**old["meta"].get("seconds", {}), **timings}
     results = {name: results[name] for name, _ in SUITE if name in results}
     results["extrapolation"] = extrapolate.run(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "quick": args.quick,
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "quick": quick,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "seconds": timings}
-    (args.out / "benchmarks.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
-    (args.out / "benchmarks.md").write_text(render(results, meta))
-    print(args.out / "benchmarks.md")
-    return 0
+    previous.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
+    (out / "benchmarks.md").write_text(render(results, meta))
 
 
 def render(results: dict, meta: dict) -> str:

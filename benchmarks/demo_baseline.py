@@ -20,7 +20,7 @@ from PIL import Image
 
 from bioclip_nb import Atlas, load_encoder
 from bioclip_nb.encoders.pixel import SIZE, foreground
-from bioclip_nb.layout import PIXEL_MODEL, QUERIES_DIR, VECTORS_FILE
+from bioclip_nb.layout import IMAGES_DIR, PIXEL_MODEL, QUERIES_DIR, VECTORS_FILE
 
 from .common import table
 
@@ -50,7 +50,8 @@ def measure(demo: Path) -> dict:
         if atlas.model != PIXEL_MODEL:
             raise ValueError(f"{demo} was embedded with {atlas.model}; this compares the pixel stand-in")
         rows = atlas.lookup(np.arange(atlas.count))
-        images = [Image.open(demo / str(u).removeprefix("atlas:/")) for u in rows["url"]]
+        # every specimen's copy is kept (a few records have no URL, as in the real corpus)
+        images = [Image.open(demo / IMAGES_DIR / f"{int(i):07d}.jpg") for i in rows["id"]]
         hist_db = np.stack([colour_histogram(im) for im in images])
         hist_q = np.stack([colour_histogram(im) for im in queries])
         by_hist = rows.iloc[np.argmax(hist_q @ hist_db.T, axis=1)].reset_index(drop=True)

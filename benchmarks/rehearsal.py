@@ -107,7 +107,6 @@ def lookups(rehearsals: dict[int, Path]) -> list[list]:
     from bioclip_nb.metadata import MetadataStore
 
     from .common import best_of
-    from .lookup import unnest_join
     rows = []
     rng = np.random.default_rng(7)
     for n, path in sorted(rehearsals.items()):
@@ -121,6 +120,15 @@ def lookups(rehearsals: dict[int, Path]) -> list[list]:
         store.close()
         con.close()
     return rows
+
+
+def unnest_join(con, ids) -> object:
+    """The previous lookup: a join against the unnested id list, in list order."""
+    sql = ("WITH q AS (SELECT unnest($ids) AS id, generate_subscripts($ids, 1) AS pos) "
+           "SELECT q.pos, q.id, m.*, p.prefix || m.identifier_suffix AS url FROM q "
+           "LEFT JOIN metadata m ON m.id = q.id LEFT JOIN url_prefixes p ON p.prefix_id = m.url_prefix_id "
+           "ORDER BY q.pos")
+    return con.execute(sql, {"ids": [int(i) for i in ids]}).df()
 
 
 def scoped(rehearsal: Path, home: Path) -> list[list]:

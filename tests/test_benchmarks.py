@@ -16,7 +16,10 @@ def test_quick_benchmarks_write_the_report(tmp_path):
     data = json.loads((tmp_path / "docs" / "benchmarks.json").read_text())
     assert set(data["results"]) == {name for name, _ in SUITE} | {"extrapolation"}
     for heading in ("Search latency and recall", "Scoped search", "Opening the index", "Metadata lookup",
-                    "Coarse quantizer", "Atlas map", "Gallery of 20", "Encoder", "What 234M vectors would cost"):
+                    "Coarse quantizer", "Atlas map", "Gallery of 20", "Encoder", "What 234M vectors would cost",
+                    "The published shape at 3,000,000 records", "Building the rehearsal atlas", "Taxon filters: full pages",
+                    "The demo atlas is a smoke test"):
         assert heading in report
     scopes = data["results"]["scopes"]["rows"]
     assert all(0 <= r["full_ours"] <= 1 for r in scopes)
+    assert all(r["full_ours"] == 1.0 for r in data["results"]["probing"]["rows"])     # scope-aware: always full
