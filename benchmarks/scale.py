@@ -161,7 +161,7 @@ def build_index(out: Path, n: int, plan: dict, seed: int = 0) -> dict:
 # --------------------------------------------------------------------------- the metadata
 def _mix(x: np.ndarray, salt: int) -> np.ndarray:
     """A deterministic 64-bit hash of ids (splitmix64), for per-record coin flips."""
-    z = (x.astype(np.uint64) + np.uint64(salt) * np.uint64(0x9E3779B97F4A7C15))
+    z = x.astype(np.uint64) + np.uint64((salt * 0x9E3779B97F4A7C15) % 2**64)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))

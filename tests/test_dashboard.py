@@ -270,6 +270,7 @@ def test_notebook_copies_are_identical():
     assert (root / "notebooks" / "dashboard.ipynb").read_bytes() == (root / "bioclip_nb" / "notebooks" / "dashboard.ipynb").read_bytes()
 
 
+@pytest.mark.slow      # builds the 10,070-drawing demo atlas (about 2 minutes)
 def test_plots_tab_on_demo(demo_atlas, tmp_path):
     from bioclip_nb.config import Settings
     d = Dashboard.from_settings(atlas=demo_atlas, settings=Settings(home=tmp_path / "home"))

@@ -27,6 +27,7 @@ def test_species_table_is_real_taxonomy():
     assert (fox["family"], fox["order"], fox["class"], fox["common_name"]) == ("Canidae", "Carnivora", "Mammalia", "Red fox")
 
 
+@pytest.mark.slow      # builds the 10,070-drawing demo atlas (about 2 minutes)
 def test_demo_atlas_contents(demo_atlas):
     manifest = json.loads((demo_atlas / "atlas.json").read_text())
     assert manifest["model"] == PIXEL_MODEL and manifest["demo_version"] >= 1
@@ -42,6 +43,7 @@ def test_demo_atlas_contents(demo_atlas):
     assert len(q) >= 50 and all((demo_atlas / "queries" / f).is_file() for f in q["file"])
 
 
+@pytest.mark.slow      # builds the 10,070-drawing demo atlas (about 2 minutes)
 def test_held_out_queries_find_their_species(demo_atlas):
     q = pd.read_csv(demo_atlas / "queries" / "index.csv")
     enc = load_encoder(PIXEL_MODEL)
@@ -54,6 +56,7 @@ def test_held_out_queries_find_their_species(demo_atlas):
     assert genus_ok.mean() >= 0.90, genus_ok.mean()
 
 
+@pytest.mark.slow      # builds the 10,070-drawing demo atlas (about 2 minutes)
 def test_cli_search_on_demo_query(demo_atlas, capsys):
     q = pd.read_csv(demo_atlas / "queries" / "index.csv").iloc[0]
     code = main(["search", str(demo_atlas / "queries" / q["file"]), "--atlas", str(demo_atlas), "--top-n", "5"])
@@ -62,12 +65,14 @@ def test_cli_search_on_demo_query(demo_atlas, capsys):
     assert len(json.loads(out)) == 5
 
 
+@pytest.mark.slow      # builds the 10,070-drawing demo atlas (about 2 minutes)
 def test_ensure_demo_reuses_a_built_demo(demo_atlas):
     before = (demo_atlas / "faiss" / "index.index").stat().st_mtime_ns
     assert ensure_demo_atlas(demo_atlas) == demo_atlas
     assert (demo_atlas / "faiss" / "index.index").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow      # builds a synthetic atlas (about 30 s)
 def test_synthetic_atlas(tmp_path, capsys):
     code = main(["demo", "--synthetic", "12000", "--dir", str(tmp_path / "syn")])
     assert code == 0 and capsys.readouterr().out.strip() == str(tmp_path / "syn")

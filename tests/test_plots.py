@@ -35,6 +35,7 @@ def _query_with_miss(atlas, queries, nprobe=1, top_n=10):
     raise AssertionError("no query had a better match in the next cell")
 
 
+@pytest.mark.slow      # builds the 10,070-drawing demo atlas (about 2 minutes)
 def test_cluster_assignment_marks_probed_cells_and_hits(demo_atlas):
     with Atlas.open(demo_atlas) as atlas:
         q = explore.sample_vectors(atlas, 1, seed=3)[0]
@@ -78,6 +79,7 @@ def test_recall_is_monotone_with_exact_truth(ivfflat):
     assert any(abs(ln.get_xdata()[0] - 8) < 1e-9 for ln in ax.get_lines()[1:] if len(ln.get_xdata()) == 2)
 
 
+@pytest.mark.slow      # builds the 10,070-drawing demo atlas (about 2 minutes)
 def test_recall_on_demo_pq_atlas(demo_atlas):
     with Atlas.open(demo_atlas) as atlas:
         sweep = explore.recall_sweep(atlas, explore.sample_vectors(atlas, 50), k=10)
@@ -97,6 +99,7 @@ def test_recall_on_demo_pq_atlas(demo_atlas):
     assert ax.get_ylim()[0] == 0
 
 
+@pytest.mark.slow      # builds the 10,070-drawing demo atlas (about 2 minutes)
 def test_atlas_map_on_demo(demo_atlas):
     with Atlas.open(demo_atlas) as atlas:
         amap = explore.atlas_map(atlas, rank="kingdom")
