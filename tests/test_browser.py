@@ -53,6 +53,8 @@ def test_demo_query_finds_its_species_in_the_browser(browser, demo_server, demo_
     page.on("pageerror", lambda e: errors.append(str(e)))
     _search(page, base, demo_atlas / "queries" / q["file"])
     assert page.locator(".bnb-tile img.bnb-thumb").count() >= 9      # each thumbnail counted once
+    # the scope menu carries record counts (counted in the background on an unprepared atlas)
+    assert "(10,070)" in page.locator("select").first.inner_text()
     page.locator(".bnb-tile button:has-text('Details')").first.click()
     page.wait_for_selector(".bnb-taxonomy", timeout=30_000)
     table = page.locator(".bnb-taxonomy").inner_text()

@@ -131,8 +131,15 @@ class Dashboard:
         self._render_status()
 
     def _count_scopes(self, job: Job) -> None:
-        counts = self.session.atlas.scope_counts()
-        job.apply(lambda: self._with_settings_quiet(lambda: self.controls.set_scope_counts(counts)))
+        self.session.atlas.scope_counts()
+        job.apply(self._show_scope_counts)
+
+    def _show_scope_counts(self) -> None:
+        """Put the scope counts in the menu once they are known. Also called after each search:
+        an update sent while Voilà is still connecting the page can be lost."""
+        counts = self.session.atlas.scope_counts(compute=False)
+        if counts and not self.controls.has_scope_counts():
+            self._with_settings_quiet(lambda: self.controls.set_scope_counts(counts))
 
     def _with_settings_quiet(self, fn) -> None:
         """Change controls without their change firing a search."""
@@ -314,6 +321,7 @@ class Dashboard:
         self.detail.show(self.session, None, None)
 
     def _render_results(self) -> None:
+        self._show_scope_counts()
         s = self.session
         self.taxonomy.value = html.tree(s.tree())
         preds = {r: s.predictions(r, 1) for r in RANKS}

@@ -72,6 +72,9 @@ class Controls:
         self.scope.options = scope_options(counts)
         self.scope.value = value
 
+    def has_scope_counts(self) -> bool:
+        return self.scope.options[0][0].endswith(")")
+
     def set_taxon_options(self, names: list[str]) -> None:
         self.taxon_name.options = tuple(names)
 
