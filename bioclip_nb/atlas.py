@@ -61,7 +61,7 @@ class Atlas:
         self.settings = settings
         self.fingerprint = fingerprint
         self._bitmaps: OrderedDict[str, np.ndarray | None] = OrderedDict()
-        self._counts: dict[str, np.ndarray] = {}
+        self._counts: OrderedDict[str, np.ndarray] = OrderedDict()
         self._centroids: np.ndarray | None = None
         self._lock = threading.RLock()
         self.quantizer = "flat"
@@ -240,12 +240,17 @@ class Atlas:
             return None if ids is None else ivf.ids_to_bitmap(ids, self.count)
 
         bitmap = self._derived_array(f"{key}.npy", compute, lambda b: len(b) == (self.count + 7) // 8)
-        with self._lock:
-            self._bitmaps[key] = bitmap
-            # bounded in bytes (29 MB a bitmap at 234M records): least recently used out
-            while len(self._bitmaps) > 1 and sum(b.nbytes for b in self._bitmaps.values() if b is not None) > BITMAP_CACHE_BYTES:
-                self._bitmaps.popitem(last=False)
+        self._keep(self._bitmaps, key, bitmap)
         return bitmap
+
+    def _keep(self, store: OrderedDict, key: str, value: np.ndarray | None) -> None:
+        """Remember a derived array in memory, bounded in bytes (a bitmap is 29 MB and a cell
+        count 0.5 MB at 234M records): least recently used out."""
+        with self._lock:
+            store[key] = value
+            store.move_to_end(key)
+            while len(store) > 1 and sum(v.nbytes for v in store.values() if v is not None) > BITMAP_CACHE_BYTES:
+                store.popitem(last=False)
 
     def _derived_array(self, name: str, compute, fits) -> np.ndarray | None:
         """A derived array: the prepared or cached copy when it fits this atlas, else computed
@@ -274,11 +279,11 @@ class Atlas:
     def _cell_counts(self, key: str, bitmap: np.ndarray) -> np.ndarray:
         with self._lock:
             if key in self._counts:
+                self._counts.move_to_end(key)
                 return self._counts[key]
         counts = self._derived_array(f"cells-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy",
                                      lambda: probing.cell_counts(self.index, bitmap), lambda c: len(c) == self.nlist)
-        with self._lock:
-            self._counts[key] = counts
+        self._keep(self._counts, key, counts)
         return counts
 
     @property

@@ -118,3 +118,11 @@ def test_taxon_pages_are_full_on_the_published_layout(published_atlas, rank):
         hits = atlas.search(queries, top_n=10, nprobe=16, taxon={rank: name})
     assert hits.groupby("query").size().reindex(range(50), fill_value=0).eq(10).all()
     assert set(hits[rank]) == {name}
+
+
+def test_cell_counts_kept_in_memory_are_bounded(opened, flat_lists, monkeypatch):
+    import bioclip_nb.atlas as atlas_module
+    monkeypatch.setattr(atlas_module, "BITMAP_CACHE_BYTES", 3 * opened.nlist * 8)     # room for three
+    for genus in flat_lists.records["genus"].unique()[:8]:
+        opened.cell_counts("all", {"genus": genus})
+    assert 1 <= len(opened._counts) <= 3
