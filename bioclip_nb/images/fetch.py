@@ -141,13 +141,17 @@ class ImageFetcher:
         """The gate of ``host`` (its policy, through the shared ledger)."""
         with self._gates_lock:
             if host not in self._gates:
-                self._gates[host] = HostGate(host, self.policies.get(host, self.policies["*"]), self.ledger)
+                self._gates[host] = HostGate(host, self.policy_for(host), self.ledger)
             return self._gates[host]
+
+    def policy_for(self, host: str) -> HostPolicy:
+        """The policy of ``host``: its own entry in the table, else the ``"*"`` one."""
+        return self.policies.get(host, self.policies["*"])
 
     def lane(self, host: str) -> ThreadPoolExecutor:
         """The workers of one host: as many as its policy lets run at once, so a slow host
         never holds up the images of another (``""``: files kept in the atlas, and no-URL records)."""
-        size = self._workers if not host else max(1, self.policies.get(host, self.policies["*"]).max_concurrency)
+        size = self._workers if not host else max(1, self.policy_for(host).max_concurrency)
         with self._gates_lock:
             if host not in self._lanes:
                 self._lanes[host] = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"bioclip-fetch-{host or 'local'}")
