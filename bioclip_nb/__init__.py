@@ -16,11 +16,12 @@ __getattr__, __dir__, _names = attach(__name__, {
     "Atlas": "atlas",
     "Settings": "config",
     "AtlasError": "errors", "EncoderUnavailableError": "errors", "ModelMismatchError": "errors",
-    "UploadError": "errors",
+    "UploadError": "errors", "ServerError": "errors", "ServerUnavailableError": "errors",
     "Encoding": "encoders", "load_encoder": "encoders",
     "ImageFetcher": "images", "load_upload": "images",
     "Manifest": "layout", "RANKS": "layout", "Rank": "layout", "Scope": "layout", "MODELS": "layout",
     "locate_atlas": "locate",
+    "connect": "service",
     "explore": "", "plots": "", "results": "", "index": "", "layout": "", "taxonomy": "",
 })
 __all__ = [*_names, "__version__"]

@@ -33,6 +33,7 @@ from .layout import (
     MANIFEST_FILE,
     METADATA_FILE,
     RESULT_COLUMNS,
+    VECTORS_FILE,
     Manifest,
     ManifestError,
     Rank,
@@ -381,6 +382,17 @@ class Atlas:
         out = out.sort_values(["query", "rank"], kind="stable").reset_index(drop=True)
         cols = (["query"] if batch else []) + list(RESULT_COLUMNS)
         return out[cols]
+
+    def stored_vector(self, record_id: int) -> np.ndarray | None:
+        """A record's raw vector if the atlas keeps them (``vectors.npy``, atlases built here),
+        else None (the published atlas keeps only PQ codes)."""
+        path = self.path / VECTORS_FILE
+        if not path.is_file():
+            return None
+        vectors = np.load(path, mmap_mode="r")
+        if not 0 <= int(record_id) < len(vectors):
+            raise ValueError(f"record {record_id} is not in this atlas (ids run from 0 to {len(vectors) - 1})")
+        return np.array(vectors[int(record_id)], dtype=np.float32)
 
     def lookup(self, ids) -> pd.DataFrame:
         """Metadata for any number of ids (in chunks of 1,000), in the given order."""

@@ -58,6 +58,13 @@ def _minutes(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    value = _int(text, "--port")
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"--port must be from 0 to 65535, got {value}")
+    return value
+
+
 def _taxon(text: str) -> str:
     try:
         parse_taxon([text])
@@ -89,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["json", "table", "csv"], default="json", help="output format (default json)")
     s.add_argument("--output", default="-", metavar="PATH|-", help="write results here (default stdout)")
     s.add_argument("--device", default="auto", help="torch device for the encoder: auto, cpu, cuda, mps")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--server", metavar="URL", default=None,
+                       help="search through this bioclip-nb server (default: $BIOCLIP_NB_SERVER, or the one running "
+                            "here, started in the background if needed)")
+    where.add_argument("--local", action="store_true", help="search in this process (load the model here)")
 
     i = sub.add_parser("info", parents=[common], help="describe an atlas (JSON)")
     _atlas_arg(i)
@@ -120,6 +132,32 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-browser", action="store_true", help="do not open a browser")
     v.add_argument("--cull-idle", type=_minutes, default=30.0, metavar="MINUTES",
                    help="shut down kernels idle this long, page open or not (default 30; 0: never)")
+    v.add_argument("--server", nargs="?", const="auto", default=None, metavar="URL",
+                   help="kernels use this bioclip-nb server and hold no model or index (no URL: the one "
+                        "running here, started if needed)")
+
+    sv = sub.add_parser("serve", parents=[common], help="keep the model and atlas loaded for every search and dashboard",
+                        description="Serve one atlas, its encoder (loaded once) and the machine's image fetcher "
+                                    "over HTTP, to bioclip-nb search, dashboards and notebooks. Every request "
+                                    "needs the token kept in $BIOCLIP_NB_HOME/server.json.")
+    _atlas_arg(sv)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: any free port)")
+    sv.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, mps")
+    sv.add_argument("--idle-minutes", type=_minutes, default=30.0, metavar="MINUTES",
+                    help="stop after this long without a request (default 30; 0: never)")
+    sv.add_argument("--token-file", type=Path, default=None, metavar="PATH",
+                    help="keep the token in this file (created 0600 if missing), e.g. to share with a class")
+    sv.add_argument("--batch-ms", type=float, default=5.0, help="wait this long to batch concurrent encodes (default 5)")
+    sv.add_argument("--max-concurrent", type=_positive, default=32, help="requests at once before answering 503 (default 32)")
+    sv.add_argument("--timeout", type=float, default=120.0, help="seconds a request may take (default 120)")
+
+    st = sub.add_parser("status", parents=[common], help="is a bioclip-nb server running? (exit 3 if not)")
+    st.add_argument("--server", metavar="URL", default=None, help="ask this server (default: the one running here)")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_parser("stop", parents=[common], help="stop the bioclip-nb server running here")
+    ck = sub.add_parser("check", parents=[common], help="diagnose this installation: Python, torch, model, atlas, disk, server")
+    _atlas_arg(ck)
 
     qz = sub.add_parser("quantizer", parents=[common], help="build the optional HNSW coarse quantizer for a large atlas",
                         description="Build an HNSW graph over the atlas's IVF centroids, cached under "
@@ -160,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
-    except (AtlasError, EncoderUnavailableError, UploadError, ValueError, OSError, RuntimeError, ImportError) as exc:
+    except (AtlasError, EncoderUnavailableError, UploadError, ValueError, OSError, RuntimeError, ImportError, LookupError) as exc:
         if args.debug:
             traceback.print_exc()
         sys.stderr.write(f"bioclip-nb {args.command}: {exc}\n")
@@ -180,48 +218,77 @@ def cmd_info(args) -> int:
 
 
 def cmd_search(args) -> int:
-    import numpy as np
-
-    from . import results
+    from .config import Settings
+    from .errors import ServerError
+    from .locate import locate_atlas
+    from .service.commands import note, search_connection
     given = sum([bool(args.images), args.text is not None, args.vectors is not None])
     if given != 1:
         raise UsageError("give exactly one of IMAGE..., --text or --vectors")
-    with _open_atlas(args) as atlas:
-        nprobe = args.nprobe if args.nprobe is not None else min(16, atlas.nlist)
-        if atlas.nlist > 1 and nprobe > atlas.nlist:
-            raise UsageError(f"--nprobe must be from 1 to {atlas.nlist} for this atlas, got {nprobe}")
-        model = None
-        if args.vectors is not None:
-            try:
-                vectors = np.load(args.vectors, allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise OSError(f"cannot read {args.vectors} as a .npy array: {exc}") from None
-            if vectors.ndim not in (1, 2) or not np.issubdtype(vectors.dtype, np.number):
-                raise ValueError(f"{args.vectors} must hold a numeric (n, {atlas.dim}) or ({atlas.dim},) array, got {vectors.dtype} {vectors.shape}")
-            labels = [f"{args.vectors}[{i}]" for i in range(1 if vectors.ndim == 1 else len(vectors))]
-            vectors = np.atleast_2d(vectors)
-        else:
-            from .encoders import load_encoder
-            encoder = load_encoder(atlas.model, device=args.device)
-            model = encoder.model_id
-            if args.text is not None:
-                vectors = encoder.encode_text(args.text)[None, :]
-                labels = [f"text: {args.text}"]
-            else:
-                from .images import load_upload
-                vectors = np.stack([encoder.encode(load_upload(Path(p))).embedding for p in args.images])
-                labels = [str(p) for p in args.images]
-        hits = atlas.search(vectors, top_n=args.top_n, nprobe=nprobe, scope=args.scope,
-                            taxon=args.taxon or None, model=model)
-        frames = results.per_query(hits, len(vectors))
-        if args.format == "json":
-            text = results.to_json(frames) + "\n"
-        elif args.format == "csv":
-            text = results.to_csv(hits)
-        else:
-            text = results.to_table(frames, labels)
+    settings = Settings.from_env()
+    path = locate_atlas(args.atlas, settings)
+    conn, text = search_connection(args, path, settings), None
+    if conn is not None:
+        try:
+            text = _search(args, conn.atlas, lambda: conn.encoder)
+        except ServerError as exc:
+            if args.server:
+                raise
+            note(f"{exc}; searching in-process")
+        finally:
+            conn.close()
+    if text is None:
+        from .atlas import Atlas
+        from .encoders import load_encoder
+        with Atlas.open(path, settings=settings) as atlas:
+            text = _search(args, atlas, lambda: load_encoder(atlas.model, device=args.device))
     _emit(text, args.output)
     return 0
+
+
+def _search(args, atlas, encoder_factory) -> str:
+    """Encode the query and search ``atlas`` (an ``Atlas`` or a server's ``RemoteAtlas``); the output text."""
+    import numpy as np
+
+    from . import results
+    nprobe = args.nprobe if args.nprobe is not None else min(16, atlas.nlist)
+    if atlas.nlist > 1 and nprobe > atlas.nlist:
+        raise UsageError(f"--nprobe must be from 1 to {atlas.nlist} for this atlas, got {nprobe}")
+    model = None
+    if args.vectors is not None:
+        try:
+            vectors = np.load(args.vectors, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise OSError(f"cannot read {args.vectors} as a .npy array: {exc}") from None
+        if vectors.ndim not in (1, 2) or not np.issubdtype(vectors.dtype, np.number):
+            raise ValueError(f"{args.vectors} must hold a numeric (n, {atlas.dim}) or ({atlas.dim},) array, got {vectors.dtype} {vectors.shape}")
+        labels = [f"{args.vectors}[{i}]" for i in range(1 if vectors.ndim == 1 else len(vectors))]
+        vectors = np.atleast_2d(vectors)
+    else:
+        encoder = encoder_factory()
+        model = encoder.model_id
+        if args.text is not None:
+            vectors = encoder.encode_text(args.text)[None, :]
+            labels = [f"text: {args.text}"]
+        else:
+            from .images import load_upload
+            vectors = np.stack([_encode_file(encoder, Path(p), load_upload) for p in args.images])
+            labels = [str(p) for p in args.images]
+    hits = atlas.search(vectors, top_n=args.top_n, nprobe=nprobe, scope=args.scope,
+                        taxon=args.taxon or None, model=model)
+    frames = results.per_query(hits, len(vectors))
+    if args.format == "json":
+        return results.to_json(frames) + "\n"
+    if args.format == "csv":
+        return results.to_csv(hits)
+    return results.to_table(frames, labels)
+
+
+def _encode_file(encoder, path: Path, load_upload):
+    """One image file's embedding; refused here, with the file's name, before any model sees it."""
+    image = load_upload(path)
+    send = getattr(encoder, "encode_bytes", None)        # a server's encoder takes the file as it is
+    return (send(path.read_bytes()) if send is not None else encoder.encode(image)).embedding
 
 
 def cmd_quantizer(args) -> int:
@@ -296,16 +363,26 @@ def cmd_demo(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
+    import os
+
     from .atlas import Atlas
+    from .config import Settings
     from .locate import locate_atlas
     from .webapp import ServeOptions, describe, serve
-    atlas = locate_atlas(args.atlas)           # builds the demo here, with progress, if it is needed
-    Atlas.open(atlas).close()                  # refuse a broken atlas before starting a server
+    settings = Settings.from_env()
+    atlas = locate_atlas(args.atlas, settings)  # builds the demo here, with progress, if it is needed
+    env = dict(os.environ)
+    if args.server:
+        from .service.commands import server_for_dashboard
+        env["BIOCLIP_NB_SERVER"] = server_for_dashboard(args.server, atlas, settings)
+        print(f"kernels use the bioclip-nb server {env['BIOCLIP_NB_SERVER']} (no model or index in them)", flush=True)
+    else:
+        Atlas.open(atlas).close()              # refuse a broken atlas before starting a server
     options = ServeOptions(port=args.port, ip=args.ip, open_browser=not args.no_browser, cull_idle=args.cull_idle)
     host = "localhost" if args.ip in ("127.0.0.1", "localhost") else args.ip
     print(f"bioclip-nb dashboard on {atlas}", flush=True)
     print(describe(options, f"http://{host}:{args.port}/"), flush=True)
-    return serve(atlas, options)
+    return serve(atlas, options, env=env)
 
 
 def _emit(text: str, output: str) -> None:
@@ -315,8 +392,21 @@ def _emit(text: str, output: str) -> None:
         Path(output).write_text(text, encoding="utf-8")
 
 
+def cmd_check(args) -> int:
+    from .check import run_checks
+    return run_checks(args.atlas)
+
+
+def _service(name: str):
+    def run(args) -> int:
+        from .service import commands
+        return getattr(commands, name)(args)
+    return run
+
+
 COMMANDS = {"search": cmd_search, "info": cmd_info, "download": cmd_download, "build": cmd_build, "demo": cmd_demo,
-            "dashboard": cmd_dashboard, "quantizer": cmd_quantizer, "prepare": cmd_prepare}
+            "dashboard": cmd_dashboard, "quantizer": cmd_quantizer, "prepare": cmd_prepare, "check": cmd_check,
+            "serve": _service("cmd_serve"), "status": _service("cmd_status"), "stop": _service("cmd_stop")}
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -21,12 +21,15 @@ Two environment variables steer it:
     Host names or networks (comma-separated, e.g. ``images.osc.edu,10.20.0.0/16``) that image
     URLs typed by users may reach although they are not public internet addresses. Empty
     by default: a typed URL can never reach this machine or a private network.
+``BIOCLIP_NB_SERVER``, ``BIOCLIP_NB_TOKEN``, ``BIOCLIP_NB_TOKEN_FILE``
+    A ``bioclip-nb serve`` to use (e.g. ``http://gpu-node:8765``) and its token, or a file
+    holding it. Without them, clients use the server recorded under ``BIOCLIP_NB_HOME``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ENV_HOME = "BIOCLIP_NB_HOME"
@@ -34,6 +37,9 @@ ENV_ATLAS = "BIOCLIP_NB_ATLAS"
 ENV_ALLOW_HOSTS = "BIOCLIP_NB_ALLOW_HOSTS"
 ENV_STATE = "BIOCLIP_NB_STATE_DIR"
 ENV_DERIVED = "BIOCLIP_NB_DERIVED_DIR"
+ENV_SERVER = "BIOCLIP_NB_SERVER"
+ENV_TOKEN = "BIOCLIP_NB_TOKEN"
+ENV_TOKEN_FILE = "BIOCLIP_NB_TOKEN_FILE"
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,8 @@ class Settings:
     state: Path | None = None
     derived: Path | None = None
     cache: Path | None = None        # another place for derived data (``prepare --derived-dir``)
+    server: str | None = None        # a bioclip-nb server's URL
+    token: str | None = field(default=None, repr=False)   # BIOCLIP_NB_TOKEN, or BIOCLIP_NB_TOKEN_FILE's content
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -57,7 +65,8 @@ class Settings:
         state, derived = env.get(ENV_STATE), env.get(ENV_DERIVED)
         return cls(home=home, atlas=Path(atlas).expanduser() if atlas else None, allow_hosts=allow,
                    state=Path(state).expanduser() if state else None,
-                   derived=Path(derived).expanduser() if derived else None)
+                   derived=Path(derived).expanduser() if derived else None,
+                   server=env.get(ENV_SERVER) or None, token=_token(env))
 
     @property
     def data_dir(self) -> Path:
@@ -92,3 +101,15 @@ class Settings:
         except OSError:
             pass  # read-only home: readers find nothing, writers (bioclip_nb.cache) skip quietly
         return path
+
+
+def _token(env) -> str | None:
+    if env.get(ENV_TOKEN):
+        return env[ENV_TOKEN].strip()
+    path = env.get(ENV_TOKEN_FILE)
+    if path:
+        try:
+            return Path(path).expanduser().read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None      # reported when the server refuses the request
+    return None

@@ -17,3 +17,20 @@ class EncoderUnavailableError(RuntimeError):
 
 class UploadError(ValueError):
     """An uploaded file that is not an image we can use; the message says why."""
+
+
+class ServerError(OSError):
+    """The bioclip-nb server answered with an error that is not about the input (busy, timed
+    out, refused the token, failed); ``kind`` is its error kind, ``status`` the HTTP status."""
+
+    def __init__(self, message: str, kind: str = "error", status: int | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class ServerUnavailableError(ServerError):
+    """No bioclip-nb server answers at the address (not started, stopped, killed, unreachable)."""

@@ -12,6 +12,9 @@ _HF_CACHE = Path(tempfile.mkdtemp(prefix="bioclip-nb-hf-"))
 os.environ["HF_HUB_CACHE"] = str(_HF_CACHE)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.pop("HF_HOME", None)
+# `bioclip-nb search` starts a background server when none runs; tests of that ask for it
+# (BIOCLIP_NB_AUTOSTART=1), the rest search in-process and leave no server behind.
+os.environ["BIOCLIP_NB_AUTOSTART"] = "0"
 
 import matplotlib  # noqa: E402
 import pytest  # noqa: E402

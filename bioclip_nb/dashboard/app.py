@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import functools
 import logging
-import sqlite3
 import traceback
 from pathlib import Path
 
 import ipywidgets as w
 
 from .. import results
-from ..atlas import Atlas
 from ..config import Settings
-from ..encoders import load_encoder
-from ..errors import AtlasError
-from ..images.fetch import ImageFetcher, open_image_cache
-from ..images.guard import AddressGuard
+from ..errors import AtlasError, ServerError, ServerUnavailableError
 from ..layout import RANKS, display_name
 from ..locate import locate_atlas
 from . import html
@@ -28,6 +23,7 @@ from .jobs import Job, JobRunner
 from .plotsview import PlotsView
 from .state import EXPECTED_ERRORS, OUR_ERRORS, Level, SearchSession, Status
 from .views import NO_TAXON, Controls, Detail, Export, Gallery, Prediction
+from .wording import SERVER_DOWN
 
 PLOTS_TAB = 4
 
@@ -43,7 +39,8 @@ def guarded(method):
         except EXPECTED_ERRORS as exc:
             if not isinstance(exc, OUR_ERRORS):   # a bare ValueError/OSError may be a bug: keep its traceback
                 log.warning("dashboard callback %s: %s\n%s", method.__name__, exc, traceback.format_exc())
-            self.session.status = Status(str(exc), Level.ERROR)
+            self.session.status = Status(str(exc) + (SERVER_DOWN if isinstance(exc, ServerUnavailableError) else ""),
+                                         Level.ERROR)
         except Exception as exc:  # the UI boundary: log the details, tell the user in words
             log.error("dashboard callback %s failed:\n%s", method.__name__, traceback.format_exc())
             self.session.status = Status(f"Something went wrong ({type(exc).__name__}: {exc}). "
@@ -65,23 +62,37 @@ class Dashboard:
 
     @classmethod
     def from_settings(cls, atlas: str | Path | None = None, settings: Settings | None = None,
-                      device: str = "auto") -> Dashboard | w.Widget:
+                      device: str = "auto", server: str | None = None) -> Dashboard | w.Widget:
         """A dashboard on ``atlas`` (default: as ARCHITECTURE says: env, downloads, then the demo).
 
-        If the atlas cannot be opened, returns a widget explaining why instead of raising.
+        With ``server`` (a URL, or ``BIOCLIP_NB_SERVER``) the atlas, the model and the image
+        fetcher are the server's: this kernel holds none of them. If the atlas or the server
+        cannot be reached, returns a widget explaining why instead of raising.
         """
         settings = settings or Settings.from_env()
+        server = server or settings.server
+        if server:
+            return cls._served(server, settings)
+        from ..atlas import Atlas
+        from ..encoders import load_encoder
+        from ..images.fetch import machine_fetcher
         try:
             opened = Atlas.open(locate_atlas(atlas, settings), settings=settings)
         except (AtlasError, OSError, ValueError) as exc:
             return w.HTML(html.CSS + html.status(f"Cannot open the atlas: {exc}", "error"))
+        session = SearchSession(opened, lambda: load_encoder(opened.model, device=device),
+                                machine_fetcher(settings, opened.path))
+        return cls(session)
+
+    @classmethod
+    def _served(cls, server: str, settings: Settings) -> Dashboard | w.Widget:
+        from ..service.client import connect
         try:
-            cache = open_image_cache(settings.image_cache_dir)
-        except (OSError, sqlite3.Error):
-            cache = None          # an unwritable home: images are fetched each time, nothing breaks
-        fetcher = ImageFetcher(cache=cache, atlas_root=opened.path, guard=AddressGuard(settings.allow_hosts),
-                               state_dir=settings.state_dir)
-        session = SearchSession(opened, lambda: load_encoder(opened.model, device=device), fetcher)
+            conn = connect(server, settings=settings)
+        except (ServerError, LookupError) as exc:
+            return w.HTML(html.CSS + html.status(f"Cannot reach the bioclip-nb server: {exc}", "error"))
+        session = SearchSession(conn.atlas, lambda: conn.encoder, conn.fetcher, figures=conn.figures)
+        session.server = conn.client.url
         return cls(session)
 
     # ------------------------------------------------------------------ display
@@ -112,7 +123,8 @@ class Dashboard:
             self.tabs.set_title(i, title)
         header = w.HTML(html.CSS + f"<h3 style='margin:4px 0'>bioclip-nb</h3><div style='font-size:12px;color:#555'>"
                         f"atlas {html.escape(str(s.atlas.path))} · {s.atlas.count:,} records · model "
-                        f"{html.escape(display_name(s.atlas.model))} · similarity is cosine (1 = identical)</div>")
+                        f"{html.escape(display_name(s.atlas.model))} · similarity is cosine (1 = identical)"
+                        + (f" · served by {html.escape(s.server)}" if s.server else "") + "</div>")
         middle = w.VBox([self.status, self.tabs], layout=w.Layout(flex="1 1 auto", min_width="420px", padding="4px"))
         self._widget = w.VBox([header, w.HBox([self.controls.widget, middle, self.detail.widget])])
         self._widget.add_class("bnb-dashboard")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import ipywidgets as w
-import numpy as np
+from html import escape
 
-from .. import explore, plots
+import ipywidgets as w
+
 from .state import SearchSession
 
 
@@ -34,17 +34,9 @@ class PlotsView:
             self.cells.layout.display = self.recall.layout.display = self.map_button.layout.display = "none"
             return
         st = s.settings
-        report = explore.probe_report(s.atlas, s.encoding.embedding, st.nprobe, s.hits, top_n=st.top_n,
-                                      scope=st.scope, taxon=st.taxon or None)
-        self._report = report
-        self.cells.value = plots.to_png(plots.cluster_assignment(report, ax=plots.new_axes((7, 3.2))))
-        sweep = explore.recall_sweep(s.atlas, s.encoding.embedding, k=st.top_n, scope=st.scope,
-                                     taxon=st.taxon or None, repeat=1)
-        self.recall.value = plots.to_png(plots.nprobe_recall(sweep, current=st.nprobe, ax=plots.new_axes((7, 3.2))))
-        missed = (f" The nearest cell it did not scan held a match that would have been result #{report.missed_rank}: "
-                  "search deeper to find it." if report.missed_cell is not None else "")
-        self.note.value = (f"<p>The query's nearest {len(report.cells)} cells; the first {report.nprobe} were scanned."
-                           f"{missed}</p>")
+        figs = s.figures.search(s.encoding.embedding, int(st.nprobe), int(st.top_n), st.scope, st.taxon or None, s.hits)
+        self.cells.value, self.recall.value = figs.cells_png, figs.recall_png
+        self.note.value = f"<p>{escape(figs.note)}</p>"
         if self.map.layout.display != "none":
             self.draw_map()
 
@@ -60,12 +52,5 @@ class PlotsView:
     def map_png(self) -> bytes:
         """The atlas map with the current query's cells and hits, as PNG (no widget touched)."""
         s = self.session
-        amap = explore.atlas_map(s.atlas)
-        report = getattr(self, "_report", None)
-        probed = report.cells[report.probed] if report is not None else None
-        hit_cells = None
-        if s.hits is not None and len(s.hits) and report is not None:
-            found = explore.cells_holding(s.atlas, s.hits["id"].to_numpy(dtype=np.int64), report.cells)
-            hit_cells = np.unique(found[found >= 0])
-        query_xy = amap.xy[probed].mean(axis=0) if probed is not None and len(probed) else None
-        return plots.to_png(plots.atlas_map(amap, probed, hit_cells, query_xy, ax=plots.new_axes((6, 5))))
+        vector = s.encoding.embedding if s.encoding is not None else None
+        return s.figures.map(vector, int(s.settings.nprobe), s.hits)

@@ -12,19 +12,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
-from ..atlas import Atlas
 from ..encoders import Encoder, Encoding, EncodingCache
-from ..errors import AtlasError, EncoderUnavailableError, UploadError
+from ..errors import AtlasError, EncoderUnavailableError, ServerError, UploadError
 from ..images.fetch import FetchResult, ImageFetcher
 from ..images.uploads import load_upload
-from ..layout import VECTORS_FILE, Rank, Scope
+from ..layout import Rank, Scope
 from ..names import clean, scientific_name
 from ..taxonomy import Consensus, TaxonNode, neighbour_consensus, result_tree
 from .wording import describe_failures
+
+if TYPE_CHECKING:
+    from ..atlas import Atlas
 
 
 class Level(str, Enum):
@@ -63,8 +65,10 @@ class SearchSession:
     """One user's search state. Thread-safe where fetching runs in the background."""
 
     def __init__(self, atlas: Atlas, encoder_factory: Callable[[], Encoder], fetcher: ImageFetcher,
-                 cache: EncodingCache | None = None):
+                 cache: EncodingCache | None = None, figures=None):
         self.atlas = atlas
+        self._figures = figures
+        self.server: str | None = None          # the bioclip-nb server answering, if any
         self._encoder_factory = encoder_factory
         self._encoder: Encoder | None = None
         self.fetcher = fetcher
@@ -122,6 +126,14 @@ class SearchSession:
             self._encoder = self._encoder_factory()
         return self._encoder
 
+    @property
+    def figures(self):
+        """What draws the Plots tab: ``figures.LocalFigures`` of the atlas, or a server's."""
+        if self._figures is None:
+            from ..figures import LocalFigures
+            self._figures = LocalFigures(self.atlas)
+        return self._figures
+
     # ------------------------------------------------------------------ queries
     def set_upload(self, data: bytes, name: str = "upload") -> Encoding:
         """Encode an uploaded file (once per distinct content); raises ``UploadError``."""
@@ -160,10 +172,9 @@ class SearchSession:
     def more_like(self, hit_id: int) -> Encoding:
         """Use a result as the new query (its stored vector if the atlas keeps them, else its image)."""
         row = self.hit(hit_id)
-        vectors = self.atlas.path / VECTORS_FILE
         label = f"more like #{int(row['rank'])} ({_name(row)})"
-        if vectors.is_file():
-            vec = np.load(vectors, mmap_mode="r")[int(hit_id)].astype(np.float32)
+        vec = self.atlas.stored_vector(int(hit_id))
+        if vec is not None:
             image = self.images.get(int(hit_id))
             self.query = Query("result", label, image.data if image is not None and image.ok else None)
             self.encoding = Encoding(vec, self.atlas.model, {})
@@ -283,6 +294,6 @@ def _display_bytes(img) -> bytes:
 
 
 #: Errors bioclip-nb raises on purpose, with a message for the user.
-OUR_ERRORS = (UploadError, EncoderUnavailableError, AtlasError)
+OUR_ERRORS = (UploadError, EncoderUnavailableError, AtlasError, ServerError)
 #: What a callback may raise and the status line shows; the bare ones are logged too (a bug?).
 EXPECTED_ERRORS = (*OUR_ERRORS, ValueError, OSError)

@@ -49,3 +49,8 @@ def describe_failures(results: Iterable[FetchResult]) -> str:
         return ""
     parts = [f"{n} {_COUNTED[s][0] if n == 1 else _COUNTED[s][1]}" for s, n in counts.most_common()]
     return f"{sum(counts.values())} of {total} images unavailable ({', '.join(parts)})"
+
+
+#: Added to the status line when the bioclip-nb server does not answer.
+SERVER_DOWN = (". Your query and settings are kept: press Search again once the server is back "
+               "(bioclip-nb status tells whether it runs).")

@@ -381,6 +381,19 @@ def open_image_cache(directory: Path, size_limit: int = 2 * 2**30):
     return diskcache.Cache(str(directory), size_limit=size_limit, eviction_policy="least-recently-used")
 
 
+def machine_fetcher(settings, atlas_root: Path | None = None) -> ImageFetcher:
+    """The fetcher a process (a kernel, or the one server of a machine) should use: the disk
+    cache, the shared host ledger and the typed-URL guard of ``settings`` (a ``config.Settings``).
+    An unwritable cache only means images are fetched each time."""
+    import sqlite3
+    try:
+        cache = open_image_cache(settings.image_cache_dir)
+    except (OSError, sqlite3.Error):
+        cache = None
+    return ImageFetcher(cache=cache, atlas_root=atlas_root, guard=AddressGuard(settings.allow_hosts),
+                        state_dir=settings.state_dir)
+
+
 def failure_counts(results: Iterable[FetchResult]) -> tuple[int, Counter]:
     """``(total, Counter of FetchStatus)`` over the results that did not arrive; the dashboard
     turns these into words."""

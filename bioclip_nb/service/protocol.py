@@ -1,0 +1,91 @@
+"""What travels between the warm server and its clients: one encoder and one decoder of each.
+
+Encodings, hit tables and image fetch outcomes become plain JSON here and come back as the
+same Python objects (``Encoding``, a hits ``DataFrame``, ``FetchResult``), so the CLI and the
+dashboard cannot tell a server-backed answer from an in-process one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..encoders.base import Encoding, Prediction
+from ..layout import Rank
+
+#: Every route lives under this prefix (a future incompatible API gets ``/v2``).
+API = "/v1"
+#: The default port of ``bioclip-nb serve`` (8866 is the dashboard's).
+DEFAULT_PORT = 8765
+#: Header a fetched image carries its outcome in (the body is the image itself).
+FETCH_HEADER = "X-Bioclip-Fetch"
+
+_INT_COLUMNS = ("query", "rank", "id", "cells_scanned")
+
+
+# --------------------------------------------------------------------------- encodings
+def encoding_to_json(enc: Encoding, query_id: str | None = None) -> dict:
+    """An encoding as JSON: the embedding (exact float32 values) and predictions at every rank."""
+    return {
+        "model_id": enc.model_id,
+        "query_id": query_id,
+        "embedding": [float(x) for x in np.asarray(enc.embedding, dtype=np.float32)],
+        "predictions": {rank.value: [{"name": p.name, "lineage": list(p.lineage), "score": p.score,
+                                      "common_name": p.common_name} for p in preds]
+                        for rank, preds in enc.predictions.items()},
+    }
+
+
+def encoding_from_json(data: dict) -> Encoding:
+    """The inverse of :func:`encoding_to_json`."""
+    preds = {Rank.parse(rank): tuple(Prediction(Rank.parse(rank), p["name"], tuple(p["lineage"]), float(p["score"]),
+                                                p.get("common_name")) for p in items)
+             for rank, items in (data.get("predictions") or {}).items()}
+    return Encoding(np.asarray(data["embedding"], dtype=np.float32), data["model_id"], preds)
+
+
+def vector_to_json(vector: np.ndarray) -> list[float]:
+    """One vector as a JSON list (float32 values survive the round trip exactly)."""
+    return [float(x) for x in np.asarray(vector, dtype=np.float32).ravel()]
+
+
+# --------------------------------------------------------------------------- hits
+def _plain(value):
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def hits_to_json(hits: pd.DataFrame) -> dict:
+    """A hits frame as ``{"columns", "rows", "attrs"}`` (column order and attrs kept)."""
+    cols = list(hits.columns)
+    rows = [[_plain(v) for v in row] for row in hits.itertuples(index=False, name=None)]
+    attrs = {k: v for k, v in hits.attrs.items() if k in ("timings", "metric", "cells_scanned")}
+    return {"columns": cols, "rows": rows, "attrs": attrs}
+
+
+def hits_from_json(data: dict) -> pd.DataFrame:
+    """The inverse of :func:`hits_to_json`, with the integer and float columns typed as ``Atlas.search`` types them."""
+    frame = pd.DataFrame.from_records(data["rows"], columns=data["columns"])
+    for col in _INT_COLUMNS:
+        if col in frame:
+            frame[col] = frame[col].astype(np.int64)
+    if "distance" in frame:
+        frame["distance"] = frame["distance"].astype(np.float32)
+    if "similarity" in frame:
+        frame["similarity"] = frame["similarity"].astype(np.float32)
+    frame.attrs.update(data.get("attrs") or {})
+    return frame
+
+
+def error_body(message: str, kind: str = "error", **extra) -> dict:
+    """Every error the server answers: ``{"error": kind, "message": ...}`` (never a traceback)."""
+    return {"error": kind, "message": message, **extra}
