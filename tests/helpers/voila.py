@@ -24,10 +24,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def voila_server(atlas: Path, home: Path, timeout: float = 90.0):
+def voila_server(atlas: Path, home: Path, timeout: float = 90.0, env: dict | None = None):
     """Serve the dashboard notebook on ``atlas``; yield ``(base_url, process)``."""
     port = free_port()
-    env = dict(os.environ, BIOCLIP_NB_ATLAS=str(atlas), BIOCLIP_NB_HOME=str(home))
+    env = dict(os.environ, BIOCLIP_NB_ATLAS=str(atlas), BIOCLIP_NB_HOME=str(home), **(env or {}))
     log = open(home / f"voila-{port}.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "voila", str(ROOT / "notebooks" / "dashboard.ipynb"), "--no-browser",
                              f"--port={port}", "--Voila.ip=127.0.0.1", "--VoilaConfiguration.show_tracebacks=False"],
