@@ -153,22 +153,24 @@ def test_the_dashboard_served_by_a_bioclip_nb_server(browser, demo_atlas, tmp_pa
     from helpers.servers import server_process
     home = tmp_path_factory.mktemp("served-voila")
     queries = pd.read_csv(demo_atlas / "queries" / "index.csv")
-    with server_process(demo_atlas, home) as (_, record):
-        with voila_server(demo_atlas, home, env={"BIOCLIP_NB_SERVER": record.url}) as (base, proc):
-            pages = [browser.new_context(viewport={"width": 1500, "height": 1000}).new_page() for _ in range(2)]
-            for page, q in zip(pages, queries.iloc[[1, 20]].itertuples()):
-                errors = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                _search(page, base, demo_atlas / "queries" / q.file)
-                assert f"served by {record.url}" in page.content()
-                assert page.locator(".bnb-tile img.bnb-thumb").count() >= 9
-                assert f"{q.genus} {q.species}" in page.locator(".bnb-caption").first.inner_text()
-                assert "Traceback" not in page.content() and not errors, errors
-            memory = kernel_memory_mb(proc)
-            ARTIFACTS.mkdir(exist_ok=True)
-            pages[0].screenshot(path=str(ARTIFACTS / "dashboard-served.png"), full_page=True)
-            (ARTIFACTS / "voila-served-memory.json").write_text(json.dumps({"kernels_mb": memory}, indent=1))
-            print(f"\nmemory per server-backed Voila kernel (MB): {memory}")
-            assert len(memory) >= 2 and max(memory) < 300, memory     # (the readiness probe opened one more)
-            for page in pages:
-                page.context.close()
+    with server_process(demo_atlas, home) as (_, record), \
+            voila_server(demo_atlas, home, env={"BIOCLIP_NB_SERVER": record.url}) as (base, proc):
+        pages = [browser.new_context(viewport={"width": 1500, "height": 1000}).new_page() for _ in range(2)]
+        errors: list[str] = []
+        for page in pages:
+            page.on("pageerror", lambda e: errors.append(str(e)))
+        for page, q in zip(pages, queries.iloc[[1, 20]].itertuples()):
+            _search(page, base, demo_atlas / "queries" / q.file)
+            assert f"served by {record.url}" in page.content()
+            assert page.locator(".bnb-tile img.bnb-thumb").count() >= 9
+            assert f"{q.genus} {q.species}" in page.locator(".bnb-caption").first.inner_text()
+            assert "Traceback" not in page.content()
+        assert not errors, errors
+        memory = kernel_memory_mb(proc)
+        ARTIFACTS.mkdir(exist_ok=True)
+        pages[0].screenshot(path=str(ARTIFACTS / "dashboard-served.png"), full_page=True)
+        (ARTIFACTS / "voila-served-memory.json").write_text(json.dumps({"kernels_mb": memory}, indent=1))
+        print(f"\nmemory per server-backed Voila kernel (MB): {memory}")
+        assert len(memory) >= 2 and max(memory) < 300, memory     # (the readiness probe opened one more)
+        for page in pages:
+            page.context.close()

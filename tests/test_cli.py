@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.hfcache import put_in_hf_cache
 
 from bioclip_nb.cli import main
+from bioclip_nb.testing.hfcache import put_in_hf_cache
 
 CONTRACT = ["rank", "id", "distance", "similarity", "kingdom", "phylum", "class", "order", "family", "genus",
             "species", "common_name", "source_dataset", "source_id", "uuid", "publisher", "img_type", "basisOfRecord", "url",

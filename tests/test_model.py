@@ -131,8 +131,9 @@ def test_missing_weights_say_how_to_get_them(empty_hf_cache):
 def test_config_without_weights_is_refused(tiny_bioclip, tmp_path, monkeypatch):
     """open_clip alone would build a randomly initialised model here; we refuse instead."""
     import huggingface_hub.constants as c
-    from helpers.hfcache import put_in_hf_cache
     from helpers.tinymodel import TINY_CONFIG
+
+    from bioclip_nb.testing.hfcache import put_in_hf_cache
     put_in_hf_cache(tmp_path / "hub", "imageomics/bioclip-2", {"open_clip_config.json": json.dumps(TINY_CONFIG).encode()})
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(EncoderUnavailableError, match="no weights file was found"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.hfcache import put_in_hf_cache
+from bioclip_nb.testing.hfcache import put_in_hf_cache
 
 TINY_CONFIG = {
     "model_cfg": {
