@@ -29,12 +29,13 @@ from . import (
     scale,
     scopes,
     search,
+    service,
     umap_map,
 )
 
 SUITE = [("scale", scale), ("rehearsal", rehearsal), ("probing", probing), ("search", search), ("scopes", scopes),
          ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("encoder", encoder),
-         ("demo", demo_baseline)]
+         ("service", service), ("demo", demo_baseline)]
 
 
 def main(argv: list[str] | None = None) -> int:

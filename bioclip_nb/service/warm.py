@@ -47,7 +47,9 @@ class Warm:
             encoder = load_encoder(self.atlas.model, device=self.device)
             with self._lock:
                 self._encoder = encoder
-                self._batcher = EncodeBatcher(encoder, window=self.batch_window)
+                # a window of 0 turns batching off: one forward pass per request, in arrival order
+                self._batcher = EncodeBatcher(encoder, window=max(0.0, self.batch_window),
+                                              max_batch=16 if self.batch_window > 0 else 1)
         except EncoderUnavailableError as exc:
             self._encoder_error = str(exc)
         except Exception as exc:  # noqa: BLE001 - reported by /health and every encode, never a crash
