@@ -148,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop after this long without a request (default 30; 0: never)")
     sv.add_argument("--token-file", type=Path, default=None, metavar="PATH",
                     help="keep the token in this file (created 0600 if missing), e.g. to share with a class")
-    sv.add_argument("--batch-ms", type=float, default=5.0, help="wait this long to batch concurrent encodes into one forward pass (default 5; 0: no batching)")
+    sv.add_argument("--batch-ms", type=float, default=None,
+                    help="wait this long to batch concurrent encodes into one forward pass (default: 5 on a GPU; "
+                         "0, no batching, on a CPU, where it was measured to gain nothing)")
     sv.add_argument("--max-concurrent", type=_positive, default=32, help="requests at once before answering 503 (default 32)")
     sv.add_argument("--timeout", type=float, default=120.0, help="seconds a request may take (default 120)")
 

@@ -40,7 +40,7 @@ def atlas(tmp_path_factory, host, tiny_bioclip):
 @pytest.fixture(scope="module")
 def served(atlas, tmp_path_factory):
     home = tmp_path_factory.mktemp("server-home")
-    with server_process(atlas, home) as (proc, record):
+    with server_process(atlas, home, "--batch-ms", "5") as (proc, record):      # batching on, as on a GPU
         yield proc, record, home
 
 
@@ -132,6 +132,14 @@ def test_sixteen_concurrent_clients_each_get_their_own_answer(served, atlas):
     passes = after["passes"] - before["passes"]
     assert after["requests"] - before["requests"] == 16
     assert passes < 16 and after["largest"] > 1, after             # some arrived together and shared a pass
+
+
+def test_batching_is_on_for_gpus_and_off_on_a_cpu(tiny_bioclip):
+    from bioclip_nb.encoders import load_encoder
+    from bioclip_nb.service.warm import default_window
+    encoder = load_encoder(BIOCLIP2, device="cpu")
+    assert default_window(encoder) == 0.0
+    assert default_window(type("Gpu", (), {"device": "cuda:0"})()) > 0
 
 
 def test_the_cli_through_the_server_answers_as_in_process(served, atlas):

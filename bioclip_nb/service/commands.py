@@ -28,7 +28,7 @@ def cmd_serve(args) -> int:
     from .run import serve
     settings = Settings.from_env()
     return serve(locate_atlas(args.atlas, settings), settings, host=args.host, port=args.port, device=args.device,
-                 idle_minutes=args.idle_minutes, token_file=args.token_file, batch_window=args.batch_ms / 1000,
+                 idle_minutes=args.idle_minutes, token_file=args.token_file, batch_window=None if args.batch_ms is None else args.batch_ms / 1000,
                  max_concurrent=args.max_concurrent, timeout=args.timeout,
                  announce=lambda line: print(line, flush=True))
 

@@ -66,7 +66,7 @@ def read_token(path: Path) -> str:
 
 
 def serve(atlas: Path, settings: Settings, host: str = "127.0.0.1", port: int = 8765, device: str = "auto",
-          idle_minutes: float = 30.0, token_file: Path | None = None, batch_window: float = 0.005,
+          idle_minutes: float = 30.0, token_file: Path | None = None, batch_window: float | None = None,
           max_concurrent: int = 32, timeout: float = 120.0, announce=print) -> int:
     """Serve ``atlas`` until stopped (SIGTERM/SIGINT), or idle for ``idle_minutes`` (0: never)."""
     import uvicorn

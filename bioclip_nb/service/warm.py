@@ -19,7 +19,7 @@ from .batcher import EncodeBatcher
 class Warm:
     """The loaded parts, shared by every request. Thread-safe."""
 
-    def __init__(self, atlas: Atlas, settings: Settings, device: str = "auto", batch_window: float = 0.005,
+    def __init__(self, atlas: Atlas, settings: Settings, device: str = "auto", batch_window: float | None = None,
                  fetcher: ImageFetcher | None = None, load_now: bool = True):
         self.atlas = atlas
         self.settings = settings
@@ -47,9 +47,9 @@ class Warm:
             encoder = load_encoder(self.atlas.model, device=self.device)
             with self._lock:
                 self._encoder = encoder
+                window = self.batch_window if self.batch_window is not None else default_window(encoder)
                 # a window of 0 turns batching off: one forward pass per request, in arrival order
-                self._batcher = EncodeBatcher(encoder, window=max(0.0, self.batch_window),
-                                              max_batch=16 if self.batch_window > 0 else 1)
+                self._batcher = EncodeBatcher(encoder, window=max(0.0, window), max_batch=16 if window > 0 else 1)
         except EncoderUnavailableError as exc:
             self._encoder_error = str(exc)
         except Exception as exc:  # noqa: BLE001 - reported by /health and every encode, never a crash
@@ -123,3 +123,10 @@ class Warm:
             self._batcher.close()
         self.fetcher.close()
         self.atlas.close()
+
+
+def default_window(encoder: Encoder) -> float:
+    """5 ms on a GPU, where one pass over several images costs far less than one pass each;
+    0 (no batching) on a CPU, where torch already spreads one image over every core and
+    batching was measured to gain nothing (docs/benchmarks.md)."""
+    return 0.005 if str(getattr(encoder, "device", "cpu")).startswith(("cuda", "mps")) else 0.0
