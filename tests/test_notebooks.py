@@ -31,7 +31,7 @@ def _params(name: str, demo: Path, tmp: Path) -> str:
         return f"folder = None\natlas = {str(demo)!r}\noutput = None\ntop_n = 5"   # the default output
     if name.startswith("02"):
         return f"atlas = {str(demo)!r}\nsample = 40"
-    return f"atlas = {str(demo)!r}\nquery = None"
+    return f"atlas = {str(demo)!r}\nquery = None\nserver = None"
 
 
 def test_there_are_four_tutorials():
@@ -69,7 +69,27 @@ def test_tutorial_runs(name, demo_atlas, tmp_path):
 @pytest.mark.notebook
 def test_dashboard_notebook_runs(demo_atlas, tmp_path):
     nb = nbformat.read(NOTEBOOKS / "dashboard.ipynb", as_version=4)
-    nb.cells[0].source = f"atlas = {str(demo_atlas)!r}"
+    nb.cells[0].source = f"atlas = {str(demo_atlas)!r}\nserver = None"
     NotebookClient(nb, timeout=300, kernel_name="python3").execute()
     out = nb.cells[1].outputs
     assert out and "application/vnd.jupyter.widget-view+json" in out[0]["data"]
+
+
+@pytest.mark.notebook
+def test_the_first_tutorial_runs_against_a_server(demo_atlas, tmp_path):
+    """The same tutorial with ``server`` set: its kernel never loads the model (torch is never imported)."""
+    from helpers.servers import server_process
+    nb = nbformat.read(NOTEBOOKS / "01_first_search.ipynb", as_version=4)
+    with server_process(demo_atlas, tmp_path / "home") as (_, record):
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        cell.source = f"atlas = None\nquery = None\nserver = {record.url!r}"
+        nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sorted(m for m in ('torch', 'open_clip') if m in sys.modules))"))
+        env_home = os.environ["BIOCLIP_NB_HOME"]
+        os.environ["BIOCLIP_NB_HOME"] = str(tmp_path / "home")        # the kernel finds the token in server.json
+        try:
+            NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        finally:
+            os.environ["BIOCLIP_NB_HOME"] = env_home
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, errors
+    assert nb.cells[-1].outputs[0]["text"].strip() == "[]"
