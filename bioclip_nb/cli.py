@@ -228,8 +228,8 @@ def cmd_search(args) -> int:
     if given != 1:
         raise UsageError("give exactly one of IMAGE..., --text or --vectors")
     settings = Settings.from_env()
-    path = locate_atlas(args.atlas, settings)
-    conn, text = search_connection(args, path, settings), None
+    named = _named_atlas(args.atlas, settings)         # None: the server's atlas, else the demo
+    conn, text = search_connection(args, named, settings), None
     if conn is not None:
         try:
             text = _search(args, conn.atlas, lambda: conn.encoder)
@@ -242,10 +242,20 @@ def cmd_search(args) -> int:
     if text is None:
         from .atlas import Atlas
         from .encoders import load_encoder
-        with Atlas.open(path, settings=settings) as atlas:
+        with Atlas.open(named or locate_atlas(None, settings), settings=settings) as atlas:
             text = _search(args, atlas, lambda: load_encoder(atlas.model, device=args.device))
     _emit(text, args.output)
     return 0
+
+
+def _named_atlas(explicit, settings):
+    """The atlas the user named (``--atlas``, ``BIOCLIP_NB_ATLAS``, the downloaded data), or None."""
+    from .errors import AtlasError
+    from .locate import locate_atlas
+    try:
+        return locate_atlas(explicit, settings, build_demo=False)
+    except AtlasError:
+        return None
 
 
 def _search(args, atlas, encoder_factory) -> str:

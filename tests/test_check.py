@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers.dashatlas import build_dash_atlas
 from helpers.servers import cli, server_process
 
@@ -44,6 +45,7 @@ def test_no_atlas_says_how_to_get_one(tmp_path):
     assert code == 1 and "bioclip-nb demo" in text and "bioclip-nb download" in text
 
 
+@pytest.mark.slow
 def test_the_server_line(tmp_path, tiny_bioclip):
     atlas = build_dash_atlas(tmp_path / "a", "http://127.0.0.1:9", BIOCLIP2)
     home = tmp_path / "home"

@@ -107,6 +107,7 @@ def test_malformed_requests_get_json_errors(served, payload):
     assert set(body) >= {"error", "message"} and "Traceback" not in resp.text and body["message"]
 
 
+@pytest.mark.slow
 def test_sixteen_concurrent_clients_each_get_their_own_answer(served, atlas):
     from bioclip_nb.atlas import Atlas
     from bioclip_nb.encoders import load_encoder
@@ -142,6 +143,7 @@ def test_batching_is_on_for_gpus_and_off_on_a_cpu(tiny_bioclip):
     assert default_window(type("Gpu", (), {"device": "cuda:0"})()) > 0
 
 
+@pytest.mark.slow
 def test_the_cli_through_the_server_answers_as_in_process(served, atlas):
     _, record, home = served
     q = query_file(atlas.parent, "Parus")
@@ -155,6 +157,7 @@ def test_the_cli_through_the_server_answers_as_in_process(served, atlas):
     assert via.returncode == 0 and via.stdout == local.stdout and "Vulpes" in via.stdout, via.stderr
 
 
+@pytest.mark.slow
 def test_a_server_for_another_atlas_is_not_used(served, tmp_path, published_atlas):
     _, _, home = served
     out = cli("search", "--vectors", str(_vector_file(tmp_path, published_atlas.vectors.shape[1])), "--atlas", str(published_atlas.path),
@@ -168,6 +171,7 @@ def _vector_file(tmp_path, dim: int):
     return path
 
 
+@pytest.mark.slow
 def test_the_cli_starts_a_server_and_the_second_search_uses_it(atlas, tmp_path):
     home = tmp_path / "home"
     q = query_file(atlas.parent, "Vulpes")
@@ -181,6 +185,8 @@ def test_the_cli_starts_a_server_and_the_second_search_uses_it(atlas, tmp_path):
         second = cli("search", str(q), "--atlas", str(atlas), home=home, env=env)
         assert second.returncode == 0 and "starting" not in second.stderr, second.stderr
         assert json.loads(second.stdout) == json.loads(first.stdout)
+        unnamed = cli("search", str(q), home=home, env=env)         # no atlas named: the running server's
+        assert unnamed.returncode == 0 and not unnamed.stderr and unnamed.stdout == second.stdout, unnamed.stderr
         health = Client(record.url, record.token).health()
         assert health["batches"]["requests"] == 1          # encoded once: the second upload was remembered
         status = cli("status", home=home)
@@ -192,6 +198,7 @@ def test_the_cli_starts_a_server_and_the_second_search_uses_it(atlas, tmp_path):
     assert cli("status", home=home).returncode == 3
 
 
+@pytest.mark.slow
 def test_sigkill_mid_request_gives_messages_and_a_stale_record_is_cleaned(atlas, tmp_path, tiny_bioclip):
     home = tmp_path / "home"
     with ImageHost(latency=3.0) as slow:
@@ -224,6 +231,7 @@ def test_sigkill_mid_request_gives_messages_and_a_stale_record_is_cleaned(atlas,
     assert not (home / STATE_FILE).exists()
 
 
+@pytest.mark.slow
 def test_the_cli_falls_back_when_the_server_dies_between_calls(atlas, tmp_path):
     home = tmp_path / "home"
     with server_process(atlas, home) as (proc, record):
@@ -235,6 +243,7 @@ def test_the_cli_falls_back_when_the_server_dies_between_calls(atlas, tmp_path):
     assert json.loads(out.stdout)
 
 
+@pytest.mark.slow
 def test_idle_shutdown(atlas, tmp_path):
     home = tmp_path / "home"
     with server_process(atlas, home, "--idle-minutes", "0.05") as (proc, record):
@@ -245,6 +254,7 @@ def test_idle_shutdown(atlas, tmp_path):
     assert "idle" in (home / "serve.log").read_text()
 
 
+@pytest.mark.slow
 def test_two_servers_on_one_port_or_one_home_are_refused(served, atlas, tmp_path):
     _, record, home = served
     port = record.url.rsplit(":", 1)[1]
@@ -273,6 +283,7 @@ def test_user_urls_pass_the_address_guard_on_the_server(served, host):
     assert r.status is FetchStatus.BLOCKED and "127.0.0.1" in r.message
 
 
+@pytest.mark.slow
 def test_four_dashboards_through_one_server_keep_the_inaturalist_gap(tmp_path, tiny_bioclip):
     """Four people's galleries fetched by one server: its fetcher spaces iNaturalist requests 1 s apart."""
     from bioclip_nb.atlas import Atlas
@@ -305,6 +316,7 @@ def test_four_dashboards_through_one_server_keep_the_inaturalist_gap(tmp_path, t
     assert all(n >= 1 for n in shown), shown
 
 
+@pytest.mark.slow
 def test_the_dashboard_through_a_server(atlas, tmp_path):
     """The same dashboard from a kernel holding no model: search, gallery, details, more like this,
     plots; the server killed (a message, nothing lost) and back on its port (it works again)."""
@@ -362,6 +374,7 @@ def test_the_plots_come_from_the_server_as_they_would_locally(published_atlas, t
     assert "the first 4 were scanned" in remote.note
 
 
+@pytest.mark.slow
 def test_a_server_backed_kernel_loads_no_model_and_no_index(served):
     """In a fresh interpreter: the dashboard through the server never imports torch or FAISS."""
     import subprocess

@@ -105,7 +105,7 @@ class HostLedger:
         con = getattr(self._local, "con", None)
         if con is None:
             con = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-            con.execute("PRAGMA journal_mode=WAL")
+            _write_ahead_log(con)
             con.execute("PRAGMA synchronous=NORMAL")
             self._local.con = con
         return con
@@ -252,3 +252,18 @@ class Turn:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _write_ahead_log(con: sqlite3.Connection, attempts: int = 50) -> None:
+    """Put the ledger in WAL mode. Switching needs a moment alone with the file, and SQLite does
+    not wait for it (its busy timeout does not cover this), so processes starting together (a
+    class opening its dashboards) retry for a few seconds instead of failing."""
+    for attempt in range(attempts):
+        try:
+            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 + 0.05 * (attempt % 4))

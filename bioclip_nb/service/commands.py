@@ -75,12 +75,13 @@ def cmd_stop(args) -> int:
     return 0
 
 
-def search_connection(args, atlas: Path, settings: Settings):
+def search_connection(args, atlas: Path | None, settings: Settings):
     """The server ``bioclip-nb search`` should use, or None to search in-process.
 
     ``--server URL`` must answer (no fallback); otherwise the server recorded under
-    ``BIOCLIP_NB_HOME`` if it serves this atlas, else one started in the background (unless
-    ``BIOCLIP_NB_AUTOSTART=0``); anything that fails says so and gives None."""
+    ``BIOCLIP_NB_HOME`` if it serves ``atlas`` (or any, when no atlas was named), else one
+    started in the background on ``atlas`` or the demo (unless ``BIOCLIP_NB_AUTOSTART=0``);
+    anything that fails says so and gives None."""
     from .client import connect
     if args.local:
         return None
@@ -93,13 +94,14 @@ def search_connection(args, atlas: Path, settings: Settings):
             note(f"{exc}; searching in-process")
             return None
     record = read_record(settings.home)
-    if record is not None and not _same_atlas(record, atlas):
+    if record is not None and atlas is not None and not _same_atlas(record, atlas):
         note(f"the running server serves {record.atlas}, not {atlas}; searching in-process")
         return None
     if record is None:
         if os.environ.get(ENV_AUTOSTART, "1").strip().lower() in ("0", "no", "false", "off"):
             return None
-        record = _start(atlas, settings, args.device)
+        from ..locate import locate_atlas
+        record = _start(atlas or locate_atlas(None, settings), settings, args.device)
         if record is None:
             return None
     try:
