@@ -195,23 +195,9 @@ class ImageFetcher:
                    cancel: threading.Event | None = None,
                    on_result: Callable[[FetchResult], None] | None = None) -> Iterator[FetchResult]:
         """Fetch ``(key, url)`` pairs in parallel, one lane per host, yielding results as they complete."""
-        futures = [self.lane(_lane_of(url)).submit(self._task, key, url, variant, cancel) for key, url in urls]
-        try:
-            for fut in as_completed(futures):
-                result = fut.result()
-                if result is None:
-                    continue
-                if on_result is not None:
-                    on_result(result)
-                yield result
-        finally:
-            for fut in futures:
-                fut.cancel()
-
-    def _task(self, key, url, variant, cancel) -> FetchResult | None:
-        if cancel is not None and cancel.is_set():
-            return None
-        return self.fetch(url, variant, key, cancel)
+        futures = [self.lane(_lane_of(url)).submit(unless_cancelled, self.fetch, key, url, variant, cancel)
+                   for key, url in urls]
+        return as_they_come(futures, on_result)
 
     def _local(self, base: FetchResult, url: str) -> FetchResult:
         if self.atlas_root is None:
@@ -337,6 +323,30 @@ class ImageFetcher:
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=85)
         return replace(base, status=FetchStatus.OK, data=buf.getvalue(), size=img.size, nbytes=nbytes)
+
+
+def unless_cancelled(fetch: Callable[..., FetchResult], key, url, variant: str,
+                     cancel: threading.Event | None) -> FetchResult | None:
+    """``fetch(url, variant, key, cancel)``, or None if cancelled before its turn came."""
+    if cancel is not None and cancel.is_set():
+        return None
+    return fetch(url, variant, key, cancel)
+
+
+def as_they_come(futures: list, on_result: Callable[[FetchResult], None] | None = None) -> Iterator[FetchResult]:
+    """The futures' results as they complete (cancelled ones skipped); those not yet started are
+    cancelled when the caller stops reading."""
+    try:
+        for fut in as_completed(futures):
+            result = fut.result()
+            if result is None:
+                continue
+            if on_result is not None:
+                on_result(result)
+            yield result
+    finally:
+        for fut in futures:
+            fut.cancel()
 
 
 def _lane_of(url: str | None) -> str:

@@ -18,7 +18,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from ..config import Settings
 from ..encoders.base import Encoding
 from ..errors import AtlasError, EncoderUnavailableError, ServerError, ServerUnavailableError, UploadError
 from ..figures import SearchFigures
-from ..images.fetch import FetchResult, FetchStatus
+from ..images.fetch import FetchResult, FetchStatus, as_they_come, unless_cancelled
 from ..layout import Scope
 from .protocol import API, FETCH_HEADER, encoding_from_json, hits_from_json, vector_to_json
 from .statefile import read_record
@@ -237,23 +237,8 @@ class RemoteFetcher:
     def fetch_many(self, urls: Iterable[tuple[object, str | None]], variant: str = "thumb",
                    cancel: threading.Event | None = None,
                    on_result: Callable[[FetchResult], None] | None = None) -> Iterator[FetchResult]:
-        futures = [self._pool.submit(self._task, key, url, variant, cancel) for key, url in urls]
-        try:
-            for fut in as_completed(futures):
-                result = fut.result()
-                if result is None:
-                    continue
-                if on_result is not None:
-                    on_result(result)
-                yield result
-        finally:
-            for fut in futures:
-                fut.cancel()
-
-    def _task(self, key, url, variant, cancel) -> FetchResult | None:
-        if cancel is not None and cancel.is_set():
-            return None
-        return self.fetch(url, variant, key, cancel)
+        futures = [self._pool.submit(unless_cancelled, self.fetch, key, url, variant, cancel) for key, url in urls]
+        return as_they_come(futures, on_result)
 
     def fetch_user_url(self, url: str | None, variant: str = "full", key: object = None,
                        cancel: threading.Event | None = None) -> FetchResult:
