@@ -388,3 +388,30 @@ def test_a_server_backed_kernel_loads_no_model_and_no_index(served):
                          env=dict(os.environ, BIOCLIP_NB_HOME=str(home)))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "atlas://../../../etc/passwd", "/etc/passwd",
+                                 "http://127.0.0.1:1/x.jpg", "http://[::1]/x.jpg"])
+def test_no_path_or_local_address_from_a_client_is_ever_opened(served, url):
+    _, record, _ = served
+    resp = requests.post(_api(record, "/fetch-url"), json={"url": url}, headers=_auth(record), timeout=30)
+    assert resp.status_code == 502 and resp.json()["error"] == "fetch_failed"
+    assert resp.json()["fetch"]["status"] in ("blocked", "error") and "passwd" not in resp.text.replace(url, "")
+
+
+def test_a_request_that_runs_too_long_gets_504(atlas, tmp_path):
+    from bioclip_nb.atlas import Atlas
+    from bioclip_nb.service.server import Limits
+    from bioclip_nb.service.warm import Warm
+    with ImageHost(latency=3.0) as slow:
+        fetcher = ImageFetcher(resolve={"slow.test": slow.base})
+        warm = Warm(Atlas.open(atlas), Settings(home=tmp_path), device="cpu", fetcher=fetcher)
+        with server_thread(warm, "t" * 32, limits=Limits(timeout=0.5)) as url:
+            hits = Client(url, "t" * 32).search(np.ones(warm.atlas.dim, dtype=np.float32), top_n=40)
+            some = int(hits[hits["url"].fillna("").str.contains("/img/")]["id"].iloc[0])
+            warm.fetcher.resolve = {"127.0.0.1": slow.base}                  # every image host is now slow
+            t0 = time.monotonic()
+            resp = requests.get(f"{url}/v1/records/{some}/image", headers={"Authorization": "Bearer " + "t" * 32},
+                                timeout=30)
+            assert resp.status_code == 504 and resp.json()["error"] == "timeout" and time.monotonic() - t0 < 2.5
+        warm.close()
