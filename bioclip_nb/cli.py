@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep the token in this file (created 0600 if missing), e.g. to share with a class")
     sv.add_argument("--batch-ms", type=float, default=None,
                     help="wait this long to batch concurrent encodes into one forward pass (default: 5 on a GPU; "
-                         "0, no batching, on a CPU, where it was measured to gain nothing)")
+                         "0, no batching, on a CPU, where it gained nothing measurable)")
     sv.add_argument("--max-concurrent", type=_positive, default=32, help="requests at once before answering 503 (default 32)")
     sv.add_argument("--timeout", type=float, default=120.0, help="seconds a request may take (default 120)")
 

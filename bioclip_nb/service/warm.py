@@ -127,6 +127,7 @@ class Warm:
 
 def default_window(encoder: Encoder) -> float:
     """5 ms on a GPU, where one pass over several images costs far less than one pass each;
-    0 (no batching) on a CPU, where torch already spreads one image over every core and
-    batching was measured to gain nothing (docs/benchmarks.md)."""
+    0 (no batching) on a CPU, where torch already spreads one image over every core: there
+    batching's effect on throughput was within run-to-run noise (-8% and +18% in two runs,
+    docs/benchmarks.md), while the first request of a batch waits for the whole batch."""
     return 0.005 if str(getattr(encoder, "device", "cpu")).startswith(("cuda", "mps")) else 0.0
