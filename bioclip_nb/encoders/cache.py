@@ -41,5 +41,14 @@ class EncodingCache:
                 self._items.popitem(last=False)
         return enc
 
+    def peek(self, key: str, model_id: str) -> Encoding | None:
+        """The encoding kept under ``key`` (a :meth:`key` of some bytes) for ``model_id``, or None;
+        not counted as a hit or a miss."""
+        with self._lock:
+            enc = self._items.get((key, model_id))
+            if enc is not None:
+                self._items.move_to_end((key, model_id))
+            return enc
+
     def __len__(self) -> int:
         return len(self._items)

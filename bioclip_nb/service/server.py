@@ -103,7 +103,7 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
     @router.get("/health")
     def health() -> dict:
         """Alive; whether the encoder is loaded; how requests were batched."""
-        stats = warm._batcher.stats if warm._batcher is not None else None
+        stats = warm.batch_stats
         return {"status": "ok", "version": __version__, "encoder": warm.encoder_state, "encoder_error": warm.encoder_error,
                 "load_seconds": warm.load_seconds, "model": atlas.model, "atlas": str(atlas.path), "in_flight": warm.in_flight,
                 "batches": stats.__dict__ if stats else None, "usage": warm.fetcher.usage()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 from ..atlas import Atlas
@@ -13,7 +12,7 @@ from ..config import Settings
 from ..encoders import Encoder, Encoding, EncodingCache, load_encoder
 from ..errors import EncoderUnavailableError
 from ..images.fetch import ImageFetcher, machine_fetcher
-from .batcher import EncodeBatcher
+from .batcher import BatchStats, EncodeBatcher
 
 
 class Warm:
@@ -26,8 +25,7 @@ class Warm:
         self.device = device
         self.batch_window = batch_window
         self.fetcher = fetcher or machine_fetcher(settings, Path(atlas.path))
-        self.encodings = EncodingCache(maxsize=256)       # query id (hash of the bytes) -> Encoding
-        self._by_id: OrderedDict[str, Encoding] = OrderedDict()
+        self.encodings = EncodingCache(maxsize=256)       # by the hash of the bytes: the query id
         self._lock = threading.Lock()
         self._encoder: Encoder | None = None
         self._batcher: EncodeBatcher | None = None
@@ -79,6 +77,11 @@ class Warm:
             raise EncoderUnavailableError(self._encoder_error or "no encoder")
         return self._encoder
 
+    @property
+    def batch_stats(self) -> BatchStats | None:
+        """How encodes were grouped so far (None until the encoder is loaded)."""
+        return self._batcher.stats if self._batcher is not None else None
+
     def batcher(self, timeout: float | None = None) -> EncodeBatcher:
         self.encoder(timeout)
         return self._batcher
@@ -88,18 +91,11 @@ class Warm:
         """``(query id, encoding)`` of uploaded bytes; each distinct upload is encoded once."""
         batcher = self.batcher(timeout)
         enc = self.encodings.get_or_encode(data, self.atlas.model, lambda: batcher.encode(image, timeout))
-        query_id = EncodingCache.key(data)
-        with self._lock:
-            self._by_id[query_id] = enc
-            self._by_id.move_to_end(query_id)
-            while len(self._by_id) > 256:
-                self._by_id.popitem(last=False)
-        return query_id, enc
+        return EncodingCache.key(data), enc
 
     def encoding(self, query_id: str) -> Encoding | None:
         """A recent query's encoding by its id (None once forgotten)."""
-        with self._lock:
-            return self._by_id.get(query_id)
+        return self.encodings.peek(query_id, self.atlas.model)
 
     # ------------------------------------------------------------------ activity
     def begin(self) -> None:
