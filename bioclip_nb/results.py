@@ -28,12 +28,15 @@ if TYPE_CHECKING:
 TABLE_COLUMNS = ("rank", "similarity", "genus", "species", "common_name", "family", "source_dataset", "id")
 
 
-def _plain(value):
-    """A JSON-safe Python value: numpy scalars unwrapped, NaN/NA as None."""
+def plain(value, digits: int | None = 6):
+    """A JSON-safe Python value: numpy scalars unwrapped, NaN/NA as None, floats rounded to
+    ``digits`` (None: exact, for the server's wire format)."""
     if value is None or value is pd.NA:
         return None
     if isinstance(value, (np.floating, float)):
-        return None if math.isnan(float(value)) else round(float(value), 6)
+        if math.isnan(float(value)):
+            return None
+        return float(value) if digits is None else round(float(value), digits)
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.bool_):
@@ -44,7 +47,7 @@ def _plain(value):
 def hits_to_records(hits: pd.DataFrame) -> list[dict]:
     """Rows as plain dicts, without the ``query`` column."""
     cols = [c for c in hits.columns if c != "query"]
-    return [{c: _plain(v) for c, v in zip(cols, row)} for row in hits[cols].itertuples(index=False, name=None)]
+    return [{c: plain(v) for c, v in zip(cols, row)} for row in hits[cols].itertuples(index=False, name=None)]
 
 
 def per_query(hits: pd.DataFrame, n_queries: int) -> list[pd.DataFrame]:

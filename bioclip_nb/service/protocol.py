@@ -7,13 +7,12 @@ dashboard cannot tell a server-backed answer from an in-process one.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
 from ..encoders.base import Encoding, Prediction
 from ..layout import Rank
+from ..results import plain
 
 #: Every route lives under this prefix (a future incompatible API gets ``/v2``).
 API = "/v1"
@@ -52,22 +51,10 @@ def vector_to_json(vector: np.ndarray) -> list[float]:
 
 
 # --------------------------------------------------------------------------- hits
-def _plain(value):
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
 def hits_to_json(hits: pd.DataFrame) -> dict:
     """A hits frame as ``{"columns", "rows", "attrs"}`` (column order and attrs kept)."""
     cols = list(hits.columns)
-    rows = [[_plain(v) for v in row] for row in hits.itertuples(index=False, name=None)]
+    rows = [[plain(v, digits=None) for v in row] for row in hits.itertuples(index=False, name=None)]
     attrs = {k: v for k, v in hits.attrs.items() if k in ("timings", "metric", "cells_scanned")}
     return {"columns": cols, "rows": rows, "attrs": attrs}
 
