@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import folding, probing
 from . import index as ivf
-from . import probing
 from .cache import save_array_quietly, write_quietly
 from .config import Settings
 from .errors import AtlasError, ModelMismatchError
@@ -46,6 +46,8 @@ from .metadata import MAX_LOOKUP, MetadataStore
 MAX_TOP_N = 1000
 #: Scope bitmaps kept in memory per atlas, in bytes (one is 29 MB at 234M records).
 BITMAP_CACHE_BYTES = 256 * 2**20
+#: The most candidates a folded search asks for per query while refilling its page.
+FOLD_CANDIDATES = 2000
 #: A scope holding records in at least this share of the cells is searched the ordinary way first.
 LARGE_SCOPE = 0.5
 
@@ -61,6 +63,7 @@ class Atlas:
         self.manifest = manifest
         self.settings = settings
         self.fingerprint = fingerprint
+        self._content_fingerprint: str | None = None
         self._bitmaps: OrderedDict[str, np.ndarray | None] = OrderedDict()
         self._counts: OrderedDict[str, np.ndarray] = OrderedDict()
         self._centroids: np.ndarray | None = None
@@ -178,10 +181,20 @@ class Atlas:
         """This atlas's derived-data cache (under ``$BIOCLIP_NB_HOME/cache``)."""
         return self.settings.atlas_cache_dir(self.fingerprint)
 
+    @property
+    def content_fingerprint(self) -> str:
+        """A fingerprint of the index and metadata files' contents, the same on every machine
+        (``provenance.content_fingerprint``); computed once."""
+        if self._content_fingerprint is None:
+            from .provenance import content_fingerprint
+            self._content_fingerprint = content_fingerprint([self.path / INDEX_FILE, self.path / METADATA_FILE])
+        return self._content_fingerprint
+
     def info(self) -> dict:
         """Facts for ``bioclip-nb info``: count, dim, metric, nlist, model, scope counts."""
         return {
             "path": str(self.path), "model": self.model, "count": self.count, "dim": self.dim,
+            "content_fingerprint": self.content_fingerprint,
             "metric": self.metric, "nlist": self.nlist, "rows": self.metadata.count(),
             "index_type": type(self.index).__name__, "quantizer": self.quantizer, "format_version": self.manifest.format_version,
             "created": self.manifest.created, "source": self.manifest.source,
@@ -323,7 +336,7 @@ class Atlas:
             raise ValueError(f"nprobe must be from 1 to {self.nlist} (this atlas has {self.nlist} cells), got {nprobe}")
 
     def search(self, vectors, top_n: int = 10, nprobe: int = 16, scope: Scope | str = Scope.ALL,
-               taxon=None, model: str | None = None) -> pd.DataFrame:
+               taxon=None, model: str | None = None, fold: bool = False) -> pd.DataFrame:
         """Nearest records to one vector ``(dim,)`` or a batch ``(n, dim)``.
 
         Returns a DataFrame with ``RESULT_COLUMNS`` (plus ``query``, the query number, for a
@@ -332,6 +345,10 @@ class Atlas:
         ``top_n`` in-scope records have been covered, so a page is full whenever the scope holds
         ``top_n`` records; ``cells_scanned`` says how many cells each query scanned.
         ``df.attrs["timings"]`` has seconds per step.
+
+        With ``fold``, copies of one image (``folding``) are folded into the best-ranked one,
+        which gets ``copies`` (how many it stands for), and the page is refilled to ``top_n``
+        distinct images; ``df.attrs["copies"]`` maps a hit's id to its folded copies' records.
         """
         batch = np.asarray(vectors).ndim == 2
         queries = self.check_vectors(vectors, model)
@@ -340,34 +357,90 @@ class Atlas:
         t0 = time.perf_counter()
         bitmap, key = self._scope(scope, taxon)
         t1 = time.perf_counter()
-        dist, ids, scanned = self._probe(queries, top_n, min(int(nprobe), self.nlist), bitmap, key)
-        t2 = time.perf_counter()
-        hits = self._hits(dist, ids, batch, scanned)
+        nprobe = min(int(nprobe), self.nlist)
+        if fold:
+            hits, scanned, t2 = self._search_folded(queries, top_n, nprobe, bitmap, key, batch)
+        else:
+            dist, ids, scanned, _cells = self._probe(queries, top_n, nprobe, bitmap, key)
+            t2 = time.perf_counter()
+            hits = self._hits(dist, ids, batch, scanned)
         t3 = time.perf_counter()
         hits.attrs["timings"] = {"scope": t1 - t0, "search": t2 - t1, "metadata": t3 - t2}
         hits.attrs["metric"] = self.metric
         hits.attrs["cells_scanned"] = scanned.tolist()
         return hits
 
+    def _search_folded(self, queries: np.ndarray, top_n: int, nprobe: int, bitmap: np.ndarray | None, key: str,
+                       batch: bool) -> tuple[pd.DataFrame, np.ndarray, float]:
+        """Search, fold copies, and ask for more candidates until every page holds ``top_n``
+        distinct images or the scope has no more. Returns the hits, the cells each query
+        scanned, and when searching ended."""
+        pages: dict[int, folding.Folded] = {}
+        depth = np.zeros(len(queries), dtype=np.int64)
+        todo = np.arange(len(queries))
+        asked = min(2 * top_n + 10, FOLD_CANDIDATES)
+        while len(todo):
+            dist, ids, scanned, cells = self._probe(queries[todo], asked, nprobe, bitmap, key)
+            t_search = time.perf_counter()
+            candidates = self._hits(dist, ids, True, scanned)
+            depth[todo] = scanned
+            for j, q in enumerate(todo):
+                frame = candidates[candidates["query"] == j]
+                vectors = self.hit_vectors(frame["id"].to_numpy(), queries[q], nprobe if cells is None else cells[j])
+                pages[int(q)] = folding.fold(frame.assign(query=int(q)), vectors, top_n, asked, self.same_image)
+            todo = np.array([q for q in todo if not folding.complete(pages[int(q)], top_n)], dtype=np.int64)
+            if asked >= FOLD_CANDIDATES:
+                break
+            asked = min(asked * 2, FOLD_CANDIDATES)
+        hits = pd.concat([pages[q].hits for q in sorted(pages)], ignore_index=True)
+        if not batch:
+            hits = hits.drop(columns="query")
+        hits.attrs["copies"] = {int(i): folding.records(c) for q in sorted(pages) for i, c in pages[q].copies.items()}
+        return hits, depth, t_search
+
+    @property
+    def same_image(self) -> float:
+        """The cosine at which two hits' vectors are taken for one image (``folding``): raw
+        vectors are compared when the atlas keeps them, decoded PQ codes otherwise."""
+        return folding.SAME_IMAGE if (self.path / VECTORS_FILE).is_file() else folding.SAME_IMAGE_DECODED
+
+    def hit_vectors(self, ids: np.ndarray, query: np.ndarray, cells) -> np.ndarray:
+        """The vectors of one query's hits: raw (``vectors.npy``) when the atlas keeps them,
+        else decoded from the index's codes in the cells the query scanned (``cells``: their
+        numbers, or how many of the query's nearest cells were scanned)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        path = self.path / VECTORS_FILE
+        if path.is_file():
+            stored = np.load(path, mmap_mode="r")
+            order = np.argsort(ids)
+            out = np.empty((len(ids), self.dim), dtype=np.float32)
+            out[order] = stored[ids[order]]
+            return out
+        if self.nlist <= 1:
+            return self.index.reconstruct_batch(ids) if len(ids) else np.zeros((0, self.dim), np.float32)
+        if np.isscalar(cells) or np.ndim(cells) == 0:
+            cells = ivf.probe(self.index, query, int(cells), int(cells)).cells
+        return ivf.decode(self.index, ids, cells)
+
     def _probe(self, queries: np.ndarray, top_n: int, nprobe: int, bitmap: np.ndarray | None,
-               key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(distances, ids, cells scanned per query)``. Unscoped, and for scopes that fill most
+               key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(distances, ids, cells scanned per query, the cells scanned when planned here)``. Unscoped, and for scopes that fill most
         cells, the query's nearest ``nprobe`` cells; a page that comes back short, and every
         smaller scope, scans the scope's own cells nearest first (``probing``), as many as a
         full page needs."""
         n = len(queries)
         if bitmap is None or self.nlist <= 1:
             dist, ids = ivf.search(self.index, queries, top_n, nprobe, bitmap)
-            return dist, ids, np.full(n, nprobe if self.nlist > 1 else 1, dtype=np.int64)
+            return dist, ids, np.full(n, nprobe if self.nlist > 1 else 1, dtype=np.int64), None
         counts = self._cell_counts(key, bitmap)
         if np.count_nonzero(counts) >= LARGE_SCOPE * self.nlist:
             dist, ids = ivf.search(self.index, queries, top_n, nprobe, bitmap)
             full = (ids >= 0).sum(axis=1) >= min(top_n, int(counts.sum()))
             if full.all():
-                return dist, ids, np.full(n, nprobe, dtype=np.int64)
+                return dist, ids, np.full(n, nprobe, dtype=np.int64), None
         plan = probing.plan(queries, self.centroids, counts, nprobe, top_n, self.metric)
         dist, ids = probing.search(self.index, queries, top_n, plan, bitmap)
-        return dist, ids, plan.scanned
+        return dist, ids, plan.scanned, plan.cells
 
     def _hits(self, dist: np.ndarray, ids: np.ndarray, batch: bool, scanned: np.ndarray) -> pd.DataFrame:
         qn, rank = np.nonzero(ids >= 0)

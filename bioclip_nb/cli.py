@@ -93,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scope", choices=[sc.value for sc in Scope], default=Scope.ALL.value, help="records to search (default all)")
     s.add_argument("--taxon", type=_taxon, action="append", default=[], metavar="RANK=NAME",
                    help="keep only hits with this name at this rank, e.g. class=Aves (repeatable)")
-    s.add_argument("--format", choices=["json", "table", "csv"], default="json", help="output format (default json)")
+    s.add_argument("--format", choices=["json", "table", "csv", "summary"], default="json",
+                   help="output format (default json); summary: one CSV row per photo (prediction, consensus, top hit)")
+    s.add_argument("--no-fold", dest="fold", action="store_false",
+                   help="keep copies of one image as separate hits (default: fold them, refill to --top-n)")
+    s.add_argument("--predict-within", metavar="RANK=NAME|FILE.csv", default=None,
+                   help="restrict the model's prediction to a taxon (genus=Vulpes) or a checklist CSV whose first "
+                        "column is named after a rank (e.g. species)")
     s.add_argument("--output", default="-", metavar="PATH|-", help="write results here (default stdout)")
     s.add_argument("--device", default="auto", help="torch device for the encoder: auto, cpu, cuda, mps")
     where = s.add_mutually_exclusive_group()
@@ -219,90 +225,6 @@ def cmd_info(args) -> int:
     return 0
 
 
-def cmd_search(args) -> int:
-    from .config import Settings
-    from .errors import ServerError
-    from .locate import locate_atlas
-    from .service.commands import note, search_connection
-    given = sum([bool(args.images), args.text is not None, args.vectors is not None])
-    if given != 1:
-        raise UsageError("give exactly one of IMAGE..., --text or --vectors")
-    settings = Settings.from_env()
-    named = _named_atlas(args.atlas, settings)         # None: the server's atlas, else the demo
-    conn, text = search_connection(args, named, settings), None
-    if conn is not None:
-        try:
-            text = _search(args, conn.atlas, lambda: conn.encoder)
-        except ServerError as exc:
-            if args.server:
-                raise
-            note(f"{exc}; searching in-process")
-        finally:
-            conn.close()
-    if text is None:
-        from .atlas import Atlas
-        from .encoders import load_encoder
-        with Atlas.open(named or locate_atlas(None, settings), settings=settings) as atlas:
-            text = _search(args, atlas, lambda: load_encoder(atlas.model, device=args.device))
-    _emit(text, args.output)
-    return 0
-
-
-def _named_atlas(explicit, settings):
-    """The atlas the user named (``--atlas``, ``BIOCLIP_NB_ATLAS``, the downloaded data), or None."""
-    from .errors import AtlasError
-    from .locate import locate_atlas
-    try:
-        return locate_atlas(explicit, settings, build_demo=False)
-    except AtlasError:
-        return None
-
-
-def _search(args, atlas, encoder_factory) -> str:
-    """Encode the query and search ``atlas`` (an ``Atlas`` or a server's ``RemoteAtlas``); the output text."""
-    import numpy as np
-
-    from . import results
-    nprobe = args.nprobe if args.nprobe is not None else min(16, atlas.nlist)
-    if atlas.nlist > 1 and nprobe > atlas.nlist:
-        raise UsageError(f"--nprobe must be from 1 to {atlas.nlist} for this atlas, got {nprobe}")
-    model = None
-    if args.vectors is not None:
-        try:
-            vectors = np.load(args.vectors, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise OSError(f"cannot read {args.vectors} as a .npy array: {exc}") from None
-        if vectors.ndim not in (1, 2) or not np.issubdtype(vectors.dtype, np.number):
-            raise ValueError(f"{args.vectors} must hold a numeric (n, {atlas.dim}) or ({atlas.dim},) array, got {vectors.dtype} {vectors.shape}")
-        labels = [f"{args.vectors}[{i}]" for i in range(1 if vectors.ndim == 1 else len(vectors))]
-        vectors = np.atleast_2d(vectors)
-    else:
-        encoder = encoder_factory()
-        model = encoder.model_id
-        if args.text is not None:
-            vectors = encoder.encode_text(args.text)[None, :]
-            labels = [f"text: {args.text}"]
-        else:
-            from .images import load_upload
-            vectors = np.stack([_encode_file(encoder, Path(p), load_upload) for p in args.images])
-            labels = [str(p) for p in args.images]
-    hits = atlas.search(vectors, top_n=args.top_n, nprobe=nprobe, scope=args.scope,
-                        taxon=args.taxon or None, model=model)
-    frames = results.per_query(hits, len(vectors))
-    if args.format == "json":
-        return results.to_json(frames) + "\n"
-    if args.format == "csv":
-        return results.to_csv(hits)
-    return results.to_table(frames, labels)
-
-
-def _encode_file(encoder, path: Path, load_upload):
-    """One image file's embedding; refused here, with the file's name, before any model sees it."""
-    image = load_upload(path)
-    send = getattr(encoder, "encode_bytes", None)        # a server's encoder takes the file as it is
-    return (send(path.read_bytes()) if send is not None else encoder.encode(image)).embedding
-
-
 def cmd_quantizer(args) -> int:
     from .quantizer import build_sidecar
     with _open_atlas(args) as atlas:
@@ -397,13 +319,6 @@ def cmd_dashboard(args) -> int:
     return serve(atlas, options, env=env)
 
 
-def _emit(text: str, output: str) -> None:
-    if output in ("-", "", None):
-        sys.stdout.write(text)
-    else:
-        Path(output).write_text(text, encoding="utf-8")
-
-
 def cmd_check(args) -> int:
     from .check import run_checks
     return run_checks(args.atlas)
@@ -414,6 +329,11 @@ def _service(name: str):
         from .service import commands
         return getattr(commands, name)(args)
     return run
+
+
+def cmd_search(args) -> int:
+    from .clisearch import cmd_search as run
+    return run(args)
 
 
 COMMANDS = {"search": cmd_search, "info": cmd_info, "download": cmd_download, "build": cmd_build, "demo": cmd_demo,

@@ -182,3 +182,24 @@ def timed_search(index: faiss.Index, queries: np.ndarray, k: int, nprobe: int,
     t0 = time.perf_counter()
     d, i = search(index, queries, k, nprobe, bitmap)
     return d, i, time.perf_counter() - t0
+
+
+def decode(index: faiss.Index, ids: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """The vectors of ``ids`` as the index stores them (PQ codes decoded, plus the cell centroid),
+    looked up in ``cells`` (the cells the search scanned) without a map of every id. Rows of
+    ids found in none of those cells are NaN."""
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    out = np.full((len(ids), index.d), np.nan, dtype=np.float32)
+    ivf = ivf_of(index)
+    if ivf is None or not len(ids):
+        return out
+    wanted = {int(i): row for row, i in enumerate(ids)}
+    buf = np.empty(index.d, dtype=np.float32)
+    for cell in np.asarray(cells, dtype=np.int64).ravel():
+        if cell < 0 or not wanted:
+            continue
+        stored = list_ids(index, int(cell))
+        for offset in np.flatnonzero(np.isin(stored, np.fromiter(wanted, dtype=np.int64))):
+            ivf.reconstruct_from_offset(int(cell), int(offset), faiss.swig_ptr(buf))
+            out[wanted.pop(int(stored[offset]))] = buf
+    return out

@@ -90,6 +90,11 @@ def parse_taxon(items: dict[str, str] | list[str] | tuple[str, ...] | None) -> d
     return taxon
 
 
+def taxon_text(items) -> str:
+    """A taxon filter as people write it: ``class=Aves; genus=Parus`` (empty for none)."""
+    return "; ".join(f"{rank.value}={name}" for rank, name in parse_taxon(items).items())
+
+
 # --------------------------------------------------------------------------- scopes
 class Scope(Choice):
     """Which records a search may return (the SQL of each lives in ``metadata``)."""

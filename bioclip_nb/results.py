@@ -115,13 +115,16 @@ def image_filename(row: Mapping) -> str:
 
 
 def to_zip(hits: pd.DataFrame, images: Mapping[int, FetchResult],
-           progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None) -> bytes | None:
-    """A ZIP of the fetched images (by hit id) with ``hits.csv`` inside, and
-    ``missing-images.txt`` naming each image that could not be included and why.
-    ``progress(n)`` is called after each image; None is returned if ``cancel`` is set."""
+           progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
+           provenance: Mapping | None = None) -> bytes | None:
+    """A ZIP of the fetched images (by hit id) with ``hits.csv`` inside, ``provenance.json``
+    when given, and ``missing-images.txt`` naming each image that could not be included and
+    why. ``progress(n)`` is called after each image; None is returned if ``cancel`` is set."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("hits.csv", to_csv(hits))
+        if provenance is not None:
+            zf.writestr("provenance.json", json.dumps(dict(provenance), ensure_ascii=False, indent=1) + "\n")
         missing = []
         for done, row in enumerate(hits.to_dict("records"), start=1):
             if cancel is not None and cancel.is_set():

@@ -16,6 +16,10 @@ from bioclip_nb.testing.hfcache import put_in_hf_cache
 CONTRACT = ["rank", "id", "distance", "similarity", "kingdom", "phylum", "class", "order", "family", "genus",
             "species", "common_name", "source_dataset", "source_id", "uuid", "publisher", "img_type", "basisOfRecord", "url",
             "occurrence_url", "has_url", "in_bioclip2_training", "cells_scanned"]
+#: After the contract's fields: how many copies a hit stands for, then the search's provenance.
+EXTRAS = ["copies", "software", "model", "atlas_fingerprint", "atlas_records", "nprobe", "scope", "taxon_filter",
+          "duplicates_folded", "query_kind", "query_input", "query_sha256", "query_predicted", "prediction_within",
+          "searched_at"]
 
 
 def run(capsys, *argv):
@@ -45,7 +49,7 @@ def test_search_vectors_inat_genus_json(capsys, published_atlas, tmp_path):
     assert code == 0, err
     hits = json.loads(out)
     assert isinstance(hits, list) and len(hits) == 10
-    assert list(hits[0]) == CONTRACT
+    assert list(hits[0]) == CONTRACT + EXTRAS
     assert hits[0]["id"] == member
     assert all(h["genus"] == genus and h["publisher"] == "iNaturalist.org" and h["has_url"] for h in hits)
     assert all(h["url"].startswith("https://") for h in hits)

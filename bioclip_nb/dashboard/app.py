@@ -6,73 +6,56 @@
 
 from __future__ import annotations
 
-import functools
-import logging
-import traceback
 from pathlib import Path
 
 import ipywidgets as w
 
-from .. import results
 from ..config import Settings
-from ..errors import AtlasError, ServerError, ServerUnavailableError
+from ..encoders.within import Within
+from ..errors import AtlasError, ServerError
 from ..layout import RANKS, display_name
 from ..locate import locate_atlas
 from . import html
+from .batchview import BatchActions, BatchView
+from .callbacks import guarded
+from .exporting import ExportActions
 from .jobs import Job, JobRunner
+from .linking import LinkActions
 from .plotsview import PlotsView
-from .state import EXPECTED_ERRORS, OUR_ERRORS, Level, SearchSession, Status
-from .views import NO_TAXON, Controls, Detail, Export, Gallery, Prediction
-from .wording import SERVER_DOWN
+from .share import ShareLink, in_voila, query_string_from_env
+from .state import EXPECTED_ERRORS, Level, SearchSession, Status
+from .views import NO_TAXON, Controls, Detail, Export, Gallery, Prediction, show_mark
 
 PLOTS_TAB = 4
 
-log = logging.getLogger("bioclip_nb.dashboard")
 
-
-def guarded(method):
-    """Run a UI callback; turn any failure into the status line, never a traceback on the page."""
-    @functools.wraps(method)
-    def run(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except EXPECTED_ERRORS as exc:
-            if not isinstance(exc, OUR_ERRORS):   # a bare ValueError/OSError may be a bug: keep its traceback
-                log.warning("dashboard callback %s: %s\n%s", method.__name__, exc, traceback.format_exc())
-            self.session.status = Status(str(exc) + (SERVER_DOWN if isinstance(exc, ServerUnavailableError) else ""),
-                                         Level.ERROR)
-        except Exception as exc:  # the UI boundary: log the details, tell the user in words
-            log.error("dashboard callback %s failed:\n%s", method.__name__, traceback.format_exc())
-            self.session.status = Status(f"Something went wrong ({type(exc).__name__}: {exc}). "
-                                         "The dashboard is still usable; try again.", Level.ERROR)
-        finally:
-            self._render_status()
-            self._set_busy(False)
-    return run
-
-
-class Dashboard:
+class Dashboard(ExportActions, BatchActions, LinkActions):
     """The bioclip-nb app. Build with :meth:`from_settings` (or hand in a session)."""
 
-    def __init__(self, session: SearchSession, jobs: JobRunner | None = None):
+    def __init__(self, session: SearchSession, jobs: JobRunner | None = None, link: str = ""):
         self.session = session
         self.jobs = jobs or JobRunner()      # long work off the message thread (dashboard.jobs)
+        self.link = link                     # a shared link's query string, repeated once the page is built
         self._widget: w.Widget | None = None
         self._taxon_cache: dict[str, list[str]] = {}
+        self.batch_photos: list = []
+        self.batch_images: dict[int, bytes | None] = {}
 
     @classmethod
     def from_settings(cls, atlas: str | Path | None = None, settings: Settings | None = None,
-                      device: str = "auto", server: str | None = None) -> Dashboard | w.Widget:
+                      device: str = "auto", server: str | None = None, link: str | None = None) -> Dashboard | w.Widget:
         """A dashboard on ``atlas`` (default: as ARCHITECTURE says: env, downloads, then the demo).
 
         With ``server`` (a URL, or ``BIOCLIP_NB_SERVER``) the atlas, the model and the image
-        fetcher are the server's: this kernel holds none of them. If the atlas or the server
-        cannot be reached, returns a widget explaining why instead of raising.
+        fetcher are the server's: this kernel holds none of them. ``link`` is a shared link's
+        query string (under Voilà, the page's own). If the atlas or the server cannot be
+        reached, returns a widget explaining why instead of raising.
         """
         settings = settings or Settings.from_env()
         server = server or settings.server
+        link = query_string_from_env() if link is None else link
         if server:
-            return cls._served(server, settings)
+            return cls._served(server, settings, link)
         from ..atlas import Atlas
         from ..encoders import load_encoder
         from ..images.fetch import machine_fetcher
@@ -82,10 +65,10 @@ class Dashboard:
             return w.HTML(html.CSS + html.status(f"Cannot open the atlas: {exc}", "error"))
         session = SearchSession(opened, lambda: load_encoder(opened.model, device=device),
                                 machine_fetcher(settings, opened.path))
-        return cls(session)
+        return cls(session, link=link)
 
     @classmethod
-    def _served(cls, server: str, settings: Settings) -> Dashboard | w.Widget:
+    def _served(cls, server: str, settings: Settings, link: str = "") -> Dashboard | w.Widget:
         from ..service.client import connect
         try:
             conn = connect(server, settings=settings)
@@ -93,7 +76,7 @@ class Dashboard:
             return w.HTML(html.CSS + html.status(f"Cannot reach the bioclip-nb server: {exc}", "error"))
         session = SearchSession(conn.atlas, lambda: conn.encoder, conn.fetcher, figures=conn.figures)
         session.server = conn.client.url
-        return cls(session)
+        return cls(session, link=link)
 
     # ------------------------------------------------------------------ display
     @property
@@ -109,23 +92,26 @@ class Dashboard:
     def _build(self) -> None:
         s = self.session
         self.controls = Controls(s)
-        self.gallery = Gallery(self.select)
-        self.prediction = Prediction(self.show_prediction)
-        self.detail = Detail(self.more_like)
-        self.export = Export(self.prepare_csv, self.prepare_zip)
+        self.gallery = Gallery(self.select, on_mark=self.mark, on_copies=self.show_copies)
+        self.prediction = Prediction(self.show_prediction, on_checklist=self.use_checklist, on_clear=self.clear_checklist)
+        self.detail = Detail(self.more_like, on_mark=lambda marked: self.mark(self.session.selected, marked))
+        self.export = Export(self.prepare_csv, self.prepare_zip, on_json=self.prepare_json)
+        self.batch = BatchView(self.open_photo, self.prepare_batch_csv)
+        self.share = ShareLink(write_url=in_voila())
+        self.share.observe(self._on_link_copied, names="copies")
         self.status = w.HTML()
         self.taxonomy = w.HTML()
         self.consensus = w.HTML()
         self.plots = PlotsView(s)
         self.tabs = w.Tab(children=[self.gallery.widget, self.prediction.widget, self.taxonomy, self.consensus,
-                                    self.plots.widget, self.export.widget])
-        for i, title in enumerate(["Gallery", "Prediction", "Taxonomy", "Consensus", "Plots", "Export"]):
+                                    self.plots.widget, self.export.widget, self.batch.widget])
+        for i, title in enumerate(["Gallery", "Prediction", "Taxonomy", "Consensus", "Plots", "Export", "Batch"]):
             self.tabs.set_title(i, title)
         header = w.HTML(html.CSS + f"<h3 style='margin:4px 0'>bioclip-nb</h3><div style='font-size:12px;color:#555'>"
                         f"atlas {html.escape(str(s.atlas.path))} · {s.atlas.count:,} records · model "
                         f"{html.escape(display_name(s.atlas.model))} · similarity is cosine (1 = identical)"
                         + (f" · served by {html.escape(s.server)}" if s.server else "") + "</div>")
-        middle = w.VBox([self.status, self.tabs], layout=w.Layout(flex="1 1 auto", min_width="420px", padding="4px"))
+        middle = w.VBox([self.status, self.share, self.tabs], layout=w.Layout(flex="1 1 auto", min_width="420px", padding="4px"))
         self._widget = w.VBox([header, w.HBox([self.controls.widget, middle, self.detail.widget])])
         self._widget.add_class("bnb-dashboard")
         c = self.controls
@@ -136,11 +122,13 @@ class Dashboard:
         c.taxon_rank.observe(self._on_taxon_rank, names="value")
         self.tabs.observe(self._on_tab, names="selected_index")
         self.plots.map_button.on_click(lambda _b: self.draw_map())
-        for ctl in (c.scope, c.nprobe, c.top_n, c.taxon_name):
+        for ctl in (c.scope, c.nprobe, c.top_n, c.taxon_name, c.fold):
             ctl.observe(self._on_setting, names="value")
         if s.atlas.scope_counts(compute=False) is None:      # not prepared: count once, in the background
             self.jobs.start("scope-counts", self._count_scopes, lambda exc: None)
         self._render_status()
+        if self.link:
+            self.apply_link(self.link)
 
     def _count_scopes(self, job: Job) -> None:
         self.session.atlas.scope_counts()
@@ -166,6 +154,9 @@ class Dashboard:
     def _on_upload(self, change) -> None:
         files = change["new"]
         if not files:
+            return
+        if len(files) > 1:
+            self._run_batch(files)
             return
         f = files[0]
         self._set_busy(True, f"Encoding {f['name']}...")
@@ -208,8 +199,9 @@ class Dashboard:
         self._read_settings()
         generation = self.jobs.new_generation()     # the previous search's jobs stop here
         hits = self.session.search()
-        self.gallery.show(hits)
+        self.gallery.show(hits, self.session.marks)
         self._render_results()
+        self._update_link()
         if len(hits):
             self._start_fetch(generation)
 
@@ -236,8 +228,43 @@ class Dashboard:
         self._on_setting(change)
 
     @guarded
+    def mark(self, hit_id: int | None, marked: bool) -> None:
+        """Mark a result (or unmark it); the card and the detail panel show the same."""
+        if hit_id is None:
+            return
+        self.session.set_mark(hit_id, marked)
+        self.gallery.set_mark(hit_id, marked)
+        if self.session.selected == int(hit_id):
+            show_mark(self.detail.mark, marked)
+        n = len(self.session.marks)
+        self.session.status = Status(f"{n} result{'s' if n != 1 else ''} marked: Export > Marked only exports "
+                                     "just those. A new query clears the marks.")
+
+    @guarded
+    def show_copies(self, hit_id: int) -> None:
+        """Open a folded card: select it; the detail panel lists every copy."""
+        self.select(hit_id)
+
+    @guarded
+    def use_checklist(self, files) -> None:
+        """Restrict the prediction to the names of an uploaded checklist CSV."""
+        if not files:
+            return
+        f = files[0]
+        self.session.checklist = Within.from_csv(bytes(f["content"]), f["name"])
+        self._render_prediction()
+        self._render_consensus()
+
+    @guarded
+    def clear_checklist(self) -> None:
+        self.session.checklist = None
+        self._render_prediction()
+        self._render_consensus()
+
+    @guarded
     def select(self, hit_id: int) -> None:
         row = self.session.select(hit_id)
+        self._update_link()
         self.detail.show(self.session, row, self.session.images.get(int(hit_id)))   # the thumbnail at once
         session = self.session
 
@@ -250,41 +277,6 @@ class Dashboard:
     def _show_if_selected(self, hit_id: int, row, full) -> None:
         if self.session.selected == int(hit_id):
             self.detail.show(self.session, row, full)
-
-    @guarded
-    def prepare_csv(self) -> None:
-        if self.session.hits is None or not len(self.session.hits):
-            raise ValueError("Nothing to export yet: search first.")
-        data = results.to_csv(self.session.hits).encode("utf-8")
-        self.export.links.value = html.download_link(data, "bioclip-nb-results.csv", "text/csv", "Download CSV")
-
-    @guarded
-    def prepare_zip(self) -> None:
-        session = self.session
-        if session.hits is None or not len(session.hits):
-            raise ValueError("Nothing to export yet: search first.")
-        hits = session.hits
-        self.export.links.value = ""
-        self.export.start(len(hits))
-        session.status = Status("Preparing the ZIP (images + CSV)...", Level.WORKING)
-
-        def work(job: Job) -> None:
-            self.jobs.wait(name="gallery")          # the images the gallery is still fetching
-            data = results.to_zip(hits, dict(session.images),
-                                  progress=lambda done: job.apply(lambda: self.export.step(done)),
-                                  cancel=job.cancel)
-            if data is None:
-                return
-            link = html.download_link(data, "bioclip-nb-results.zip", "application/zip", "Download ZIP (images + CSV)")
-            job.apply(lambda: self._zip_ready(link))
-
-        self.jobs.start("zip", work, self._background_error, generation=self.jobs.generation)
-
-    def _zip_ready(self, link: str) -> None:
-        self.export.done()
-        self.export.links.value = link
-        self.session.status = Status("ZIP ready: click the link to download it.")
-        self._render_status()
 
     # ------------------------------------------------------------------ background fetch
     def _start_fetch(self, generation: int) -> None:
@@ -324,6 +316,7 @@ class Dashboard:
     def _read_settings(self) -> None:
         c, st = self.controls, self.session.settings
         st.top_n, st.nprobe, st.scope = int(c.top_n.value), int(c.nprobe.value), c.scope.value
+        st.fold = bool(c.fold.value)
         name = (c.taxon_name.value or "").strip()
         st.taxon = {c.taxon_rank.value: name} if c.taxon_rank.value != NO_TAXON and name else {}
 
@@ -336,12 +329,17 @@ class Dashboard:
         self._show_scope_counts()
         s = self.session
         self.taxonomy.value = html.tree(s.tree())
-        preds = {r: s.predictions(r, 1) for r in RANKS}
-        self.consensus.value = html.consensus(s.consensus(), preds, model=s.atlas.model)
+        self._render_consensus()
+        self._render_prediction()
         self.export.links.value = ""
         if s.selected is not None:
             self.detail.show(s, s.hit(s.selected), None)
         self._render_plots()
+
+    def _render_consensus(self) -> None:
+        s = self.session
+        preds = {r: s.predictions(r, 1) for r in RANKS}
+        self.consensus.value = html.consensus(s.consensus(), preds, model=s.atlas.model)
 
     def _render_plots(self) -> None:
         self.plots.stale = True

@@ -136,3 +136,39 @@ def download_link(data: bytes, filename: str, mime: str, label: str) -> str:
     size = f"{len(data) / 1024:.0f} KB" if len(data) < 2**20 else f"{len(data) / 2**20:.1f} MB"
     return (f'<a download="{escape(filename, quote=True)}" href="data:{mime};base64,{b64}" '
             f'class="bnb-download">{escape(label)}</a> ({size})')
+
+
+def copies(frame: pd.DataFrame) -> str:
+    """The other copies of a folded image: where each came from."""
+    if frame is None or not len(frame):
+        return ""
+    rows = "".join(
+        f"<tr><td>{text(r.get('source_dataset'))}</td><td>{text(r.get('publisher'))}</td><td>{text(r.get('source_id'))}</td>"
+        f"<td>{link(r.get('occurrence_url') or r.get('url'), 'open')}</td><td>{float(r.get('similarity')):.4f}</td>"
+        f"<td>{int(r['id'])}</td></tr>"
+        for r in frame.to_dict("records"))
+    n = len(frame) + 1
+    return (f'<div class="bnb-copies-list"><b>{n} copies of this image</b> (folded into one card; '
+            "the best-ranked is shown above)<table class=\"bnb-table\"><tr><th>dataset</th><th>publisher</th>"
+            f"<th>record id</th><th>link</th><th>similarity</th><th>atlas id</th></tr>{rows}</table></div>")
+
+
+def batch_table(table: pd.DataFrame) -> str:
+    """The batch summary: one row per photo."""
+    if table is None or not len(table):
+        return "<p>No batch yet: upload several photos at once.</p>"
+    head = ("<tr><th>#</th><th>photo</th><th>prediction</th><th>neighbours' consensus</th><th>top hit</th>"
+            "<th>similarity</th></tr>")
+    rows = []
+    for i, r in enumerate(table.to_dict("records"), start=1):
+        if clean(r.get("error")) and not (pd.notna(r.get("hits")) and r["hits"] > 0):
+            rows.append(f"<tr><td>{i}</td><td>{text(r['file'])}</td><td colspan='4' class='bnb-missing-name'>"
+                        f"{escape(str(r['error']))}</td></tr>")
+            continue
+        pred = f"{text(r.get('prediction'))} ({float(r['prediction_score']):.0%})" if clean(r.get("prediction")) else MISSING
+        votes = (f"{text(r.get('consensus'))} ({float(r['consensus_agreement']):.0%})"
+                 if clean(r.get("consensus")) else MISSING)
+        sim = f"{float(r['top_similarity']):.3f}" if pd.notna(r.get("top_similarity")) else "-"
+        rows.append(f"<tr><td>{i}</td><td>{text(r['file'])}</td><td>{pred}</td><td>{votes}</td>"
+                    f"<td>{text(r.get('top_hit'))}</td><td>{sim}</td></tr>")
+    return f'<table class="bnb-table bnb-batch">{head}{"".join(rows)}</table>'

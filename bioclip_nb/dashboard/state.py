@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from .. import provenance
 from ..encoders import Encoder, Encoding, EncodingCache
+from ..encoders.within import Within
 from ..errors import AtlasError, EncoderUnavailableError, ServerError, UploadError
 from ..images.fetch import FetchResult, ImageFetcher
 from ..images.uploads import load_upload
 from ..layout import Rank, Scope
 from ..names import clean, scientific_name
+from ..provenance import sha256
 from ..taxonomy import Consensus, TaxonNode, neighbour_consensus, result_tree
 from .wording import describe_failures
 
@@ -51,6 +54,8 @@ class Query:
     kind: str                      # "image", "text", "url" or "result"
     label: str
     image: bytes | None = None     # the query picture (JPEG/PNG bytes) for display
+    source: str = ""               # the text, the image URL, or the result's record id (what a link carries)
+    sha256: str = ""               # of the uploaded or fetched image's bytes
 
 
 @dataclass
@@ -59,6 +64,7 @@ class SearchSettings:
     nprobe: int = 16
     scope: str = Scope.ALL.value
     taxon: dict[str, str] = field(default_factory=dict)
+    fold: bool = True              # fold copies of one image into one card
 
 
 class SearchSession:
@@ -85,6 +91,9 @@ class SearchSession:
         self._cancel = threading.Event()
         self.searches = 0
         self.cells_scanned: int | None = None
+        self.marks: set[int] = set()            # hits the user marked (cleared by a new query)
+        self.checklist: Within | None = None    # a list of names the prediction is restricted to
+        self._restricted: tuple[tuple, dict | None, str] | None = None
 
     @property
     def status(self) -> Status:
@@ -135,16 +144,27 @@ class SearchSession:
         return self._figures
 
     # ------------------------------------------------------------------ queries
-    def set_upload(self, data: bytes, name: str = "upload") -> Encoding:
+    def set_upload(self, data: bytes, name: str = "upload", kind: str = "image", source: str = "") -> Encoding:
         """Encode an uploaded file (once per distinct content); raises ``UploadError``."""
         t0 = time.perf_counter()
         img = load_upload(data)
         enc = self.cache.get_or_encode(data, self.atlas.model, lambda: self.encoder.encode(img))
         self.timings = {"encode": time.perf_counter() - t0}
-        self.query = Query("image", name, _display_bytes(img))
-        self.encoding = enc
-        self.status = Status(f"{name}: encoded. Press Search, or change the settings.")
+        self._new_query(Query(kind, name, display_bytes(img), source=source, sha256=sha256(data)), enc)
+        self.status = Status(f"{name}: encoded. Press Search, or change the settings." + self._marks_note())
         return enc
+
+    def _new_query(self, query: Query, encoding: Encoding) -> None:
+        """A new query: its encoding replaces the last, and the marks of the last query's hits go."""
+        self._cleared = len(self.marks)
+        with self._lock:
+            self.query, self.encoding = query, encoding
+            self.marks = set()
+            self._restricted = None
+
+    def _marks_note(self) -> str:
+        n, self._cleared = getattr(self, "_cleared", 0), 0
+        return f" (a new query: {n} mark{'s' if n != 1 else ''} of the last results cleared)" if n else ""
 
     def set_text(self, text: str) -> None:
         """A name or description as the query (BioCLIP only)."""
@@ -154,9 +174,8 @@ class SearchSession:
         t0 = time.perf_counter()
         vector = self.encoder.encode_text(text)
         self.timings = {"encode": time.perf_counter() - t0}
-        self.query = Query("text", text)
-        self.encoding = Encoding(vector, self.atlas.model, {})
-        self.status = Status(f"Text query: {text}")
+        self._new_query(Query("text", text, source=text), Encoding(vector, self.atlas.model, {}))
+        self.status = Status(f"Text query: {text}" + self._marks_note())
 
     def set_url(self, url: str) -> Encoding:
         """Fetch an image URL a person typed (public addresses only, see ``images.guard``), then
@@ -167,24 +186,29 @@ class SearchSession:
         result = self.fetcher.fetch_user_url(url, variant="full")
         if not result.ok:
             raise UploadError(f"Could not use that URL: {result.message}.")
-        return self.set_upload(result.data, name=url.rsplit("/", 1)[-1] or url)
+        return self.set_upload(result.data, name=url.rsplit("/", 1)[-1] or url, kind="url", source=url)
 
     def more_like(self, hit_id: int) -> Encoding:
         """Use a result as the new query (its stored vector if the atlas keeps them, else its image)."""
         row = self.hit(hit_id)
-        label = f"more like #{int(row['rank'])} ({_name(row)})"
-        vec = self.atlas.stored_vector(int(hit_id))
+        return self.use_record(int(hit_id), f"more like #{int(row['rank'])} ({_name(row)})", row.get("url"))
+
+    def use_record(self, record_id: int, label: str | None = None, url: str | None = None) -> Encoding:
+        """A record of the atlas as the query (a result, or the ``like`` of a shared link)."""
+        label = label or f"more like record {record_id}"
+        vec = self.atlas.stored_vector(int(record_id))
         if vec is not None:
-            image = self.images.get(int(hit_id))
-            self.query = Query("result", label, image.data if image is not None and image.ok else None)
-            self.encoding = Encoding(vec, self.atlas.model, {})
+            image = self.images.get(int(record_id))
+            self._new_query(Query("result", label, image.data if image is not None and image.ok else None,
+                                  source=str(record_id)), Encoding(vec, self.atlas.model, {}))
             self.timings = {"encode": 0.0}
             return self.encoding
-        full = self.fetcher.fetch(row.get("url"), variant="full", key=hit_id)
+        if url is None:
+            url = self.atlas.lookup([int(record_id)]).iloc[0].get("url")
+        full = self.fetcher.fetch(url, variant="full", key=record_id)
         if not full.ok:
             raise UploadError(f"That result's image is unavailable ({full.message}), so it cannot be searched with.")
-        enc = self.set_upload(full.data, name=label)
-        return enc
+        return self.set_upload(full.data, name=label, kind="result", source=str(record_id))
 
     # ------------------------------------------------------------------ search
     def search(self) -> pd.DataFrame:
@@ -194,7 +218,8 @@ class SearchSession:
         self.cancel_fetches()
         s = self.settings
         hits = self.atlas.search(self.encoding.embedding, top_n=int(s.top_n), nprobe=int(s.nprobe),
-                                 scope=s.scope, taxon=dict(s.taxon) or None, model=self.encoding.model_id)
+                                 scope=s.scope, taxon=dict(s.taxon) or None, model=self.encoding.model_id,
+                                 fold=bool(s.fold))
         self.searches += 1
         self.cells_scanned = (hits.attrs.get("cells_scanned") or [None])[0]
         for step, seconds in hits.attrs.get("timings", {}).items():
@@ -202,7 +227,10 @@ class SearchSession:
         with self._lock:
             self.hits = hits
             self.images = {}
-            self.selected = int(hits["id"].iloc[0]) if len(hits) else None
+            shown = set(hits["id"].astype(int))
+            keep = self.selected if self.selected in shown else None
+            self.selected = keep if keep is not None else (int(hits["id"].iloc[0]) if len(hits) else None)
+            self.marks &= shown                  # marks survive a re-search while their hit is still shown
         if len(hits) == 0:
             self.status = Status("No results in this scope and taxon. Widen the scope, clear the taxon filter "
                                  "or search deeper.", Level.WARNING)
@@ -269,8 +297,73 @@ class SearchSession:
         self.selected = int(hit_id)
         return row
 
+    # ------------------------------------------------------------------ marks
+    def set_mark(self, hit_id: int, marked: bool = True) -> None:
+        """Mark a shown hit (or unmark it)."""
+        self.hit(hit_id)
+        with self._lock:
+            (self.marks.add if marked else self.marks.discard)(int(hit_id))
+
+    def export_hits(self, marked_only: bool = False) -> pd.DataFrame:
+        """The hits to export, with the provenance columns: all of them, or the marked ones."""
+        if self.hits is None or not len(self.hits):
+            raise ValueError("Nothing to export yet: search first.")
+        hits = self.hits
+        if marked_only:
+            if not self.marks:
+                raise ValueError("No hit is marked: mark some (the ☆ on a card), or untick 'marked only'.")
+            hits = hits[hits["id"].isin(self.marks)]
+        return provenance.stamp(hits, self.provenance())
+
+    def copies(self, hit_id: int) -> pd.DataFrame:
+        """The folded copies of a shown hit (empty when it stands for one image)."""
+        records = (self.hits.attrs.get("copies") or {}).get(int(hit_id), []) if self.hits is not None else []
+        return pd.DataFrame.from_records(records)
+
+    # ------------------------------------------------------------------ prediction
+    def prediction_within(self) -> Within | None:
+        """What the prediction is restricted to: the checklist, else the taxon filter, else nothing."""
+        return self.checklist or Within.of_taxon(self.settings.taxon)
+
     def predictions(self, rank: Rank | str = Rank.SPECIES, k: int = 5):
-        return self.encoding.predict(rank, k) if self.encoding is not None else []
+        """The model's top ``k`` at ``rank``, restricted (see :meth:`prediction_within`) when asked."""
+        if self.encoding is None:
+            return []
+        restricted = self._restriction()[0]
+        if restricted is not None:
+            return list(restricted.get(Rank.parse(rank), ()))[:k]
+        return self.encoding.predict(rank, k)
+
+    def restriction_note(self) -> str:
+        """What the Prediction tab says about a restriction ('' for none)."""
+        return self._restriction()[1]
+
+    def _restriction(self) -> tuple[dict | None, str]:
+        within = self.prediction_within()
+        if within is None or self.encoding is None or not self.encoding.predictions:
+            return None, ""
+        key = (id(self.encoding), within)
+        cached = self._restricted
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        try:
+            preds, note = self.encoder.predict(self.encoding.embedding, within), f"Restricted to {within.label}."
+        except ValueError as exc:
+            preds, note = None, f"Not restricted ({exc}); showing the prediction over the whole Tree of Life."
+        self._restricted = (key, preds, note)
+        return preds, note
+
+    # ------------------------------------------------------------------ provenance
+    def provenance(self) -> provenance.Provenance:
+        """How the current results were obtained (every export carries it)."""
+        q, s = self.query, self.settings
+        top = self.predictions(Rank.SPECIES, 1)
+        within = self.prediction_within() if top and self.restriction_note().startswith("Restricted") else None
+        return provenance.for_search(
+            self.atlas, s.nprobe, s.scope, s.taxon, folded=s.fold, query_kind=q.kind if q else "",
+            query=(q.source or q.label) if q else "", query_sha256=q.sha256 if q else "",
+            predicted=f"{top[0].name} ({top[0].score:.3f})" if top and top[0].name else "",
+            prediction_within=within.label if within else "")
 
     def consensus(self) -> list[Consensus]:
         return neighbour_consensus(self.hits) if self.hits is not None and len(self.hits) else []
@@ -284,7 +377,7 @@ def _name(row: pd.Series) -> str:
     return clean(row.get("common_name")) or scientific_name(row.get("genus"), row.get("species")) or "unnamed"
 
 
-def _display_bytes(img) -> bytes:
+def display_bytes(img) -> bytes:
     import io
     copy = img.copy()
     copy.thumbnail((512, 512))

@@ -40,8 +40,9 @@ class Controls:
 
     def __init__(self, session: SearchSession):
         atlas = session.atlas
-        self.upload = w.FileUpload(accept="image/*,.heic,.heif,.avif", multiple=False,
-                                   description="Upload photo", layout=w.Layout(width="100%"))
+        self.upload = w.FileUpload(accept="image/*,.heic,.heif,.avif", multiple=True,
+                                   description="Upload photo(s)", layout=w.Layout(width="100%"),
+                                   tooltip="one photo, or several for a batch (one row each)")
         self.text = w.Text(placeholder="Search by name or description", layout=w.Layout(width="100%"))
         self.text_button = w.Button(description="Use text", layout=w.Layout(width="100%"))
         self.url = w.Text(placeholder="https://... image URL", layout=w.Layout(width="100%"))
@@ -59,11 +60,13 @@ class Controls:
                                   tooltip="nprobe: how many index cells are scanned")
         self.top_n = w.IntSlider(style=wide, value=session.settings.top_n, min=1, max=100, description="Top N",
                                  continuous_update=False, layout=w.Layout(width="100%"))
+        self.fold = w.Checkbox(value=session.settings.fold, description="Fold copies of one image", indent=False,
+                               layout=w.Layout(width="100%"))
         self.search = w.Button(description="Search", button_style="primary", layout=w.Layout(width="100%"))
         self.query_view = w.Image(format="jpeg", layout=w.Layout(max_width="100%", display="none"))
         self.widget = w.VBox([
             w.HTML("<b>Query</b>"), self.upload, self.query_view, self.text, self.text_button, self.url, self.url_button,
-            w.HTML("<b>Settings</b>"), self.scope, self.taxon_rank, self.taxon_name, self.nprobe, self.top_n, self.search,
+            w.HTML("<b>Settings</b>"), self.scope, self.taxon_rank, self.taxon_name, self.nprobe, self.top_n, self.fold, self.search,
         ], layout=w.Layout(width="290px", padding="4px"))
 
     def set_scope_counts(self, counts: dict[str, int]) -> None:
@@ -86,26 +89,55 @@ class Controls:
             self.query_view.layout.display = "none"
 
 
-class Gallery:
-    """Thumbnails that fill in as they arrive, with captions and a Details button each."""
+MARK = ("☆ Mark", "★ Marked")
 
-    def __init__(self, on_select):
+
+def mark_button(marked: bool, on_change) -> w.ToggleButton:
+    """The mark on a card or in the detail panel; ``on_change(marked)`` when it changes."""
+    button = w.ToggleButton(value=marked, description=MARK[marked], layout=w.Layout(width="78px"),
+                            tooltip="keep this result: 'marked only' exports just the marked ones")
+    button.observe(lambda ch: on_change(bool(ch["new"])), names="value")
+    return button
+
+
+def show_mark(button: w.ToggleButton, marked: bool) -> None:
+    """Set a mark button (its callback sets the same value again: harmless)."""
+    button.description = MARK[marked]
+    button.value = marked
+
+
+class Gallery:
+    """Thumbnails that fill in as they arrive, with captions, a Details button and a mark each;
+    a card standing for several copies of one image says so."""
+
+    def __init__(self, on_select, on_mark=None, on_copies=None):
         self._on_select = on_select
+        self._on_mark = on_mark or (lambda i, marked: None)
+        self._on_copies = on_copies or on_select
+        self.marks: dict[int, w.ToggleButton] = {}
         self.progress = w.IntProgress(value=0, min=0, max=1, description="Images", layout=w.Layout(width="60%"))
         self.grid = w.GridBox([], layout=w.Layout(grid_template_columns="repeat(auto-fill, 176px)", grid_gap="8px"))
         self.tiles: dict[int, w.VBox] = {}
         self.widget = w.VBox([self.progress, self.grid])
 
-    def show(self, hits: pd.DataFrame) -> None:
+    def show(self, hits: pd.DataFrame, marks: set[int] = frozenset()) -> None:
         old = list(self.grid.children)
-        self.tiles = {}
+        self.tiles, self.marks = {}, {}
         children = []
         for _, row in hits.iterrows():
             hit_id = int(row["id"])
-            button = w.Button(description="Details", layout=w.Layout(width="160px"), tooltip=f"result {int(row['rank'])}")
+            button = w.Button(description="Details", layout=w.Layout(width="78px"), tooltip=f"result {int(row['rank'])}")
             button.on_click(lambda _b, i=hit_id: self._on_select(i))
-            tile = w.VBox([w.HTML(html.placeholder(None)), w.HTML(html.caption(row)), button],
-                          layout=w.Layout(width="172px"))
+            mark = self.marks[hit_id] = mark_button(hit_id in marks, lambda v, i=hit_id: self._on_mark(i, v))
+            parts = [w.HTML(html.placeholder(None)), w.HTML(html.caption(row)), w.HBox([button, mark])]
+            copies = int(row.get("copies", 1) or 1) if "copies" in row else 1
+            if copies > 1:
+                more = w.Button(description=f"{copies} copies", icon="clone", layout=w.Layout(width="160px"),
+                                tooltip="this image is in the atlas more than once: show every copy")
+                more.add_class("bnb-copies")
+                more.on_click(lambda _b, i=hit_id: self._on_copies(i))
+                parts.append(more)
+            tile = w.VBox(parts, layout=w.Layout(width="172px"))
             tile.add_class("bnb-tile")
             self.tiles[hit_id] = tile
             children.append(tile)
@@ -113,6 +145,12 @@ class Gallery:
         close_all(old)               # the previous page's cards: gone from the page, and from the kernel
         self.progress.max = max(1, len(children))
         self.progress.value = 0
+
+    def set_mark(self, hit_id: int, marked: bool) -> None:
+        """Show a card's mark (after a change made in the detail panel)."""
+        button = self.marks.get(int(hit_id))
+        if button is not None:
+            show_mark(button, marked)
 
     def fill(self, result: FetchResult) -> None:
         tile = self.tiles.get(int(result.key))
@@ -132,15 +170,27 @@ class Gallery:
 class Prediction:
     """The model's top 5 at a chosen rank, as bars."""
 
-    def __init__(self, on_rank):
+    def __init__(self, on_rank, on_checklist=None, on_clear=None):
         self.rank = w.Dropdown(options=list(RANKS), value="species", description="Rank")
         self.rank.observe(lambda ch: on_rank(), names="value")
         self.image = w.Image(format="png")
         self.note = w.HTML()
-        self.widget = w.VBox([self.rank, self.note, self.image])
+        self.within = w.HTML()
+        self.checklist = w.FileUpload(accept=".csv", multiple=False, description="Checklist CSV",
+                                      tooltip="restrict the prediction to the names in a CSV whose first column is a "
+                                              "rank (e.g. species)")
+        self.clear = w.Button(description="Whole Tree of Life", tooltip="forget the checklist")
+        if on_checklist is not None:
+            self.checklist.observe(lambda ch: on_checklist(ch["new"]), names="value")
+        if on_clear is not None:
+            self.clear.on_click(lambda _b: on_clear())
+        self.widget = w.VBox([w.HBox([self.rank, self.checklist, self.clear]), self.within, self.note, self.image])
 
     def show(self, session: SearchSession) -> None:
         preds = session.predictions(self.rank.value, 5)
+        note = session.restriction_note()
+        self.within.value = html.status(note, "warning" if note.startswith("Not") else "info") if note else ""
+        self.clear.disabled = session.checklist is None
         if session.encoding is None:
             self.note.value, self.image.layout.display = "<p>No query yet.</p>", "none"
         elif not preds:
@@ -157,7 +207,9 @@ class Prediction:
 class Detail:
     """Right column: the selected result beside the query, its taxonomy and its source."""
 
-    def __init__(self, on_more_like):
+    def __init__(self, on_more_like, on_mark=None):
+        self.mark = mark_button(False, on_mark or (lambda marked: None))
+        self.copies = w.HTML()
         self.query_image = w.Image(format="jpeg", layout=w.Layout(width="150px"))
         self.result_image = w.Image(format="jpeg", layout=w.Layout(width="150px"))
         self.result_note = w.HTML()
@@ -168,16 +220,19 @@ class Detail:
         self.widget = w.VBox([
             w.HTML("<b>Selected result</b>"),
             w.HBox([w.VBox([w.HTML("query"), self.query_image]), w.VBox([w.HTML("result"), self.result_image, self.result_note])]),
-            self.taxonomy, self.source, self.more,
+            self.taxonomy, self.source, w.HBox([self.more, self.mark]), self.copies,
         ], layout=w.Layout(width="340px", padding="4px"))
 
     def show(self, session: SearchSession, row: pd.Series | None, full: FetchResult | None) -> None:
         if session.query is not None and session.query.image:
             self.query_image.value = session.query.image
         if row is None:
-            self.taxonomy.value, self.source.value = "", ""
-            self.more.disabled = True
+            self.taxonomy.value, self.source.value, self.copies.value = "", "", ""
+            self.more.disabled = self.mark.disabled = True
             return
+        self.mark.disabled = False
+        show_mark(self.mark, int(row["id"]) in session.marks)
+        self.copies.value = html.copies(session.copies(int(row["id"])))
         self.taxonomy.value = html.detail_table(row)
         self.source.value = html.source_table(row, session.atlas.metric)
         if full is not None and full.ok:
@@ -189,17 +244,26 @@ class Detail:
         self.more.disabled = False
 
 
-class Export:
-    """CSV and ZIP downloads of the current results."""
 
-    def __init__(self, on_csv, on_zip):
+class Export:
+    """CSV, JSON and ZIP downloads of the current results (all, or the marked ones), each with
+    the search's provenance."""
+
+    def __init__(self, on_csv, on_zip, on_json=None):
+        self.marked_only = w.Checkbox(value=False, description="Marked only", indent=False,
+                                      tooltip="export only the results marked ★")
         self.csv = w.Button(description="Prepare CSV", icon="table")
+        self.json = w.Button(description="Prepare JSON", icon="code")
         self.zip = w.Button(description="Prepare ZIP of images", icon="file-archive-o")
         self.csv.on_click(lambda _b: on_csv())
         self.zip.on_click(lambda _b: on_zip())
+        if on_json is not None:
+            self.json.on_click(lambda _b: on_json())
         self.links = w.HTML()
         self.progress = w.IntProgress(value=0, min=0, max=1, description="ZIP", layout=w.Layout(display="none"))
-        self.widget = w.VBox([w.HBox([self.csv, self.zip]), self.progress, self.links])
+        self.widget = w.VBox([self.marked_only, w.HBox([self.csv, self.json, self.zip]), self.progress, self.links,
+                              w.HTML("<div style='font-size:12px;color:#555'>Every export names the software, model, "
+                                     "atlas, settings, query and time of the search.</div>")])
 
     def start(self, total: int) -> None:
         """Show the ZIP's progress bar for ``total`` images."""

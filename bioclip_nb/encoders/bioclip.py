@@ -17,9 +17,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import EncoderUnavailableError
-from ..layout import BIOCLIP2, PIXEL_MODEL, RANKS, Rank
+from ..layout import BIOCLIP2, PIXEL_MODEL, RANKS, Rank, display_name
 from ..names import clean, scientific_name
 from .base import Encoding, Prediction
+from .within import Within
 
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
                 "open_clip_pytorch_model.bin")
@@ -89,6 +90,7 @@ class BioClipEncoder:
         self._valid = torch.from_numpy(labels.valid).to(device) if labels is not None else None
         self._lock = threading.Lock()
         self._tokenizer = None
+        self._masks: dict[tuple, object] = {}       # restriction -> labels kept (see ``predict``)
 
     @classmethod
     def load(cls, model_id: str = BIOCLIP2, device: str = "auto") -> BioClipEncoder:
@@ -112,15 +114,47 @@ class BioClipEncoder:
             feats = self.model.encode_image(batch)
         return F.normalize(feats.float(), dim=-1)
 
-    def _predictions(self, feats, k: int) -> list[dict[Rank, tuple[Prediction, ...]]]:
+    def _predictions(self, feats, k: int, within: Within | None = None) -> list[dict[Rank, tuple[Prediction, ...]]]:
         import torch
         if self.labels is None:
             return [{} for _ in range(len(feats))]
+        allowed = self._valid if within is None else self._valid & self._keep(within)
         with torch.no_grad():
             logits = self.model.logit_scale.exp().float() * feats @ self._txt
-            logits = logits.masked_fill(~self._valid, float("-inf"))
+            logits = logits.masked_fill(~allowed, float("-inf"))
             probs = torch.softmax(logits, dim=-1).cpu().numpy().astype(np.float64)
         return [{rank: self.labels.top(p, rank, k) for rank in Rank} for p in probs]
+
+    def predict(self, embedding: np.ndarray, within: Within | None = None,
+                k: int = 5) -> dict[Rank, tuple[Prediction, ...]]:
+        """Predictions at every rank from an embedding (no forward pass), over the whole Tree of
+        Life or only ``within`` (a taxon or a checklist). Raises ``ValueError`` for names the
+        labels do not hold."""
+        import torch
+        feats = torch.from_numpy(np.asarray(embedding, dtype=np.float32).reshape(1, -1)).to(self.device)
+        return self._predictions(feats, k, within)[0]
+
+    def _keep(self, within: Within):
+        """The labels inside ``within`` (pybioclip's taxa filter), cached per restriction."""
+        import torch
+        from bioclip.predict import Rank as TolRank
+        key = (within.rank, within.names)
+        with self._lock:
+            mask = self._masks.get(key)
+        if mask is None:
+            try:
+                keep = self._clf.create_taxa_filter(TolRank[within.rank.name], list(within.names))
+            except ValueError as exc:
+                raise ValueError(f"{display_name(self.model_id)}'s Tree of Life labels do not hold every name in "
+                                 f"{within.label}: {exc}") from None
+            mask = torch.from_numpy(np.array(keep, dtype=bool)).to(self.device)
+            if not bool((mask & self._valid).any()):
+                raise ValueError(f"no label of {display_name(self.model_id)} lies within {within.label}")
+            with self._lock:
+                if len(self._masks) >= 16:
+                    self._masks.pop(next(iter(self._masks)))
+                self._masks[key] = mask
+        return mask
 
     def encode(self, image: Image.Image, k: int = 5) -> Encoding:
         """Embedding and predictions at every rank from one forward pass."""

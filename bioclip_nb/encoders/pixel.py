@@ -127,6 +127,10 @@ class PixelEncoder:
                     progress: bool = False) -> list[Encoding]:
         return [Encoding(e, self.model_id, {}) for e in self.embed(images)]
 
+    def predict(self, embedding: np.ndarray, within=None, k: int = 5) -> dict:
+        """No predictions: the stand-in knows no taxa (so there is nothing to restrict)."""
+        return {}
+
     def encode_text(self, text: str) -> np.ndarray:
         raise EncoderUnavailableError(
             f"{PIXEL_MODEL} is a pixel-statistics stand-in and cannot embed text; text search needs "

@@ -30,11 +30,12 @@ from PIL import Image
 from .._version import __version__
 from ..config import Settings
 from ..encoders.base import Encoding
+from ..encoders.within import Within
 from ..errors import AtlasError, EncoderUnavailableError, ServerError, ServerUnavailableError, UploadError
 from ..figures import SearchFigures
 from ..images.fetch import FetchResult, FetchStatus, as_they_come, unless_cancelled
 from ..layout import Scope
-from .protocol import API, FETCH_HEADER, encoding_from_json, hits_from_json, vector_to_json
+from .protocol import API, FETCH_HEADER, encoding_from_json, hits_from_json, predictions_from_json, vector_to_json
 from .statefile import read_record
 
 #: Error kinds the server sends, as the exceptions in-process code raises.
@@ -112,10 +113,10 @@ class Client:
         return np.asarray(self.post("/encode-text", {"text": text})["embedding"], dtype=np.float32)
 
     def search(self, vectors=None, query_id: str | None = None, top_n: int = 10, nprobe: int | None = None,
-               scope: Scope | str = Scope.ALL, taxon=None, model: str | None = None) -> pd.DataFrame:
+               scope: Scope | str = Scope.ALL, taxon=None, model: str | None = None, fold: bool = False) -> pd.DataFrame:
         """Hits as ``Atlas.search`` gives them, for vectors or a query encoded earlier."""
         payload = {"top_n": top_n, "nprobe": nprobe, "scope": Scope.parse(scope).value,
-                   "taxon": _taxon_dict(taxon), "model": model, "query_id": query_id}
+                   "taxon": _taxon_dict(taxon), "model": model, "query_id": query_id, "fold": bool(fold)}
         if vectors is not None:
             arr = np.asarray(vectors, dtype=np.float32)
             payload["vectors"] = arr.tolist() if arr.ndim == 2 else vector_to_json(arr)
@@ -161,12 +162,13 @@ class RemoteAtlas:
     metric: str
     nlist: int
     fingerprint: str
+    content_fingerprint: str
 
     @classmethod
     def of(cls, client: Client) -> RemoteAtlas:
         i = client.info()
         return cls(client, Path(i["path"]), i["model"], int(i["count"]), int(i["dim"]), i["metric"], int(i["nlist"]),
-                   i["fingerprint"])
+                   i["fingerprint"], i.get("content_fingerprint") or i["fingerprint"])
 
     def __repr__(self) -> str:
         return f"RemoteAtlas({str(self.path)!r} at {self.client.url}, {self.count:,} records, model {self.model!r})"
@@ -181,9 +183,10 @@ class RemoteAtlas:
         """Nothing to release here (the server keeps the atlas open for everybody)."""
 
     def search(self, vectors, top_n: int = 10, nprobe: int = 16, scope: Scope | str = Scope.ALL, taxon=None,
-               model: str | None = None) -> pd.DataFrame:
+               model: str | None = None, fold: bool = False) -> pd.DataFrame:
         """See ``Atlas.search``."""
-        return self.client.search(vectors, top_n=top_n, nprobe=nprobe, scope=scope, taxon=taxon, model=model)
+        return self.client.search(vectors, top_n=top_n, nprobe=nprobe, scope=scope, taxon=taxon, model=model,
+                                  fold=fold)
 
     def scope_counts(self, compute: bool = True) -> dict[str, int] | None:
         return self.client.get("/scope-counts", params={"compute": str(bool(compute)).lower()})
@@ -218,6 +221,12 @@ class RemoteEncoder:
 
     def encode_text(self, text: str) -> np.ndarray:
         return self.client.encode_text(text)
+
+    def predict(self, embedding: np.ndarray, within: Within | None = None, k: int = 5) -> dict:
+        """See ``BioClipEncoder.predict`` (answered by the server's model)."""
+        body = self.client.post("/predict", {"embedding": vector_to_json(embedding), "k": k,
+                                             "within": within.to_json() if within is not None else None})
+        return predictions_from_json(body)
 
 
 class RemoteFetcher:

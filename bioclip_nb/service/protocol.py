@@ -21,7 +21,7 @@ DEFAULT_PORT = 8765
 #: Header a fetched image carries its outcome in (the body is the image itself).
 FETCH_HEADER = "X-Bioclip-Fetch"
 
-_INT_COLUMNS = ("query", "rank", "id", "cells_scanned")
+_INT_COLUMNS = ("query", "rank", "id", "cells_scanned", "copies")
 
 
 # --------------------------------------------------------------------------- encodings
@@ -31,18 +31,28 @@ def encoding_to_json(enc: Encoding, query_id: str | None = None) -> dict:
         "model_id": enc.model_id,
         "query_id": query_id,
         "embedding": [float(x) for x in np.asarray(enc.embedding, dtype=np.float32)],
-        "predictions": {rank.value: [{"name": p.name, "lineage": list(p.lineage), "score": p.score,
-                                      "common_name": p.common_name} for p in preds]
-                        for rank, preds in enc.predictions.items()},
+        "predictions": predictions_to_json(enc.predictions),
     }
+
+
+def predictions_to_json(predictions: dict[Rank, tuple[Prediction, ...]]) -> dict:
+    """Predictions at every rank as JSON."""
+    return {rank.value: [{"name": p.name, "lineage": list(p.lineage), "score": p.score,
+                          "common_name": p.common_name} for p in preds]
+            for rank, preds in predictions.items()}
+
+
+def predictions_from_json(data: dict | None) -> dict[Rank, tuple[Prediction, ...]]:
+    """The inverse of :func:`predictions_to_json`."""
+    return {Rank.parse(rank): tuple(Prediction(Rank.parse(rank), p["name"], tuple(p["lineage"]), float(p["score"]),
+                                               p.get("common_name")) for p in items)
+            for rank, items in (data or {}).items()}
 
 
 def encoding_from_json(data: dict) -> Encoding:
     """The inverse of :func:`encoding_to_json`."""
-    preds = {Rank.parse(rank): tuple(Prediction(Rank.parse(rank), p["name"], tuple(p["lineage"]), float(p["score"]),
-                                                p.get("common_name")) for p in items)
-             for rank, items in (data.get("predictions") or {}).items()}
-    return Encoding(np.asarray(data["embedding"], dtype=np.float32), data["model_id"], preds)
+    return Encoding(np.asarray(data["embedding"], dtype=np.float32), data["model_id"],
+                    predictions_from_json(data.get("predictions")))
 
 
 def vector_to_json(vector: np.ndarray) -> list[float]:
@@ -55,7 +65,7 @@ def hits_to_json(hits: pd.DataFrame) -> dict:
     """A hits frame as ``{"columns", "rows", "attrs"}`` (column order and attrs kept)."""
     cols = list(hits.columns)
     rows = [[plain(v, digits=None) for v in row] for row in hits.itertuples(index=False, name=None)]
-    attrs = {k: v for k, v in hits.attrs.items() if k in ("timings", "metric", "cells_scanned")}
+    attrs = {k: v for k, v in hits.attrs.items() if k in ("timings", "metric", "cells_scanned", "copies")}
     return {"columns": cols, "rows": rows, "attrs": attrs}
 
 
@@ -69,7 +79,10 @@ def hits_from_json(data: dict) -> pd.DataFrame:
         frame["distance"] = frame["distance"].astype(np.float32)
     if "similarity" in frame:
         frame["similarity"] = frame["similarity"].astype(np.float32)
-    frame.attrs.update(data.get("attrs") or {})
+    attrs = dict(data.get("attrs") or {})
+    if "copies" in attrs:      # JSON keys are strings; ``Atlas.search`` keys copies by the hit's id
+        attrs["copies"] = {int(k): v for k, v in attrs["copies"].items()}
+    frame.attrs.update(attrs)
     return frame
 
 

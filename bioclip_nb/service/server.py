@@ -19,6 +19,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,11 +30,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
+from ..encoders.within import Within
 from ..errors import AtlasError, EncoderUnavailableError, UploadError
 from ..images.fetch import FetchResult
 from ..images.uploads import MAX_UPLOAD_BYTES, load_upload
 from ..layout import Scope
-from .protocol import API, FETCH_HEADER, encoding_to_json, error_body, hits_to_json, vector_to_json
+from .protocol import (
+    API,
+    FETCH_HEADER,
+    encoding_to_json,
+    error_body,
+    hits_to_json,
+    predictions_to_json,
+    vector_to_json,
+)
 from .warm import Warm
 
 log = logging.getLogger("bioclip_nb.service")
@@ -56,6 +66,13 @@ class SearchBody(BaseModel):
     scope: str = Scope.ALL.value
     taxon: dict[str, str] | None = None
     model: str | None = Field(None, description="the model the vectors came from (checked against the atlas)")
+    fold: bool = Field(False, description="fold copies of one image and refill to top_n distinct images")
+
+
+class PredictBody(BaseModel):
+    embedding: list[float]
+    within: dict | None = Field(None, description='{"rank": "genus", "names": ["Vulpes"], "label": "genus Vulpes"}')
+    k: int = Field(5, ge=1, le=50)
 
 
 class TextBody(BaseModel):
@@ -113,7 +130,7 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
         """The atlas: path, model, count, dim, metric, cells, fingerprint, scope counts if known."""
         return {"path": str(atlas.path), "model": atlas.model, "count": atlas.count, "dim": atlas.dim,
                 "metric": atlas.metric, "nlist": atlas.nlist, "fingerprint": atlas.fingerprint,
-                "scope_counts": atlas.scope_counts(compute=False)}
+                "content_fingerprint": atlas.content_fingerprint, "scope_counts": atlas.scope_counts(compute=False)}
 
     @router.get("/scope-counts")
     def scope_counts(compute: bool = True) -> dict | None:
@@ -139,6 +156,13 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
         vector = warm.encoder(limits.timeout).encode_text(body.text)
         return {"model_id": atlas.model, "embedding": vector_to_json(vector)}
 
+    @router.post("/predict")
+    def predict(body: PredictBody) -> dict:
+        """Predictions at every rank for an embedding, over the Tree of Life or only ``within``."""
+        within = Within.from_json(body.within) if body.within else None
+        preds = warm.encoder(limits.timeout).predict(np.asarray(body.embedding, dtype=np.float32), within, body.k)
+        return predictions_to_json(preds)
+
     @router.post("/search")
     def search(body: SearchBody) -> dict:
         """Nearest records to vectors (or to a query encoded earlier), with their metadata."""
@@ -151,7 +175,8 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
                 raise LookupError(f"query {body.query_id} is not known here (the server forgets old queries); encode it again")
             vectors, model = enc.embedding, enc.model_id
         nprobe = body.nprobe if body.nprobe is not None else min(16, atlas.nlist)
-        hits = atlas.search(vectors, top_n=body.top_n, nprobe=nprobe, scope=body.scope, taxon=body.taxon or None, model=model)
+        hits = atlas.search(vectors, top_n=body.top_n, nprobe=nprobe, scope=body.scope, taxon=body.taxon or None, model=model,
+                            fold=body.fold)
         return hits_to_json(hits)
 
     @router.get("/records/{record_id}/image")

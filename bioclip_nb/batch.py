@@ -1,0 +1,156 @@
+"""Searching many photos at once: one row per photo, for the dashboard, the CLI and tutorial 04.
+
+Each photo is checked and encoded (a bad one gets its error in its row, the rest go on),
+the good ones are searched in one batched call, and :func:`summary` gives the table people
+read: the model's prediction, the neighbours' consensus, and the best hit, per photo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .encoders import Encoding, EncodingCache
+from .encoders.within import Within
+from .errors import UploadError
+from .images.uploads import load_upload
+from .names import clean, scientific_name
+from .provenance import Provenance, columns, sha256, with_prediction
+from .results import per_query
+from .taxonomy import neighbour_consensus
+
+#: The summary table's columns, in order.
+SUMMARY_COLUMNS = ("file", "prediction", "prediction_score", "prediction_within", "consensus", "consensus_agreement",
+                   "top_hit", "top_hit_common_name", "top_similarity", "top_hit_id", "top_hit_url", "hits", "error",
+                   "query_sha256")
+
+
+@dataclass
+class Photo:
+    """One photo of a batch: its encoding and hits, or why it has none."""
+
+    name: str
+    sha256: str
+    encoding: Encoding | None = None
+    hits: pd.DataFrame | None = None
+    predictions: dict | None = None        # restricted predictions, when a restriction was asked for
+    within: str = ""
+    error: str | None = None
+
+    def predict(self, rank: str = "species", k: int = 1) -> list:
+        """The prediction shown for this photo (restricted if one was asked for)."""
+        if self.encoding is None:
+            return []
+        if self.predictions is not None:
+            from .layout import Rank
+            return list(self.predictions.get(Rank.parse(rank), ()))[:k]
+        return self.encoding.predict(rank, k)
+
+
+def files(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
+    """``(name, path)`` of image files, for :func:`encode_photos` (which reads them)."""
+    return [(Path(p).name, Path(p)) for p in paths]
+
+
+def encode_photos(encoder, photos: Iterable[tuple[str, bytes | Path]], cache: EncodingCache | None = None,
+                  progress: Callable[[int], None] | None = None) -> list[Photo]:
+    """Check and encode each photo, given as bytes or a path (once per distinct content with
+    ``cache``); never raises for a bad photo: its ``error`` says what is wrong."""
+    out = []
+    for done, (name, data) in enumerate(photos, start=1):
+        try:
+            data = data.read_bytes() if isinstance(data, Path) else data
+        except OSError as exc:
+            out.append(Photo(name, "", error=f"cannot read {data}: {exc.strerror or exc}"))
+            continue
+        photo = Photo(name, sha256(data))
+        try:
+            photo.encoding = encode_bytes(encoder, data, cache)
+        except UploadError as exc:
+            photo.error = str(exc)
+        out.append(photo)
+        if progress is not None:
+            progress(done)
+    return out
+
+
+def encode_bytes(encoder, data: bytes, cache: EncodingCache | None = None) -> Encoding:
+    """One image file's encoding. The file is checked here (``UploadError`` names what is wrong)
+    before any model sees it; a server's encoder is sent the file as it is."""
+    image = load_upload(data)
+    send = getattr(encoder, "encode_bytes", None)
+
+    def encode() -> Encoding:
+        return send(data) if send is not None else encoder.encode(image)
+
+    return cache.get_or_encode(data, encoder.model_id, encode) if cache is not None else encode()
+
+
+def search_photos(atlas, encoder, photos: list[Photo], top_n: int = 10, nprobe: int = 16, scope: str = "all",
+                  taxon=None, fold: bool = False, within: Within | None = None) -> list[Photo]:
+    """Search every encoded photo in one batched call; restrict predictions to ``within`` if given."""
+    good = [p for p in photos if p.encoding is not None]
+    if good:
+        vectors = np.stack([p.encoding.embedding for p in good])
+        hits = atlas.search(vectors, top_n=top_n, nprobe=nprobe, scope=scope, taxon=taxon or None,
+                            model=good[0].encoding.model_id, fold=fold)
+        copies = hits.attrs.get("copies", {})
+        for photo, frame in zip(good, per_query(hits, len(good))):
+            photo.hits = frame.drop(columns="query").reset_index(drop=True)
+            photo.hits.attrs.update({"copies": {i: c for i, c in copies.items() if i in set(photo.hits["id"])}})
+            if within is not None and photo.encoding.predictions:
+                try:
+                    photo.predictions = encoder.predict(photo.encoding.embedding, within)
+                    photo.within = within.label
+                except ValueError as exc:
+                    photo.within = f"not restricted: {exc}"
+    return photos
+
+
+def summary_row(photo: Photo) -> dict:
+    """One photo's row of the summary table."""
+    row: dict[str, object] = dict.fromkeys(SUMMARY_COLUMNS)
+    row.update(file=photo.name, error=photo.error, query_sha256=photo.sha256, prediction_within=photo.within or None)
+    pred = photo.predict("species", 1)
+    if pred:
+        row.update(prediction=pred[0].name, prediction_score=round(pred[0].score, 4))
+    hits = photo.hits
+    if hits is not None:
+        row["hits"] = len(hits)
+        if len(hits):
+            best = hits.iloc[0]
+            votes = {c.rank.value: c for c in neighbour_consensus(hits)}
+            species = votes.get("species")
+            row.update(top_hit=scientific_name(best.get("genus"), best.get("species")),
+                       top_hit_common_name=clean(best.get("common_name")),
+                       top_similarity=round(float(best["similarity"]), 4), top_hit_id=int(best["id"]),
+                       top_hit_url=clean(best.get("url")),
+                       consensus=species.name if species else None,
+                       consensus_agreement=round(species.agreement, 3) if species else None)
+        elif photo.error is None:
+            row["error"] = "no results in this scope and taxon"
+    return row
+
+
+def summary(photos: list[Photo]) -> pd.DataFrame:
+    """The batch table: one row per photo, in upload order."""
+    return pd.DataFrame([summary_row(p) for p in photos], columns=list(SUMMARY_COLUMNS))
+
+
+def photo_provenance(base: Provenance, photo: Photo) -> Provenance:
+    """``base`` (the atlas and settings) completed with one photo: its name, hash and prediction."""
+    top = photo.predict("species", 1)
+    prov = Provenance(**{**base.__dict__, "query_kind": "image", "query": photo.name, "query_sha256": photo.sha256})
+    return with_prediction(prov, f"{top[0].name} ({top[0].score:.3f})" if top and top[0].name else "",
+                           photo.within if photo.predictions is not None else "")
+
+
+def summary_csv(photos: list[Photo], base: Provenance) -> str:
+    """The summary table as CSV, each row with its search's provenance."""
+    extra = pd.DataFrame([columns(photo_provenance(base, p)) for p in photos], index=range(len(photos)))
+    table = pd.concat([summary(photos), extra.drop(columns=["query_sha256", "prediction_within"])], axis=1)
+    return table.to_csv(index=False)

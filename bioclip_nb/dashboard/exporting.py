@@ -1,0 +1,65 @@
+"""The Export tab's actions: CSV, JSON and a ZIP of images, of all results or the marked ones,
+each carrying the search's provenance (``provenance``)."""
+
+from __future__ import annotations
+
+import json
+
+from .. import results
+from ..provenance import describe
+from . import html
+from .callbacks import guarded
+from .jobs import Job
+from .state import Level, Status
+
+
+class ExportActions:
+    """Mixed into ``Dashboard``: needs ``session``, ``export``, ``jobs`` and the status helpers."""
+
+    def _to_export(self):
+        return self.session.export_hits(marked_only=bool(self.export.marked_only.value))
+
+    def _which(self) -> str:
+        return "-marked" if self.export.marked_only.value else ""
+
+    @guarded
+    def prepare_csv(self) -> None:
+        data = results.to_csv(self._to_export()).encode("utf-8")
+        self.export.links.value = html.download_link(data, f"bioclip-nb-results{self._which()}.csv", "text/csv",
+                                                     "Download CSV")
+
+    @guarded
+    def prepare_json(self) -> None:
+        hits = self._to_export()
+        body = {"provenance": describe(self.session.provenance()), "hits": results.hits_to_records(hits)}
+        data = json.dumps(body, ensure_ascii=False, indent=1).encode("utf-8")
+        self.export.links.value = html.download_link(data, f"bioclip-nb-results{self._which()}.json",
+                                                     "application/json", "Download JSON")
+
+    @guarded
+    def prepare_zip(self) -> None:
+        session = self.session
+        hits = self._to_export()
+        prov = describe(session.provenance())
+        name = f"bioclip-nb-results{self._which()}.zip"
+        self.export.links.value = ""
+        self.export.start(len(hits))
+        session.status = Status("Preparing the ZIP (images + CSV)...", Level.WORKING)
+
+        def work(job: Job) -> None:
+            self.jobs.wait(name="gallery")          # the images the gallery is still fetching
+            data = results.to_zip(hits, dict(session.images),
+                                  progress=lambda done: job.apply(lambda: self.export.step(done)),
+                                  cancel=job.cancel, provenance=prov)
+            if data is None:
+                return
+            link = html.download_link(data, name, "application/zip", "Download ZIP (images + CSV)")
+            job.apply(lambda: self._zip_ready(link))
+
+        self.jobs.start("zip", work, self._background_error, generation=self.jobs.generation)
+
+    def _zip_ready(self, link: str) -> None:
+        self.export.done()
+        self.export.links.value = link
+        self.session.status = Status("ZIP ready: click the link to download it.")
+        self._render_status()
