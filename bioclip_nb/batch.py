@@ -91,8 +91,10 @@ def encode_bytes(encoder, data: bytes, cache: EncodingCache | None = None) -> En
 
 
 def search_photos(atlas, encoder, photos: list[Photo], top_n: int = 10, nprobe: int = 16, scope: str = "all",
-                  taxon=None, fold: bool = False, within: Within | None = None) -> list[Photo]:
-    """Search every encoded photo in one batched call; restrict predictions to ``within`` if given."""
+                  taxon=None, fold: bool = False, within: Within | None = None, strict: bool = False) -> list[Photo]:
+    """Search every encoded photo in one batched call; restrict predictions to ``within`` if
+    given (a restriction the model's labels cannot make raises ``ValueError`` when ``strict``,
+    else the photo's ``within`` says so)."""
     good = [p for p in photos if p.encoding is not None]
     if good:
         vectors = np.stack([p.encoding.embedding for p in good])
@@ -107,6 +109,8 @@ def search_photos(atlas, encoder, photos: list[Photo], top_n: int = 10, nprobe: 
                     photo.predictions = encoder.predict(photo.encoding.embedding, within)
                     photo.within = within.label
                 except ValueError as exc:
+                    if strict:
+                        raise
                     photo.within = f"not restricted: {exc}"
     return photos
 

@@ -78,7 +78,7 @@ def search(args, atlas, encoder_factory) -> str:
             for path, photo in zip(args.images, photos):
                 if photo.error:
                     raise _upload_error(path, photo.error)
-        batch.search_photos(atlas, encoder, photos, within=within, **settings)
+        batch.search_photos(atlas, encoder, photos, within=within, strict=True, **settings)
         if args.format == "summary":
             return batch.summary_csv(photos, base)
         provs = [batch.photo_provenance(base, photo) for photo in photos]

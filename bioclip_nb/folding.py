@@ -7,11 +7,13 @@ each image once and a note of how many copies it stands for. Two hits are copies
 * they have the same image URL, or
 * the same record id at the same source (``source_dataset``, ``source_id``), or
 * their vectors are at least ``similarity`` (cosine) alike: the raw vectors when the atlas
-  keeps them (:data:`SAME_IMAGE`), else the vectors decoded from the index's PQ codes
-  (:data:`SAME_IMAGE_DECODED`), where identical images have identical codes and re-compressed
-  copies nearly so. Distinct photos of one species rarely come this close (on the demo atlas,
-  0.2% of top-20 neighbours reach 0.98 and none 0.99); burst shots of one animal may, and are
-  then folded too, which is usually what a reader wants.
+  keeps them (:data:`SAME_IMAGE`, 0.995: on the demo atlas 0.2% of top-20 neighbours reach
+  0.98 and none 0.99; burst shots of one animal may reach it, and are then folded too), else
+  the vectors decoded from the index's PQ codes, which must be identical
+  (:data:`SAME_IMAGE_DECODED`). Sixteen bytes per vector cannot tell a re-compressed copy from
+  a close photo: on a test atlas, decoded vectors of different records with raw cosine 0.7
+  reached 0.99, so only identical codes (in one cell) count; other copies there are found by
+  URL or record id, or not at all.
 
 Hits are taken in rank order; each one either starts a group or joins the first earlier group
 it is a copy of, so the best-ranked copy represents its group. :func:`fold` returns the
@@ -29,8 +31,8 @@ from .names import clean
 
 #: Two raw vectors at least this similar (cosine) are taken for the same image.
 SAME_IMAGE = 0.995
-#: The same for vectors decoded from PQ codes (coarser: copies' codes may differ in a few parts).
-SAME_IMAGE_DECODED = 0.99
+#: The same for vectors decoded from PQ codes: identical codes only (see above).
+SAME_IMAGE_DECODED = 0.99999
 
 
 @dataclass(frozen=True)
