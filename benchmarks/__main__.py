@@ -22,6 +22,7 @@ from . import (
     demo_baseline,
     encoder,
     extrapolate,
+    folding,
     gallery,
     probing,
     quantizer,
@@ -35,7 +36,7 @@ from . import (
 
 SUITE = [("scale", scale), ("rehearsal", rehearsal), ("probing", probing), ("search", search), ("scopes", scopes),
          ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("encoder", encoder),
-         ("service", service), ("demo", demo_baseline)]
+         ("service", service), ("folding", folding), ("demo", demo_baseline)]
 
 
 def main(argv: list[str] | None = None) -> int:

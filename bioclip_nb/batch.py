@@ -69,7 +69,7 @@ def encode_photos(encoder, photos: Iterable[tuple[str, bytes | Path]], cache: En
             continue
         photo = Photo(name, sha256(data))
         try:
-            photo.encoding = encode_bytes(encoder, data, cache)
+            photo.encoding = encode_bytes(encoder, data, cache, name=name)
         except UploadError as exc:
             photo.error = str(exc)
         out.append(photo)
@@ -78,10 +78,11 @@ def encode_photos(encoder, photos: Iterable[tuple[str, bytes | Path]], cache: En
     return out
 
 
-def encode_bytes(encoder, data: bytes, cache: EncodingCache | None = None) -> Encoding:
-    """One image file's encoding. The file is checked here (``UploadError`` names what is wrong)
-    before any model sees it; a server's encoder is sent the file as it is."""
-    image = load_upload(data)
+def encode_bytes(encoder, data: bytes, cache: EncodingCache | None = None, name: str | None = None) -> Encoding:
+    """One image file's encoding. The file is checked here (``UploadError`` names it, as
+    ``name``, and says what is wrong) before any model sees it; a server's encoder is sent the
+    file as it is."""
+    image = load_upload(data, name=name)
     send = getattr(encoder, "encode_bytes", None)
 
     def encode() -> Encoding:

@@ -13,12 +13,8 @@ import traceback
 from pathlib import Path
 
 from ._version import __version__
-from .errors import AtlasError, EncoderUnavailableError, UploadError
+from .errors import AtlasError, EncoderUnavailableError, UploadError, UsageError
 from .layout import BIOCLIP2, PIXEL_MODEL, Scope, parse_taxon
-
-
-class UsageError(Exception):
-    """Bad usage discovered after parsing (e.g. nprobe larger than the atlas allows)."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 
 from . import batch, results
+from .errors import UsageError
 from .provenance import Provenance, for_search, stamp
 
 
 def cmd_search(args) -> int:
     """Run ``bioclip-nb search``; returns the exit code."""
-    from .cli import UsageError
     from .config import Settings
     from .errors import ServerError
     from .locate import locate_atlas
@@ -63,7 +63,6 @@ def _named_atlas(explicit, settings):
 
 def search(args, atlas, encoder_factory) -> str:
     """Encode the queries and search ``atlas`` (an ``Atlas`` or a server's ``RemoteAtlas``); the output text."""
-    from .cli import UsageError
     from .encoders.within import Within
     nprobe = args.nprobe if args.nprobe is not None else min(16, atlas.nlist)
     if atlas.nlist > 1 and nprobe > atlas.nlist:

@@ -34,3 +34,7 @@ class ServerError(OSError):
 
 class ServerUnavailableError(ServerError):
     """No bioclip-nb server answers at the address (not started, stopped, killed, unreachable)."""
+
+
+class UsageError(Exception):
+    """Bad usage of the command discovered after parsing (e.g. nprobe larger than the atlas allows): exit 2."""

@@ -174,3 +174,95 @@ def test_the_dashboard_served_by_a_bioclip_nb_server(browser, demo_atlas, tmp_pa
         assert len(memory) >= 2 and max(memory) < 300, memory     # (the readiness probe opened one more)
         for page in pages:
             page.context.close()
+
+
+def _download_from(page, selector: str) -> bytes:
+    import base64
+    href = page.locator(selector).last.get_attribute("href")
+    return base64.b64decode(href.split("base64,", 1)[1])
+
+
+def _captions(page) -> list[str]:
+    return page.locator(".bnb-caption").all_inner_texts()
+
+
+def test_marks_links_and_batches_in_the_browser(browser, demo_server, demo_atlas):
+    """Mark two results and export only them (with provenance); a copied link opened in a
+    fresh page repeats the search; a batch of five photos gives five rows."""
+    import io
+    base, _ = demo_server
+    queries = pd.read_csv(demo_atlas / "queries" / "index.csv")
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    _search(page, base, demo_atlas / "queries" / queries.iloc[3]["file"])
+    # marks, and the marked-only export with its provenance
+    page.locator(".bnb-tile button:has-text('Mark')").nth(1).click()
+    page.locator(".bnb-tile button:has-text('Mark')").nth(3).click()
+    page.wait_for_selector(".bnb-status:has-text('2 results marked')", timeout=30_000)
+    page.click(".lm-TabBar-tab:has-text('Export'), .p-TabBar-tab:has-text('Export')")
+    page.click("text=Marked only")
+    page.click("button:has-text('Prepare CSV')")
+    page.wait_for_selector("a.bnb-download", timeout=30_000)
+    csv = pd.read_csv(io.BytesIO(_download_from(page, "a.bnb-download")))
+    assert len(csv) == 2 and csv["query_input"].iloc[0] == queries.iloc[3]["file"]
+    assert csv["atlas_records"].iloc[0] == 10_070 and csv["query_sha256"].str.len().iloc[0] == 64
+    # after an upload, a copied link cannot carry the photo, and the page says so
+    page.click("button:has-text('Copy link to this search')")
+    page.wait_for_selector(".bnb-share-note:has-text('cannot travel in a link')", timeout=30_000)
+    # "More like this" on a result: a query a link can carry
+    page.click(".lm-TabBar-tab:has-text('Gallery'), .p-TabBar-tab:has-text('Gallery')")
+    page.locator(".bnb-tile button:has-text('Details')").nth(2).click()
+    page.wait_for_selector(".bnb-source", timeout=30_000)
+    page.click("button:has-text('More like this')")
+    page.wait_for_function("location.search.includes('like=')", timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('.bnb-tile').length >= 10 && "
+                           "!document.querySelector('.bnb-status.working')", timeout=60_000)
+    page.locator(".bnb-tile button:has-text('Details')").nth(4).click()
+    page.wait_for_function("location.search.includes('sel=')", timeout=30_000)
+    page.click("button:has-text('Copy link to this search')")
+    link = page.locator(".bnb-share-url").input_value()
+    assert link == page.url and "like=" in link
+    before, selected = _captions(page), page.locator(".bnb-source").inner_text()
+    fresh = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
+    fresh.goto(link, timeout=120_000)
+    fresh.wait_for_function("document.querySelectorAll('.bnb-tile').length >= 10", timeout=120_000)
+    fresh.wait_for_selector(".bnb-source", timeout=60_000)
+    assert _captions(fresh) == before
+    assert fresh.locator(".bnb-source").inner_text().split("atlas id")[1] == selected.split("atlas id")[1]
+    ARTIFACTS.mkdir(exist_ok=True)
+    fresh.screenshot(path=str(ARTIFACTS / "dashboard-from-link.png"), full_page=True)
+    fresh.context.close()
+    # a batch of five photos: five rows, each opening its own gallery
+    five = [demo_atlas / "queries" / f for f in queries["file"].iloc[5:10]]
+    with page.expect_file_chooser() as chooser:
+        page.click("text=Upload photo")
+    chooser.value.set_files([str(p) for p in five])
+    page.wait_for_selector(".bnb-batch", timeout=120_000)
+    assert page.locator(".bnb-batch tr").count() == 6
+    page.screenshot(path=str(ARTIFACTS / "dashboard-batch.png"), full_page=True)
+    page.click(f"button:has-text('2: {five[1].name}')")
+    page.wait_for_function("document.querySelectorAll('.bnb-tile').length >= 10 && "
+                           "!document.querySelector('.bnb-status.working')", timeout=60_000)
+    q = queries.iloc[6]
+    assert f"{q['genus']} {q['species']}" in page.locator(".bnb-caption").first.inner_text()
+    assert "Traceback" not in page.content()
+    assert not errors, errors
+    page.close()
+
+
+def test_a_folded_card_in_the_browser(browser, tmp_path_factory):
+    """An atlas holding one image under GBIF and again under EOL shows it once: '2 copies'."""
+    from helpers.copies import COPIED, build_copies_atlas
+    root = tmp_path_factory.mktemp("copies-browser")
+    atlas, _ = build_copies_atlas(root)
+    with voila_server(atlas, root) as (base, _):
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        _search(page, base, root / "copies-collection" / COPIED[0])
+        assert page.locator(".bnb-tile button:has-text('copies')").count() == 1
+        page.click(".bnb-tile button:has-text('2 copies')")
+        page.wait_for_selector(".bnb-copies-list:has-text('2 copies of this image')", timeout=30_000)
+        assert "eol" in page.locator(".bnb-copies-list").inner_text().lower()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-copies.png"), full_page=True)
+        page.close()

@@ -24,9 +24,11 @@ HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"
 
 
 def load_upload(source: bytes | bytearray | str | Path, max_bytes: int = MAX_UPLOAD_BYTES,
-                max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """An RGB, EXIF-oriented image from bytes or a file path; :class:`UploadError` otherwise."""
-    data, name = _read(source, max_bytes)
+                max_pixels: int = MAX_PIXELS, name: str | None = None) -> Image.Image:
+    """An RGB, EXIF-oriented image from bytes or a file path; :class:`UploadError` otherwise.
+    Messages call it ``name`` (default: the file's name, or "the upload")."""
+    data, found = _read(source, max_bytes)
+    name = name or found
     _sniff(data, name)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
