@@ -201,7 +201,7 @@ def test_marks_links_and_batches_in_the_browser(browser, demo_server, demo_atlas
     page.locator(".bnb-tile button:has-text('Mark')").nth(3).click()
     page.wait_for_selector(".bnb-status:has-text('2 results marked')", timeout=30_000)
     page.click(".lm-TabBar-tab:has-text('Export'), .p-TabBar-tab:has-text('Export')")
-    page.click("text=Marked only")
+    page.locator("label:has-text('Marked only') input[type=checkbox]").check()
     page.click("button:has-text('Prepare CSV')")
     page.wait_for_selector("a.bnb-download", timeout=30_000)
     csv = pd.read_csv(io.BytesIO(_download_from(page, "a.bnb-download")))
@@ -241,11 +241,11 @@ def test_marks_links_and_batches_in_the_browser(browser, demo_server, demo_atlas
     page.wait_for_selector(".bnb-batch", timeout=120_000)
     assert page.locator(".bnb-batch tr").count() == 6
     page.screenshot(path=str(ARTIFACTS / "dashboard-batch.png"), full_page=True)
+    top_hit = page.locator(".bnb-batch tr").nth(2).locator("td").nth(4).inner_text()
     page.click(f"button:has-text('2: {five[1].name}')")
-    page.wait_for_function("document.querySelectorAll('.bnb-tile').length >= 10 && "
-                           "!document.querySelector('.bnb-status.working')", timeout=60_000)
-    q = queries.iloc[6]
-    assert f"{q['genus']} {q['species']}" in page.locator(".bnb-caption").first.inner_text()
+    page.wait_for_function("!location.search.includes('like=') && document.querySelectorAll('.bnb-tile').length >= 10 "
+                           "&& !document.querySelector('.bnb-status.working')", timeout=60_000)
+    assert page.locator(".bnb-caption .sci").first.inner_text() == top_hit      # the row's top hit, in its gallery
     assert "Traceback" not in page.content()
     assert not errors, errors
     page.close()

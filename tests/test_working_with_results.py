@@ -150,7 +150,7 @@ def test_a_folded_card_says_how_many_copies_and_opens_to_show_them(copies_dash, 
     buttons = [[c for c in card.children if getattr(c, "description", "").endswith("copies")] for card in cards]
     assert [len(b) for b in buttons] == [1] + [0] * (len(cards) - 1)
     assert buttons[0][0].description == "2 copies"
-    assert copies_dash.detail.copies.value.count("<tr>") == 2     # the first result is selected: its copy listed
+    assert copies_dash.detail.copies.value.count("<li>") == 1     # the first result is selected: its copy listed
     copies_dash.select(int(copies_dash.session.hits["id"].iloc[1]))
     assert copies_dash.detail.copies.value == ""
     buttons[0][0].click()                                   # open the folded card

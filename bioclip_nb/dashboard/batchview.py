@@ -64,6 +64,8 @@ class BatchActions:
         self.batch_images = {i: display_bytes_of(data) for i, (_n, data) in enumerate(items)
                              if photos[i].encoding is not None}
         self.batch.show(photos)
+        self.controls.show_query(None)           # no single query now: each row opens its own
+        self.detail.show(s, None, None)
         self.tabs.selected_index = self.BATCH_TAB
         bad = sum(p.error is not None for p in photos)
         s.status = Status(f"{len(photos)} photos: one row each in the Batch tab; open one to see its results."

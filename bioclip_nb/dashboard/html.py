@@ -139,18 +139,17 @@ def download_link(data: bytes, filename: str, mime: str, label: str) -> str:
 
 
 def copies(frame: pd.DataFrame) -> str:
-    """The other copies of a folded image: where each came from."""
+    """The other copies of a folded image: where each came from (one line each: the panel is narrow)."""
     if frame is None or not len(frame):
         return ""
-    rows = "".join(
-        f"<tr><td>{text(r.get('source_dataset'))}</td><td>{text(r.get('publisher'))}</td><td>{text(r.get('source_id'))}</td>"
-        f"<td>{link(r.get('occurrence_url') or r.get('url'), 'open')}</td><td>{float(r.get('similarity')):.4f}</td>"
-        f"<td>{int(r['id'])}</td></tr>"
+    items = "".join(
+        f"<li>{text(r.get('source_dataset'))} · {text(r.get('publisher'))} · record {text(r.get('source_id'))} · "
+        f"{link(r.get('occurrence_url') or r.get('url'), 'open')} · similarity {float(r.get('similarity')):.4f} · "
+        f"atlas id {int(r['id'])}</li>"
         for r in frame.to_dict("records"))
-    n = len(frame) + 1
-    return (f'<div class="bnb-copies-list"><b>{n} copies of this image</b> (folded into one card; '
-            "the best-ranked is shown above)<table class=\"bnb-table\"><tr><th>dataset</th><th>publisher</th>"
-            f"<th>record id</th><th>link</th><th>similarity</th><th>atlas id</th></tr>{rows}</table></div>")
+    return (f'<div class="bnb-copies-list" style="font-size:12px"><b>{len(frame) + 1} copies of this image</b>, '
+            f"folded into one card (the best-ranked is shown above). The others:<ul style='padding-left:16px;"
+            f"margin:2px 0'>{items}</ul></div>")
 
 
 def batch_table(table: pd.DataFrame) -> str:
@@ -165,7 +164,8 @@ def batch_table(table: pd.DataFrame) -> str:
             rows.append(f"<tr><td>{i}</td><td>{text(r['file'])}</td><td colspan='4' class='bnb-missing-name'>"
                         f"{escape(str(r['error']))}</td></tr>")
             continue
-        pred = f"{text(r.get('prediction'))} ({float(r['prediction_score']):.0%})" if clean(r.get("prediction")) else MISSING
+        pred = (f"{text(r.get('prediction'))} ({float(r['prediction_score']):.0%})" if clean(r.get("prediction"))
+                else '<span class="bnb-missing-name">no prediction</span>')
         votes = (f"{text(r.get('consensus'))} ({float(r['consensus_agreement']):.0%})"
                  if clean(r.get("consensus")) else MISSING)
         sim = f"{float(r['top_similarity']):.3f}" if pd.notna(r.get("top_similarity")) else "-"
