@@ -380,7 +380,7 @@ class Atlas:
         todo = np.arange(len(queries))
         asked = min(2 * top_n + 10, FOLD_CANDIDATES)
         while len(todo):
-            dist, ids, scanned, cells = self._probe(queries[todo], asked, nprobe, bitmap, key)
+            dist, ids, scanned, cells = self._probe(queries[todo], asked, nprobe, bitmap, key, want_cells=True)
             t_search = time.perf_counter()
             candidates = self._hits(dist, ids, True, scanned)
             depth[todo] = scanned
@@ -423,21 +423,25 @@ class Atlas:
         return ivf.decode(self.index, ids, cells)
 
     def _probe(self, queries: np.ndarray, top_n: int, nprobe: int, bitmap: np.ndarray | None,
-               key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """``(distances, ids, cells scanned per query, the cells scanned when planned here)``. Unscoped, and for scopes that fill most
-        cells, the query's nearest ``nprobe`` cells; a page that comes back short, and every
-        smaller scope, scans the scope's own cells nearest first (``probing``), as many as a
-        full page needs."""
+               key: str, want_cells: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(distances, ids, cells scanned per query, the cells scanned)``. Unscoped, and for
+        scopes that fill most cells, the query's nearest ``nprobe`` cells; a page that comes
+        back short, and every smaller scope, scans the scope's own cells nearest first
+        (``probing``), as many as a full page needs. The cells are None for an ordinary search
+        unless ``want_cells`` (then its one quantizer search is made here and kept)."""
         n = len(queries)
-        if bitmap is None or self.nlist <= 1:
-            dist, ids = ivf.search(self.index, queries, top_n, nprobe, bitmap)
-            return dist, ids, np.full(n, nprobe if self.nlist > 1 else 1, dtype=np.int64), None
-        counts = self._cell_counts(key, bitmap)
-        if np.count_nonzero(counts) >= LARGE_SCOPE * self.nlist:
-            dist, ids = ivf.search(self.index, queries, top_n, nprobe, bitmap)
-            full = (ids >= 0).sum(axis=1) >= min(top_n, int(counts.sum()))
-            if full.all():
-                return dist, ids, np.full(n, nprobe, dtype=np.int64), None
+        flat = self.nlist <= 1
+        counts = None if bitmap is None or flat else self._cell_counts(key, bitmap)
+        if counts is None or np.count_nonzero(counts) >= LARGE_SCOPE * self.nlist:
+            if want_cells and not flat:
+                nearest = probing.nearest(self.index, queries, nprobe)
+                dist, ids = probing.search(self.index, queries, top_n, nearest, bitmap)
+                scanned, cells = nearest.scanned, nearest.cells
+            else:
+                dist, ids = ivf.search(self.index, queries, top_n, nprobe, bitmap)
+                scanned, cells = np.full(n, 1 if flat else nprobe, dtype=np.int64), None
+            if counts is None or ((ids >= 0).sum(axis=1) >= min(top_n, int(counts.sum()))).all():
+                return dist, ids, scanned, cells
         plan = probing.plan(queries, self.centroids, counts, nprobe, top_n, self.metric)
         dist, ids = probing.search(self.index, queries, top_n, plan, bitmap)
         return dist, ids, plan.scanned, plan.cells

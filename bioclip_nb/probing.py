@@ -88,16 +88,26 @@ def plan(queries: np.ndarray, centroids: np.ndarray, counts: np.ndarray, nprobe:
     return Plan(out_cells, out_dist, np.array([len(c) for c in chosen], dtype=np.int64))
 
 
+def nearest(index: faiss.Index, queries: np.ndarray, nprobe: int) -> Plan:
+    """The plan an ordinary search follows: each query's ``nprobe`` nearest cells (one
+    quantizer search, so a caller that needs the cells does not search the quantizer twice)."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    coarse, cells = ivf.ivf_of(index).quantizer.search(queries, int(nprobe))
+    return Plan(cells.astype(np.int64), coarse.astype(np.float32), np.full(len(queries), int(nprobe), dtype=np.int64))
+
+
 def search(index: faiss.Index, queries: np.ndarray, k: int, the_plan: Plan,
-           bitmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(distances, ids)`` scanning exactly the planned cells, keeping only in-scope ids."""
+           bitmap: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(distances, ids)`` scanning exactly the planned cells, keeping only in-scope ids
+    (every id when ``bitmap`` is None)."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     cells = np.ascontiguousarray(the_plan.cells, dtype=np.int64)
     coarse = np.ascontiguousarray(the_plan.distances, dtype=np.float32)
     params = faiss.SearchParametersIVF()
     params.nprobe = int(cells.shape[1])          # the width of the plan (-1 pads are skipped)
     params.max_codes = 0
-    params.sel = faiss.IDSelectorBitmap(bitmap)
+    if bitmap is not None:
+        params.sel = faiss.IDSelectorBitmap(bitmap)
     n = len(queries)
     dist = np.empty((n, k), dtype=np.float32)
     ids = np.empty((n, k), dtype=np.int64)

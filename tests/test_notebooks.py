@@ -28,7 +28,7 @@ def _params(name: str, demo: Path, tmp: Path) -> str:
     if name.startswith("03"):
         return f"source = None\nout = {str(tmp / 'atlas')!r}\nmodel = 'bioclip-nb/pixel-768'"
     if name.startswith("04"):
-        return f"folder = None\natlas = {str(demo)!r}\noutput = None\ntop_n = 5"   # the default output
+        return f"folder = None\natlas = {str(demo)!r}\noutput = None\ntop_n = 5\npredict_within = None"   # the default output
     if name.startswith("02"):
         return f"atlas = {str(demo)!r}\nsample = 40"
     return f"atlas = {str(demo)!r}\nquery = None\nserver = None"
@@ -62,7 +62,8 @@ def test_tutorial_runs(name, demo_atlas, tmp_path):
         import pandas as pd
         written = Path(os.environ["BIOCLIP_NB_HOME"]) / "results" / "folder-results.csv"
         table = pd.read_csv(written)
-        assert len(table) >= 50 and table["best_similarity"].between(0, 1).all()
+        assert len(table) >= 50 and table["top_similarity"].between(0, 1).all()
+        assert table["atlas_fingerprint"].nunique() == 1 and table["query_input"].tolist() == table["file"].tolist()
         assert str(written) in "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
 
 

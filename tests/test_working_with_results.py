@@ -105,6 +105,12 @@ def test_pq_codes_are_decoded_without_a_map_of_every_id(tmp_path):
             assert int(folded["copies"].iloc[0]) == 2 and len({copy, original} & set(folded["id"])) == 1
             assert {int(folded["id"].iloc[0]), folded.attrs["copies"][int(folded["id"].iloc[0])][0]["id"]} == {copy, original}
             assert len(folded) == 10 and (folded["copies"].iloc[1:] == 1).all()   # close photos are not copies
+        for q in vectors[100:110]:              # no copies near: folding returns the ordinary search's page
+            plain = atlas.search(q, top_n=10, nprobe=4)
+            folded = atlas.search(q, top_n=10, nprobe=4, fold=True)
+            assert folded["id"].tolist() == plain["id"].tolist()
+            np.testing.assert_allclose(folded["distance"], plain["distance"], rtol=1e-5)
+            assert (folded["cells_scanned"] == 4).all()
 
 
 def test_fold_rate_counts_copies():
