@@ -66,15 +66,21 @@ def measure(demo: Path) -> dict:
     return {"queries": len(truth), "images": len(rows), "results": results}
 
 
-def run(quick: bool = False, workdir: Path | None = None) -> dict:
-    """The benchmark suite's entry: builds a demo (smaller when ``quick``) in ``workdir``."""
+def demo_atlas(quick: bool = False, workdir: Path | None = None) -> Path:
+    """The demo atlas with the stand-in encoder (fewer drawings per species when ``quick``),
+    built in ``workdir`` unless it is there already."""
     from bioclip_nb.demo import build_demo
     workdir = workdir or Path(tempfile.mkdtemp(prefix="bioclip-demo-bench-"))
     per_species = 8 if quick else 38
     demo = workdir / f"demo-{per_species}"
     if not (demo / QUERIES_DIR / "index.csv").is_file():
         build_demo(demo, model=PIXEL_MODEL, per_species=per_species, force=True, progress=False)
-    m = measure(demo)
+    return demo
+
+
+def run(quick: bool = False, workdir: Path | None = None) -> dict:
+    """The benchmark suite's entry: builds a demo (smaller when ``quick``) in ``workdir``."""
+    m = measure(demo_atlas(quick, workdir))
     rows = [[name, f"{sp:.0%}", f"{ge:.0%}"] for name, (sp, ge) in m["results"].items()]
     md = (f"{m['queries']} held-out drawings against {m['images']:,} atlas images; top hit of the right species "
           "and genus.\n\n" + table(["method", "species", "genus"], rows) +

@@ -23,7 +23,7 @@ from bioclip_nb import Atlas, load_encoder
 from bioclip_nb.config import Settings
 from bioclip_nb.layout import PIXEL_MODEL, QUERIES_DIR
 
-from . import scale
+from . import demo_baseline, scale
 from .common import table
 
 TOP_N, NPROBE = 20, 16
@@ -69,12 +69,7 @@ def demo_queries(demo: Path) -> np.ndarray:
 
 def run(quick: bool = False, workdir: Path | None = None) -> dict:
     """The suite's entry: the demo atlas (built in ``workdir`` if needed) and the rehearsal."""
-    from bioclip_nb.demo import build_demo
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="bioclip-fold-bench-"))
-    per_species = 6 if quick else 38
-    demo = workdir / f"demo-{per_species}"
-    if not (demo / QUERIES_DIR / "index.csv").is_file():
-        build_demo(demo, model=PIXEL_MODEL, per_species=per_species, force=True, progress=False)
+    demo = demo_baseline.demo_atlas(quick, workdir)
     rows = [measure(demo, demo_queries(demo), "demo")]
     n = scale.QUICK_RECORDS if quick else scale.PUBLISHED_RECORDS
     rehearsal = (workdir / f"rehearsal-{n}") if quick else scale.default_dir(n)
