@@ -89,8 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scope", choices=[sc.value for sc in Scope], default=Scope.ALL.value, help="records to search (default all)")
     s.add_argument("--taxon", type=_taxon, action="append", default=[], metavar="RANK=NAME",
                    help="keep only hits with this name at this rank, e.g. class=Aves (repeatable)")
-    s.add_argument("--format", choices=["json", "table", "csv", "summary"], default="json",
-                   help="output format (default json); summary: one CSV row per photo (prediction, consensus, top hit)")
+    s.add_argument("--format", choices=["json", "table", "csv", "summary", "dwc"], default="json",
+                   help="output format (default json); summary: one CSV row per photo (prediction, consensus, top "
+                        "hit); dwc: Darwin Core CSV (for photos, one row each with the prediction as identification)")
+    s.add_argument("--with-occurrences", action="store_true",
+                   help="add each GBIF hit's place, date and licence from GBIF's occurrence API ($BIOCLIP_NB_GBIF_API)")
     s.add_argument("--no-fold", dest="fold", action="store_false",
                    help="keep copies of one image as separate hits (default: fold them, refill to --top-n)")
     s.add_argument("--predict-within", metavar="RANK=NAME|FILE.csv", default=None,

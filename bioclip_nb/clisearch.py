@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import batch, results
+from . import batch, darwincore, results
 from .errors import UsageError
 from .provenance import Provenance, for_search, stamp
 
@@ -35,7 +35,7 @@ def cmd_search(args) -> int:
     conn, text = search_connection(args, named, settings), None
     if conn is not None:
         try:
-            text = search(args, conn.atlas, lambda: conn.encoder)
+            text = search(args, conn.atlas, lambda: conn.encoder, lambda: conn.occurrences)
         except ServerError as exc:
             if args.server:
                 raise
@@ -45,8 +45,11 @@ def cmd_search(args) -> int:
     if text is None:
         from .atlas import Atlas
         from .encoders import load_encoder
+        from .images.fetch import machine_fetcher
+        from .occurrences import Occurrences
         with Atlas.open(named or locate_atlas(None, settings), settings=settings) as atlas:
-            text = search(args, atlas, lambda: load_encoder(atlas.model, device=args.device))
+            text = search(args, atlas, lambda: load_encoder(atlas.model, device=args.device),
+                          lambda: Occurrences(machine_fetcher(settings, atlas.path), settings.gbif_api))
     emit(text, args.output)
     return 0
 
@@ -61,8 +64,9 @@ def _named_atlas(explicit, settings):
         return None
 
 
-def search(args, atlas, encoder_factory) -> str:
-    """Encode the queries and search ``atlas`` (an ``Atlas`` or a server's ``RemoteAtlas``); the output text."""
+def search(args, atlas, encoder_factory, occurrences_factory=None) -> str:
+    """Encode the queries and search ``atlas`` (an ``Atlas`` or a server's ``RemoteAtlas``); the
+    output text. ``occurrences_factory()`` gives what looks up GBIF records (``--with-occurrences``)."""
     from .encoders.within import Within
     nprobe = args.nprobe if args.nprobe is not None else min(16, atlas.nlist)
     if atlas.nlist > 1 and nprobe > atlas.nlist:
@@ -73,17 +77,19 @@ def search(args, atlas, encoder_factory) -> str:
     if args.images:
         encoder = encoder_factory()
         photos = batch.encode_photos(encoder, batch.files(args.images))
-        if args.format != "summary":
+        if args.format not in ("summary", "dwc"):         # tables with a row per photo say what went wrong
             for path, photo in zip(args.images, photos):
                 if photo.error:
                     raise _upload_error(path, photo.error)
         batch.search_photos(atlas, encoder, photos, within=within, strict=True, **settings)
         if args.format == "summary":
             return batch.summary_csv(photos, base)
+        if args.format == "dwc":
+            return darwincore.photos_table(photos, encoder.model_id, base.searched_at).to_csv(index=False)
         provs = [batch.photo_provenance(base, photo) for photo in photos]
         hits = _stack([p.hits for p in photos])
         labels = [_label(str(path), photo) for path, photo in zip(args.images, photos)]
-        return _render(args.format, hits, provs, labels)
+        return _render(args.format, _occurrences(args, hits, occurrences_factory), provs, labels)
     if args.vectors is not None:
         vectors = _read_vectors(args.vectors, atlas.dim)
         labels = [f"{args.vectors}[{i}]" for i in range(len(vectors))]
@@ -97,7 +103,18 @@ def search(args, atlas, encoder_factory) -> str:
         hits = atlas.search(vectors, model=encoder.model_id, **settings)
     if "query" not in hits:
         hits = hits.assign(query=0)
+    hits = _occurrences(args, hits, occurrences_factory)
+    if args.format == "dwc":
+        return darwincore.hits_table(hits).to_csv(index=False)
     return _render(args.format, hits, provs, labels)
+
+
+def _occurrences(args, hits: pd.DataFrame, factory) -> pd.DataFrame:
+    """``hits`` with GBIF's place, date and licence when ``--with-occurrences`` asked for them."""
+    if not (args.with_occurrences or args.format == "dwc") or factory is None or not len(hits):
+        return hits
+    from .occurrences import with_occurrences
+    return with_occurrences(hits, factory().lookup(hits))
 
 
 def _render(fmt: str, hits: pd.DataFrame, provs: list[Provenance], labels: list[str]) -> str:

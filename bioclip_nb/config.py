@@ -24,6 +24,9 @@ Two environment variables steer it:
 ``BIOCLIP_NB_SERVER``, ``BIOCLIP_NB_TOKEN``, ``BIOCLIP_NB_TOKEN_FILE``
     A ``bioclip-nb serve`` to use (e.g. ``http://gpu-node:8765``) and its token, or a file
     holding it. Without them, clients use the server recorded under ``BIOCLIP_NB_HOME``.
+``BIOCLIP_NB_GBIF_API``
+    The GBIF API that occurrence records (place, date, licence) come from; default
+    ``https://api.gbif.org/v1``. A mirror, or a test server, can stand in.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ ENV_DERIVED = "BIOCLIP_NB_DERIVED_DIR"
 ENV_SERVER = "BIOCLIP_NB_SERVER"
 ENV_TOKEN = "BIOCLIP_NB_TOKEN"
 ENV_TOKEN_FILE = "BIOCLIP_NB_TOKEN_FILE"
+ENV_GBIF_API = "BIOCLIP_NB_GBIF_API"
+#: Where GBIF occurrence records are read (``/occurrence/{key}`` below it).
+GBIF_API = "https://api.gbif.org/v1"
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class Settings:
     cache: Path | None = None        # another place for derived data (``prepare --derived-dir``)
     server: str | None = None        # a bioclip-nb server's URL
     token: str | None = field(default=None, repr=False)   # BIOCLIP_NB_TOKEN, or BIOCLIP_NB_TOKEN_FILE's content
+    gbif_api: str = field(default_factory=lambda: (os.environ.get(ENV_GBIF_API) or GBIF_API).rstrip("/"))
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -66,7 +73,8 @@ class Settings:
         return cls(home=home, atlas=Path(atlas).expanduser() if atlas else None, allow_hosts=allow,
                    state=Path(state).expanduser() if state else None,
                    derived=Path(derived).expanduser() if derived else None,
-                   server=env.get(ENV_SERVER) or None, token=_token(env))
+                   server=env.get(ENV_SERVER) or None, token=_token(env),
+                   gbif_api=(env.get(ENV_GBIF_API) or GBIF_API).rstrip("/"))
 
     @property
     def data_dir(self) -> Path:

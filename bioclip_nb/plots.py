@@ -140,3 +140,18 @@ def pd_value_counts(values) -> list:
     """Distinct values, most frequent first."""
     uniq, counts = np.unique(values.astype(str), return_counts=True)
     return list(uniq[np.argsort(-counts, kind="stable")])
+
+
+MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def month_bars(months: Sequence[int], ax=None):
+    """How many records were made in each month of the year (the season), January to December."""
+    ax = _axes(ax, (4.2, 2.2))
+    counts = np.bincount(np.asarray(months, dtype=int) - 1, minlength=12)[:12]
+    ax.bar(range(12), counts, color="#3b7a57")
+    ax.set_xticks(range(12), [m[0] for m in MONTH_NAMES])
+    ax.set_ylabel("records")
+    ax.set_title(f"When they were seen ({int(counts.sum())} dated)", fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax

@@ -139,4 +139,18 @@ def to_zip(hits: pd.DataFrame, images: Mapping[int, FetchResult],
                 progress(done)
         if missing:
             zf.writestr("missing-images.txt", "\n".join(missing) + "\n")
+        zf.writestr("ATTRIBUTION.txt", attribution_file(hits, images))
     return buf.getvalue()
+
+
+def attribution_file(hits: pd.DataFrame, images: Mapping[int, FetchResult]) -> str:
+    """Each image in the ZIP with its credit line and licence (where GBIF gave one)."""
+    lines = ["Images in this archive, who published them, and under which licence. Check each licence "
+             "before reusing an image; 'licence not looked up' means ask its publisher.", ""]
+    for row in hits.to_dict("records"):
+        result = images.get(int(row["id"]))
+        licence = clean(row.get("license")) or "licence not looked up"
+        holder = clean(row.get("rights_holder"))
+        where = f"images/{image_filename(row)}" if result is not None and result.ok else f"{image_filename(row)} (not included)"
+        lines.append(f"{where}: {attribution(row)}; licence {licence}" + (f"; rights holder {holder}" if holder else ""))
+    return "\n".join(lines) + "\n"

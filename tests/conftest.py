@@ -15,6 +15,8 @@ os.environ.pop("HF_HOME", None)
 # `bioclip-nb search` starts a background server when none runs; tests of that ask for it
 # (BIOCLIP_NB_AUTOSTART=1), the rest search in-process and leave no server behind.
 os.environ["BIOCLIP_NB_AUTOSTART"] = "0"
+# GBIF's API is never reached: a closed local port (tests of occurrences start their own stand-in).
+os.environ["BIOCLIP_NB_GBIF_API"] = "http://127.0.0.1:9/v1"
 
 import matplotlib  # noqa: E402
 import pytest  # noqa: E402

@@ -21,6 +21,8 @@ from .callbacks import guarded
 from .exporting import ExportActions
 from .jobs import Job, JobRunner
 from .linking import LinkActions
+from .places import PlacesView
+from .placing import PlacesActions
 from .plotsview import PlotsView
 from .share import ShareLink, in_voila, query_string_from_env
 from .state import EXPECTED_ERRORS, Level, SearchSession, Status
@@ -29,7 +31,7 @@ from .views import NO_TAXON, Controls, Detail, Export, Gallery, Prediction, show
 PLOTS_TAB = 4
 
 
-class Dashboard(ExportActions, BatchActions, LinkActions):
+class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
     """The bioclip-nb app. Build with :meth:`from_settings` (or hand in a session)."""
 
     def __init__(self, session: SearchSession, jobs: JobRunner | None = None, link: str = ""):
@@ -59,12 +61,14 @@ class Dashboard(ExportActions, BatchActions, LinkActions):
         from ..atlas import Atlas
         from ..encoders import load_encoder
         from ..images.fetch import machine_fetcher
+        from ..occurrences import Occurrences
         try:
             opened = Atlas.open(locate_atlas(atlas, settings), settings=settings)
         except (AtlasError, OSError, ValueError) as exc:
             return w.HTML(html.CSS + html.status(f"Cannot open the atlas: {exc}", "error"))
-        session = SearchSession(opened, lambda: load_encoder(opened.model, device=device),
-                                machine_fetcher(settings, opened.path))
+        fetcher = machine_fetcher(settings, opened.path)
+        session = SearchSession(opened, lambda: load_encoder(opened.model, device=device), fetcher,
+                                occurrences=Occurrences(fetcher, settings.gbif_api))
         return cls(session, link=link)
 
     @classmethod
@@ -74,7 +78,8 @@ class Dashboard(ExportActions, BatchActions, LinkActions):
             conn = connect(server, settings=settings)
         except (ServerError, LookupError) as exc:
             return w.HTML(html.CSS + html.status(f"Cannot reach the bioclip-nb server: {exc}", "error"))
-        session = SearchSession(conn.atlas, lambda: conn.encoder, conn.fetcher, figures=conn.figures)
+        session = SearchSession(conn.atlas, lambda: conn.encoder, conn.fetcher, figures=conn.figures,
+                                occurrences=conn.occurrences)
         session.server = conn.client.url
         return cls(session, link=link)
 
@@ -103,9 +108,11 @@ class Dashboard(ExportActions, BatchActions, LinkActions):
         self.taxonomy = w.HTML()
         self.consensus = w.HTML()
         self.plots = PlotsView(s)
+        self.where = PlacesView(self.filter_places)
         self.tabs = w.Tab(children=[self.gallery.widget, self.prediction.widget, self.taxonomy, self.consensus,
-                                    self.plots.widget, self.export.widget, self.batch.widget])
-        for i, title in enumerate(["Gallery", "Prediction", "Taxonomy", "Consensus", "Plots", "Export", "Batch"]):
+                                    self.plots.widget, self.export.widget, self.batch.widget, self.where.widget])
+        for i, title in enumerate(["Gallery", "Prediction", "Taxonomy", "Consensus", "Plots", "Export", "Batch",
+                                   "Where and when"]):
             self.tabs.set_title(i, title)
         header = w.HTML(html.CSS + f"<h3 style='margin:4px 0'>bioclip-nb</h3><div style='font-size:12px;color:#555'>"
                         f"atlas {html.escape(str(s.atlas.path))} · {s.atlas.count:,} records · model "
@@ -292,6 +299,7 @@ class Dashboard(ExportActions, BatchActions, LinkActions):
         self._render_status()
         if self.session.selected is not None and self.session.hits is not None:
             self._show_selected_quietly()
+        self._start_occurrences()
 
     def _background_error(self, exc: BaseException) -> None:
         """A background job failed: say so in the status line; the results stay listed."""

@@ -172,3 +172,43 @@ def batch_table(table: pd.DataFrame) -> str:
         rows.append(f"<tr><td>{i}</td><td>{text(r['file'])}</td><td>{pred}</td><td>{votes}</td>"
                     f"<td>{text(r.get('top_hit'))}</td><td>{sim}</td></tr>")
     return f'<table class="bnb-table bnb-batch">{head}{"".join(rows)}</table>'
+
+
+def place_popup(row) -> str:
+    """A map marker's popup: what, where, when, licence."""
+    return (f"<b>#{int(row['rank'])}</b> <i>{escape(scientific(row))}</i><br>{text(row.get('event_date'))} · "
+            f"{text(row.get('country_code'))}<br>{text(row.get('license'))}")
+
+
+def places_summary(total: int, located: int, shown: int, statuses, filtering: str) -> str:
+    """The line above the map: how many hits have a place, and why the others have none."""
+    why = "; ".join(f"{n} {escape(str(s))}" for s, n in statuses.most_common() if s != "ok")
+    line = f"{located} of {total} results have a place on the map"
+    if why:
+        line += f" (the others: {why})"
+    if filtering:
+        line += f". Showing {shown} of {total}: {escape(filtering)}"
+    return f'<div style="font-size:13px">{line}. Points show even where the map tiles cannot load.</div>'
+
+
+def country_counts(codes, reusable_count: int) -> str:
+    """Results per country, and how many may be reused."""
+    if not codes:
+        return ""
+    rows = "".join(f"<tr><td>{escape(c)}</td><td>{n}</td></tr>" for c, n in codes.most_common(12))
+    return (f'<table class="bnb-table"><tr><th>country</th><th>results</th></tr>{rows}</table>'
+            f'<div style="font-size:12px">{reusable_count} under a reusable licence (CC0, CC BY)</div>')
+
+
+def place_details(record: dict | None) -> str:
+    """The detail panel's place, date, licence, rights holder and citation of a result."""
+    if record is None:
+        return ""
+    if record.get("occurrence_status") != "ok":
+        return f'<div class="bnb-missing-name" style="font-size:12px">Where and when: {escape(str(record.get("occurrence_status")))}</div>'
+    lat, lon = record.get("latitude"), record.get("longitude")
+    where = f"{float(lat):.4f}, {float(lon):.4f}" if lat is not None and lon is not None and pd.notna(lat) and pd.notna(lon) else None
+    items = [("place", text(where)), ("country", text(record.get("country_code"))), ("date", text(record.get("event_date"))),
+             ("licence", text(record.get("license"))), ("rights holder", text(record.get("rights_holder"))),
+             ("cite as", text(record.get("citation")))]
+    return '<table class="bnb-table bnb-place">' + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items) + "</table>"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -117,6 +118,11 @@ class JobRunner:
             return [j for j in self._jobs if j.alive() and (name is None or j.name == name)]
 
     def wait(self, timeout: float = 60.0, name: str | None = None) -> None:
-        """Block until the running jobs (of one name) are done (tests, scripts)."""
-        for job in self.running(name):
-            job.thread.join(timeout)
+        """Block until the running jobs (of one name) are done, and the jobs they started too
+        (tests, scripts): the gallery's job starts the occurrence lookup when it ends."""
+        deadline = time.monotonic() + timeout
+        while (jobs := [j for j in self.running(name) if j.thread is not threading.current_thread()]):
+            for job in jobs:
+                job.thread.join(max(0.0, deadline - time.monotonic()))
+            if time.monotonic() >= deadline:
+                return

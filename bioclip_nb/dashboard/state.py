@@ -26,6 +26,7 @@ from ..layout import Rank, Scope
 from ..names import clean, scientific_name
 from ..provenance import sha256
 from ..taxonomy import Consensus, TaxonNode, neighbour_consensus, result_tree
+from .places import Places
 from .wording import describe_failures
 
 if TYPE_CHECKING:
@@ -71,8 +72,9 @@ class SearchSession:
     """One user's search state. Thread-safe where fetching runs in the background."""
 
     def __init__(self, atlas: Atlas, encoder_factory: Callable[[], Encoder], fetcher: ImageFetcher,
-                 cache: EncodingCache | None = None, figures=None):
+                 cache: EncodingCache | None = None, figures=None, occurrences=None):
         self.atlas = atlas
+        self.places = Places(occurrences)       # the hits' GBIF records and the filter on them
         self._figures = figures
         self.server: str | None = None          # the bioclip-nb server answering, if any
         self._encoder_factory = encoder_factory
@@ -224,6 +226,7 @@ class SearchSession:
         self.cells_scanned = (hits.attrs.get("cells_scanned") or [None])[0]
         for step, seconds in hits.attrs.get("timings", {}).items():
             self.note_time(step, seconds)
+        self.places.reset()
         with self._lock:
             self.hits = hits
             self.images = {}
@@ -308,12 +311,14 @@ class SearchSession:
         """The hits to export, with the provenance columns: all of them, or the marked ones."""
         if self.hits is None or not len(self.hits):
             raise ValueError("Nothing to export yet: search first.")
-        hits = self.hits
+        hits = self.places.shown(self.hits)
         if marked_only:
             if not self.marks:
                 raise ValueError("No hit is marked: mark some (the ☆ on a card), or untick 'marked only'.")
             hits = hits[hits["id"].isin(self.marks)]
-        return provenance.stamp(hits, self.provenance())
+        if not len(hits):
+            raise ValueError("No result passes the Where and when filters: widen them to export.")
+        return provenance.stamp(self.places.annotate(hits), self.provenance())
 
     def copies(self, hit_id: int) -> pd.DataFrame:
         """The folded copies of a shown hit (empty when it stands for one image)."""

@@ -210,6 +210,7 @@ class Detail:
     def __init__(self, on_more_like, on_mark=None):
         self.mark = mark_button(False, on_mark or (lambda marked: None))
         self.copies = w.HTML()
+        self.place = w.HTML()
         self.query_image = w.Image(format="jpeg", layout=w.Layout(width="150px"))
         self.result_image = w.Image(format="jpeg", layout=w.Layout(width="150px"))
         self.result_note = w.HTML()
@@ -220,19 +221,20 @@ class Detail:
         self.widget = w.VBox([
             w.HTML("<b>Selected result</b>"),
             w.HBox([w.VBox([w.HTML("query"), self.query_image]), w.VBox([w.HTML("result"), self.result_image, self.result_note])]),
-            self.taxonomy, self.source, w.HBox([self.more, self.mark]), self.copies,
+            self.taxonomy, self.source, self.place, w.HBox([self.more, self.mark]), self.copies,
         ], layout=w.Layout(width="340px", padding="4px"))
 
     def show(self, session: SearchSession, row: pd.Series | None, full: FetchResult | None) -> None:
         if session.query is not None and session.query.image:
             self.query_image.value = session.query.image
         if row is None:
-            self.taxonomy.value, self.source.value, self.copies.value = "", "", ""
+            self.taxonomy.value, self.source.value, self.copies.value, self.place.value = "", "", "", ""
             self.more.disabled = self.mark.disabled = True
             return
         self.mark.disabled = False
         show_mark(self.mark, int(row["id"]) in session.marks)
         self.copies.value = html.copies(session.copies(int(row["id"])))
+        self.place.value = html.place_details(session.places.record(int(row["id"])))
         self.taxonomy.value = html.detail_table(row)
         self.source.value = html.source_table(row, session.atlas.metric)
         if full is not None and full.ok:

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from collections import Counter
@@ -41,6 +42,8 @@ USER_AGENT = f"bioclip-nb/{__version__} (+{PROJECT_URL})"
 THUMB_PX = 256
 FULL_PX = 2048
 INAT_HOSTS = ("static.inaturalist.org", "inaturalist-open-data.s3.amazonaws.com")
+#: The variant that fetches a JSON document (an occurrence record) instead of an image.
+JSON = "json"
 
 
 class FetchStatus(str, Enum):
@@ -283,11 +286,14 @@ class ImageFetcher:
                     ok_to_retry = delay is not None and delay <= lim.max_retry_after
                     return replace(base, status=status, message=msg), (delay if ok_to_retry else None)
                 if code in (404, 410):
-                    return replace(base, status=FetchStatus.NOT_FOUND, message=f"the image is gone from its host (HTTP {code})"), None
+                    what = "the record" if variant == JSON else "the image"
+                    return replace(base, status=FetchStatus.NOT_FOUND, message=f"{what} is gone from its host (HTTP {code})"), None
                 if code >= 400:
                     return replace(base, status=FetchStatus.ERROR, message=f"the host answered HTTP {code}"), None
                 ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                if ctype.startswith(("text/", "application/json")):
+                if variant == JSON and not ctype.endswith("json"):
+                    return replace(base, status=FetchStatus.ERROR, message=f"the host sent {ctype or 'no type'}, not JSON"), None
+                if variant != JSON and ctype.startswith(("text/", "application/json")):
                     return replace(base, status=FetchStatus.NOT_IMAGE, message=f"the host sent {ctype}, not an image"), None
                 length = resp.headers.get("Content-Length")
                 if length and length.isdigit() and int(length) > lim.max_bytes:
@@ -313,6 +319,12 @@ class ImageFetcher:
             return replace(base, status=FetchStatus.ERROR, nbytes=turn.nbytes, message=f"could not reach the host ({type(exc).__name__})"), None
 
     def _decode(self, base: FetchResult, data: bytes, variant: str, nbytes: int) -> FetchResult:
+        if variant == JSON:
+            try:
+                json.loads(data)
+            except ValueError:
+                return replace(base, status=FetchStatus.ERROR, nbytes=nbytes, message="the host sent malformed JSON")
+            return replace(base, status=FetchStatus.OK, data=data, nbytes=nbytes)
         try:
             img = Image.open(io.BytesIO(data))
             img.load()

@@ -52,6 +52,7 @@ class HostPolicy:
 DEFAULT_POLICIES: dict[str, HostPolicy] = {
     "static.inaturalist.org": HostPolicy(min_interval=1.0, max_concurrency=1, hourly_bytes=4 * 10**9),
     "inaturalist-open-data.s3.amazonaws.com": HostPolicy(max_concurrency=8),
+    "api.gbif.org": HostPolicy(min_interval=0.1, max_concurrency=3),     # occurrence records (JSON)
     "*": HostPolicy(max_concurrency=4),
 }
 

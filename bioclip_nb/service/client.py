@@ -262,6 +262,21 @@ class RemoteFetcher:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+class RemoteOccurrences:
+    """``occurrences.Occurrences``'s face: the server looks the records up (its fetcher, its cache)."""
+
+    def __init__(self, client: Client):
+        self.client = client
+
+    def lookup(self, hits: pd.DataFrame, cancel: threading.Event | None = None, on_result=None) -> pd.DataFrame:
+        body = self.client.post("/occurrences", {"ids": [int(i) for i in hits["id"]]})
+        table = pd.DataFrame(body["rows"], columns=body["columns"], index=pd.Index(body["ids"], name="id"))
+        if on_result is not None:
+            for hit_id, row in zip(table.index, table.to_dict("records")):
+                on_result(int(hit_id), row)
+        return table
+
+
 class RemoteFigures:
     """The Plots tab's pictures, drawn by the server (which holds the index)."""
 
@@ -291,6 +306,7 @@ class Connection:
     encoder: RemoteEncoder
     fetcher: RemoteFetcher
     figures: RemoteFigures
+    occurrences: RemoteOccurrences
 
     def close(self) -> None:
         self.fetcher.close()
@@ -305,7 +321,7 @@ def connect(url: str | None = None, token: str | None = None, settings: Settings
     client = Client(url, token, timeout=timeout)
     atlas = RemoteAtlas.of(client)
     return Connection(client, atlas, RemoteEncoder(client, atlas.model, atlas.dim), RemoteFetcher(client),
-                      RemoteFigures(client))
+                      RemoteFigures(client), RemoteOccurrences(client))
 
 
 def resolve(url: str | None = None, token: str | None = None, settings: Settings | None = None) -> tuple[str, str | None]:

@@ -35,6 +35,7 @@ from ..errors import AtlasError, EncoderUnavailableError, UploadError
 from ..images.fetch import FetchResult
 from ..images.uploads import MAX_UPLOAD_BYTES, load_upload
 from ..layout import Scope
+from ..results import plain
 from .protocol import (
     API,
     FETCH_HEADER,
@@ -82,6 +83,10 @@ class TextBody(BaseModel):
 class UrlBody(BaseModel):
     url: str
     variant: str = "full"
+
+
+class IdsBody(BaseModel):
+    ids: list[int] = Field(..., max_length=1000)
 
 
 class FiguresBody(BaseModel):
@@ -197,6 +202,16 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
     def fetch_url(body: UrlBody) -> Response:
         """An image URL a person typed: public addresses only (see ``images.guard``)."""
         return _image_response(warm.fetcher.fetch_user_url(body.url, variant=body.variant))
+
+    @router.post("/occurrences")
+    def occurrences(body: IdsBody) -> dict:
+        """GBIF occurrence details (place, date, licence) of records, through the machine's fetcher."""
+        from ..occurrences import Occurrences
+        rows = atlas.lookup(body.ids)
+        table = Occurrences(warm.fetcher, warm.settings.gbif_api).lookup(rows)
+        return {"ids": [int(i) for i in table.index],
+                "rows": [[plain(v, digits=None) for v in row] for row in table.itertuples(index=False, name=None)],
+                "columns": list(table.columns)}
 
     @router.post("/figures")
     def figures(body: FiguresBody) -> dict:

@@ -1,0 +1,140 @@
+"""Where and when the hits were seen: their GBIF occurrence records, the filters on them, and
+the "Where and when" tab (a map, the season, countries).
+
+``Places`` (no widgets) holds one search's occurrence table and the filter; ``PlacesView``
+draws them. The records are looked up in the background after the gallery's images; nothing
+waits for them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import ipywidgets as w
+import pandas as pd
+
+from .. import plots
+from ..occurrences import COLUMNS, PlaceFilter, reusable, with_occurrences
+from . import html
+
+ANY = "(any)"
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class Places:
+    """One search's occurrence records and the filter on them."""
+
+    def __init__(self, source=None):
+        self.source = source            # occurrences.Occurrences, or a server's RemoteOccurrences
+        self.table: pd.DataFrame | None = None
+        self.filter = PlaceFilter()
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        """A new search: its records are not known yet (the filter stays)."""
+        with self._lock:
+            self.table = None
+
+    def lookup(self, hits: pd.DataFrame, cancel: threading.Event | None = None) -> pd.DataFrame | None:
+        """Look the hits' records up (blocking; run it in the background)."""
+        if self.source is None or hits is None or not len(hits):
+            return None
+        table = self.source.lookup(hits, cancel=cancel)
+        with self._lock:
+            self.table = table
+        return table
+
+    def shown(self, hits: pd.DataFrame) -> pd.DataFrame:
+        """The hits the filter lets through (all of them before the records are known)."""
+        table = self.table
+        if hits is None or table is None or not self.filter.active:
+            return hits
+        keep = self.filter.keep(table)
+        ids = set(keep.index[keep])
+        return hits[hits["id"].astype(int).isin(ids)]
+
+    def annotate(self, hits: pd.DataFrame) -> pd.DataFrame:
+        """``hits`` with the occurrence columns, when the records are known."""
+        return hits if self.table is None else with_occurrences(hits, self.table)
+
+    def record(self, hit_id: int) -> dict | None:
+        table = self.table
+        if table is None or int(hit_id) not in table.index:
+            return None
+        return table.loc[int(hit_id)].to_dict()
+
+
+class PlacesView:
+    """The "Where and when" tab: map, season, countries, and the filters."""
+
+    def __init__(self, on_filter):
+        from ipyleaflet import LayerGroup, Map
+        self.summary = w.HTML("<p>Search first: the hits' places and dates come from their GBIF records.</p>")
+        self.map = Map(center=(20, 0), zoom=1, scroll_wheel_zoom=True, layout=w.Layout(width="100%", height="320px"))
+        self.markers = LayerGroup()
+        self.map.add(self.markers)
+        self.season = w.Image(format="png", layout=w.Layout(display="none"))
+        self.countries = w.HTML()
+        self.months = w.IntRangeSlider(value=(1, 12), min=1, max=12, description="Months", continuous_update=False,
+                                       readout=True, layout=w.Layout(width="360px"))
+        self.country = w.Dropdown(options=[ANY], value=ANY, description="Country")
+        self.reusable = w.Checkbox(value=False, description="Reusable only (CC0, CC BY)", indent=False)
+        self.in_view = w.Checkbox(value=False, description="Only what the map shows", indent=False)
+        for ctl in (self.months, self.country, self.reusable, self.in_view):
+            ctl.observe(lambda _ch: on_filter(), names="value")
+        filters = w.VBox([w.HTML("<b>Narrow the results</b> (the gallery and the exports follow)"), self.months,
+                          self.country, w.HBox([self.reusable, self.in_view])])
+        self.widget = w.VBox([self.summary, self.map, w.HBox([self.season, self.countries]), filters])
+
+    def read_filter(self) -> PlaceFilter:
+        """The filter the controls describe."""
+        box = None
+        if self.in_view.value and self.map.bounds:
+            (south, west), (north, east) = self.map.bounds
+            box = (south, west, north, east)
+        return PlaceFilter(months=tuple(self.months.value), country=None if self.country.value == ANY else self.country.value,
+                           reusable_only=bool(self.reusable.value), box=box)
+
+    def show(self, hits: pd.DataFrame | None, places: Places, shown: pd.DataFrame | None) -> None:
+        """Draw the records of ``hits``; ``shown`` are those the filter lets through."""
+        from ipyleaflet import CircleMarker, Popup
+        table = places.table
+        old = list(self.markers.layers)
+        self.markers.clear()
+        for layer in old:
+            layer.close()
+        if hits is None or table is None:
+            self.summary.value = "<p>Looking up the hits' GBIF records...</p>" if hits is not None else ""
+            self.season.layout.display = "none"
+            self.countries.value = ""
+            return
+        rows = places.annotate(hits)
+        visible = set(shown["id"].astype(int)) if shown is not None else set(rows["id"].astype(int))
+        located = rows.dropna(subset=["latitude", "longitude"])
+        for r in located.to_dict("records"):
+            marker = CircleMarker(location=(float(r["latitude"]), float(r["longitude"])), radius=7, weight=1,
+                                  color="#1f4d1f", fill_color="#3c9a3c" if int(r["id"]) in visible else "#bbbbbb",
+                                  fill_opacity=0.9)
+            marker.popup = Popup(child=w.HTML(html.place_popup(r)), close_button=True, auto_close=True)
+            self.markers.add(marker)
+        if len(located):
+            self.map.center = (float(located["latitude"].mean()), float(located["longitude"].mean()))
+        statuses = Counter(rows["occurrence_status"].fillna("unknown"))
+        self.summary.value = html.places_summary(len(rows), len(located), len(visible), statuses, places.filter.describe())
+        months = pd.to_numeric(rows["month"], errors="coerce").dropna().astype(int)
+        if len(months):
+            ax = plots.new_axes((4.2, 2.2))
+            plots.month_bars(months.tolist(), ax=ax)
+            self.season.value, self.season.layout.display = plots.to_png(ax), None
+        else:
+            self.season.layout.display = "none"
+        codes = Counter(c for c in rows["country_code"] if isinstance(c, str))
+        self.countries.value = html.country_counts(codes, sum(reusable(x) for x in rows["license"]))
+        options = [ANY, *sorted(codes)]
+        if list(self.country.options) != options:
+            value = self.country.value if self.country.value in options else ANY
+            self.country.options, self.country.value = options, value
+
+
+__all__ = ["COLUMNS", "Places", "PlacesView"]
