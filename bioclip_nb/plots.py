@@ -152,6 +152,7 @@ def month_bars(months: Sequence[int], ax=None):
     ax.bar(range(12), counts, color="#3b7a57")
     ax.set_xticks(range(12), [m[0] for m in MONTH_NAMES])
     ax.set_ylabel("records")
+    ax.yaxis.get_major_locator().set_params(integer=True)
     ax.set_title(f"When they were seen ({int(counts.sum())} dated)", fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
     return ax

@@ -266,3 +266,42 @@ def test_a_folded_card_in_the_browser(browser, tmp_path_factory):
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard-copies.png"), full_page=True)
         page.close()
+
+
+def test_where_and_when_in_the_browser(browser, tmp_path_factory):
+    """One marker per located hit (drawn with no map tiles: this machine has no internet), and
+    the month filter narrows the gallery."""
+    import re
+
+    from helpers.copies import build_copies_atlas
+    from test_occurrences import records_for
+
+    from bioclip_nb.testing.gbifapi import GbifApi
+    root = tmp_path_factory.mktemp("where-browser")
+    atlas, table = build_copies_atlas(root)
+    with GbifApi(records_for(table)) as gbif, \
+            voila_server(atlas, root, env={"BIOCLIP_NB_GBIF_API": gbif.api}) as (base, _):
+        page = browser.new_page(viewport={"width": 1500, "height": 1200})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        _search(page, base, root / "copies-collection" / "Vulpes_vulpes_1.jpg")
+        page.click(".lm-TabBar-tab:has-text('Where and when'), .p-TabBar-tab:has-text('Where and when')")
+        page.wait_for_selector("text=have a place on the map", timeout=60_000)
+        located = int(re.search(r"(\d+) of 10 results have a place", page.content()).group(1))
+        assert located > 0
+        page.wait_for_function(f"document.querySelectorAll('path.leaflet-interactive').length == {located}",
+                               timeout=30_000)
+        page.locator("path.leaflet-interactive").first.dispatch_event("click")   # a point: its place, date, licence
+        page.wait_for_selector(".bnb-place:has-text('licence')", timeout=30_000)
+        handle = page.locator(".widget-hslider:has-text('Months') .noUi-handle").first   # the months' lower handle
+        handle.focus()
+        for _ in range(6):
+            page.keyboard.press("ArrowRight")                  # July to December only
+        page.wait_for_selector(".bnb-status:has-text('months 7-12')", timeout=30_000)
+        shown = int(re.search(r"Showing (\d+) of 10", page.locator(".bnb-status").inner_text()).group(1))
+        assert 0 <= shown < 10 and page.locator(".bnb-tile").count() == shown
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-where.png"), full_page=True)
+        assert "Traceback" not in page.content()
+        assert not errors, errors
+        page.close()

@@ -20,8 +20,8 @@ from helpers.copies import build_copies_atlas
 from bioclip_nb import Atlas
 from bioclip_nb.cli import main
 from bioclip_nb.config import Settings
-from bioclip_nb.dashboard import Dashboard
 from bioclip_nb.darwincore import HIT_TERMS, PHOTO_TERMS
+from bioclip_nb.dashboard import Dashboard
 from bioclip_nb.images.fetch import FetchLimits, ImageFetcher, open_image_cache
 from bioclip_nb.images.policy import HostPolicy
 from bioclip_nb.occurrences import Occurrences, PlaceFilter, licence_label, reusable
@@ -191,3 +191,28 @@ def test_the_where_and_when_tab_narrows_the_gallery_and_the_exports(copies, gbif
     assert set(inside["id"]) == kept and "licence CC" in attribution
     d.where.reusable.value = False
     assert len(d.gallery.grid.children) == 20
+
+
+def test_a_server_backed_dashboard_gets_the_records_from_the_server(copies, gbif, tmp_path):
+    """The kernel asks the server (/v1/occurrences); the server's fetcher asks GBIF, once."""
+    from helpers.servers import server_thread
+
+    from bioclip_nb.service.warm import Warm
+    warm = Warm(Atlas.open(copies[0]), Settings(home=tmp_path / "server", gbif_api=gbif.api), device="cpu")
+    with server_thread(warm, "g" * 32) as url:
+        d = Dashboard.from_settings(settings=Settings(home=tmp_path / "kernel", server=url, token="g" * 32), link="")
+        d.widget
+        data = (copies[0].parent / "copies-collection" / "Parus_major_2.jpg").read_bytes()
+        before = len(gbif.log)
+        d.upload_bytes(data, "tit.jpg")
+        d.search()
+        d.wait(120)
+        table = d.session.places.table
+        assert table is not None and (table["occurrence_status"] == "ok").sum() >= 5
+        assert len(d.where.markers.layers) == int(table["latitude"].notna().sum())
+        asked = len(gbif.log) - before
+        assert asked > 0
+        d.search()                               # the same search again: the server's cache answers
+        d.wait(120)
+        assert len(gbif.log) - before == asked
+    warm.close()

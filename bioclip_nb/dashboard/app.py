@@ -108,7 +108,7 @@ class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
         self.taxonomy = w.HTML()
         self.consensus = w.HTML()
         self.plots = PlotsView(s)
-        self.where = PlacesView(self.filter_places)
+        self.where = PlacesView(self.filter_places, on_select=self.select)
         self.tabs = w.Tab(children=[self.gallery.widget, self.prediction.widget, self.taxonomy, self.consensus,
                                     self.plots.widget, self.export.widget, self.batch.widget, self.where.widget])
         for i, title in enumerate(["Gallery", "Prediction", "Taxonomy", "Consensus", "Plots", "Export", "Batch",

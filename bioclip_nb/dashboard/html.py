@@ -174,12 +174,6 @@ def batch_table(table: pd.DataFrame) -> str:
     return f'<table class="bnb-table bnb-batch">{head}{"".join(rows)}</table>'
 
 
-def place_popup(row) -> str:
-    """A map marker's popup: what, where, when, licence."""
-    return (f"<b>#{int(row['rank'])}</b> <i>{escape(scientific(row))}</i><br>{text(row.get('event_date'))} · "
-            f"{text(row.get('country_code'))}<br>{text(row.get('license'))}")
-
-
 def places_summary(total: int, located: int, shown: int, statuses, filtering: str) -> str:
     """The line above the map: how many hits have a place, and why the others have none."""
     why = "; ".join(f"{n} {escape(str(s))}" for s, n in statuses.most_common() if s != "ok")
@@ -188,7 +182,8 @@ def places_summary(total: int, located: int, shown: int, statuses, filtering: st
         line += f" (the others: {why})"
     if filtering:
         line += f". Showing {shown} of {total}: {escape(filtering)}"
-    return f'<div style="font-size:13px">{line}. Points show even where the map tiles cannot load.</div>'
+    return (f'<div style="font-size:13px">{line}. Points show even where the map tiles cannot load; '
+            "click one for its place, date and licence on the right.</div>")
 
 
 def country_counts(codes, reusable_count: int) -> str:

@@ -68,8 +68,9 @@ class Places:
 class PlacesView:
     """The "Where and when" tab: map, season, countries, and the filters."""
 
-    def __init__(self, on_filter):
+    def __init__(self, on_filter, on_select=None):
         from ipyleaflet import LayerGroup, Map
+        self._on_select = on_select or (lambda hit_id: None)
         self.summary = w.HTML("<p>Search first: the hits' places and dates come from their GBIF records.</p>")
         self.map = Map(center=(20, 0), zoom=1, scroll_wheel_zoom=True, layout=w.Layout(width="100%", height="320px"))
         self.markers = LayerGroup()
@@ -98,11 +99,11 @@ class PlacesView:
 
     def show(self, hits: pd.DataFrame | None, places: Places, shown: pd.DataFrame | None) -> None:
         """Draw the records of ``hits``; ``shown`` are those the filter lets through."""
-        from ipyleaflet import CircleMarker, Popup
+        from ipyleaflet import CircleMarker
         table = places.table
         old = list(self.markers.layers)
         self.markers.clear()
-        for layer in old:
+        for layer in old:               # gone from the page: free them in the kernel too
             layer.close()
         if hits is None or table is None:
             self.summary.value = "<p>Looking up the hits' GBIF records...</p>" if hits is not None else ""
@@ -116,10 +117,12 @@ class PlacesView:
             marker = CircleMarker(location=(float(r["latitude"]), float(r["longitude"])), radius=7, weight=1,
                                   color="#1f4d1f", fill_color="#3c9a3c" if int(r["id"]) in visible else "#bbbbbb",
                                   fill_opacity=0.9)
-            marker.popup = Popup(child=w.HTML(html.place_popup(r)), close_button=True, auto_close=True)
+            marker.on_click(lambda i=int(r["id"]), **_event: self._on_select(i))   # its details, on the right
             self.markers.add(marker)
-        if len(located):
-            self.map.center = (float(located["latitude"].mean()), float(located["longitude"].mean()))
+        if len(located):                    # the points fill the map (with a margin)
+            lat, lon = located["latitude"].astype(float), located["longitude"].astype(float)
+            pad = max(1.0, 0.1 * max(lat.max() - lat.min(), lon.max() - lon.min()))
+            self.map.fit_bounds([[lat.min() - pad, lon.min() - pad], [lat.max() + pad, lon.max() + pad]])
         statuses = Counter(rows["occurrence_status"].fillna("unknown"))
         self.summary.value = html.places_summary(len(rows), len(located), len(visible), statuses, places.filter.describe())
         months = pd.to_numeric(rows["month"], errors="coerce").dropna().astype(int)
