@@ -200,3 +200,16 @@ class PlaceFilter:
         if self.box:
             parts.append("inside the map's view")
         return ", ".join(parts)
+
+
+def add_occurrences(hits: pd.DataFrame, settings=None) -> pd.DataFrame:
+    """``hits`` with :data:`COLUMNS`, looked up through this machine's fetcher (its host policies
+    and cache) from ``settings.gbif_api`` (``BIOCLIP_NB_GBIF_API``)."""
+    from .config import Settings
+    from .images.fetch import machine_fetcher
+    settings = settings or Settings.from_env()
+    fetcher = machine_fetcher(settings)
+    try:
+        return with_occurrences(hits, Occurrences(fetcher, settings.gbif_api).lookup(hits))
+    finally:
+        fetcher.close()

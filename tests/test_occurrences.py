@@ -96,6 +96,16 @@ def test_every_outcome_is_a_status_and_the_policy_holds(tmp_path):
         assert len(starts) >= 8
 
 
+def test_add_occurrences_from_python(copies, gbif, tmp_path):
+    from bioclip_nb.occurrences import COLUMNS, add_occurrences
+    with Atlas.open(copies[0]) as atlas:
+        hits = atlas.search(np.load(copies[0] / "vectors.npy")[0], top_n=6)
+    out = add_occurrences(hits, Settings(home=tmp_path / "home", gbif_api=gbif.api))
+    assert list(out.columns[-len(COLUMNS):]) == list(COLUMNS) and out["id"].tolist() == hits["id"].tolist()
+    gbif_rows = out[out["source_dataset"] == "gbif"]
+    assert (gbif_rows["occurrence_status"] == "ok").all() and gbif_rows["event_date"].str.startswith("2021-").all()
+
+
 def test_licences_and_filters():
     assert licence_label("http://creativecommons.org/licenses/by-nc/4.0/legalcode") == "CC BY-NC 4.0"
     assert licence_label("CC_BY_4_0") == "CC BY 4.0" and licence_label("CC0_1_0") == "CC0 1.0"
@@ -179,6 +189,9 @@ def test_the_where_and_when_tab_narrows_the_gallery_and_the_exports(copies, gbif
     csv = pd.read_csv(io.BytesIO(_download(d.export.links.value)))
     assert set(csv["id"]) == expected and (csv["month"] == month).all()
     assert {"latitude", "longitude", "event_date", "license", "rights_holder", "citation"} <= set(csv.columns)
+    d.export.dwc.click()
+    dwc = pd.read_csv(io.BytesIO(_download(d.export.links.value)))
+    assert set(dwc.columns) <= DWC_TERMS and len(dwc) == len(expected) and (dwc["month"] == month).all()
     d.where.months.value = (1, 12)
     d.where.reusable.value = True                           # reusable licences only
     kept = set(hits.loc[hits["license"].isin(["CC BY 4.0", "CC0 1.0"]), "id"].astype(int))

@@ -248,6 +248,9 @@ def test_a_batch_of_five_uploads_gives_five_rows_each_opening_its_gallery(copies
     assert table["file"].tolist() == names and (table["hits"] == 10).all()
     assert table["top_hit"].str.split().str[0].tolist() == ["Parus", "Vulpes", "Carabus", "Amanita", "Perca"]
     assert table["atlas_fingerprint"].nunique() == 1 and table["query_input"].tolist() == names
+    d.batch.dwc.click()                              # the same batch as a Darwin Core identification sheet
+    sheet = pd.read_csv(io.BytesIO(_download(d.batch.links.value)))
+    assert sheet["associatedMedia"].tolist() == names and (sheet["basisOfRecord"] == "HumanObservation").all()
 
 
 def test_a_bad_photo_in_a_batch_gets_its_row_and_the_rest_go_on(copies_dash, copies):

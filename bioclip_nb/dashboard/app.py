@@ -100,7 +100,7 @@ class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
         self.gallery = Gallery(self.select, on_mark=self.mark, on_copies=self.show_copies)
         self.prediction = Prediction(self.show_prediction, on_checklist=self.use_checklist, on_clear=self.clear_checklist)
         self.detail = Detail(self.more_like, on_mark=lambda marked: self.mark(self.session.selected, marked))
-        self.export = Export(self.prepare_csv, self.prepare_zip, on_json=self.prepare_json)
+        self.export = Export(self.prepare_csv, self.prepare_zip, on_json=self.prepare_json, on_dwc=self.prepare_dwc)
         self.batch = BatchView(self.open_photo, self.prepare_batch_csv)
         self.share = ShareLink(write_url=in_voila())
         self.share.observe(self._on_link_copied, names="copies")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from .. import batch
+from .. import batch, darwincore
 from ..encoders.within import Within
 from ..errors import UploadError
 from ..provenance import for_search
@@ -27,8 +27,11 @@ class BatchView:
         self.opens = w.VBox([])
         self.csv = w.Button(description="Prepare table CSV", icon="table", disabled=True)
         self.csv.on_click(lambda _b: on_csv())
+        self.dwc = w.Button(description="Darwin Core sheet", icon="leaf", disabled=True,
+                            tooltip="one row per photo, BioCLIP 2's prediction as an unverified identification")
+        self.dwc.on_click(lambda _b: on_csv(darwin_core=True))
         self.links = w.HTML()
-        self.widget = w.VBox([self.table, w.HTML("<b>Open a photo's results</b>"), self.opens, self.csv, self.links])
+        self.widget = w.VBox([self.table, w.HTML("<b>Open a photo's results</b>"), self.opens, w.HBox([self.csv, self.dwc]), self.links])
 
     def show(self, photos: list[batch.Photo]) -> None:
         self.table.value = html.batch_table(batch.summary(photos))
@@ -41,7 +44,7 @@ class BatchView:
             buttons.append(b)
         self.opens.children = buttons
         close_all(old)
-        self.csv.disabled = not photos
+        self.csv.disabled = self.dwc.disabled = not photos
         self.links.value = ""
 
 
@@ -85,13 +88,18 @@ class BatchActions:
         self.tabs.selected_index = 0
 
     @guarded
-    def prepare_batch_csv(self) -> None:
+    def prepare_batch_csv(self, darwin_core: bool = False) -> None:
         photos = getattr(self, "batch_photos", None)
         if not photos:
             raise ValueError("No batch yet: upload several photos at once.")
         s, st = self.session, self.session.settings
         within: Within | None = s.prediction_within()
         base = for_search(s.atlas, st.nprobe, st.scope, st.taxon, folded=st.fold)
+        if darwin_core:
+            sheet = darwincore.photos_table(photos, s.atlas.model, base.searched_at).to_csv(index=False)
+            self.batch.links.value = html.download_link(sheet.encode("utf-8"), "bioclip-nb-identifications-dwc.csv",
+                                                        "text/csv", "Download the Darwin Core sheet")
+            return
         data = batch.summary_csv(photos, base).encode("utf-8")
         self.batch.links.value = html.download_link(data, "bioclip-nb-batch.csv", "text/csv",
                                                     "Download the table (CSV)" + (f", predictions within {within.label}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .. import results
+from .. import darwincore, results
 from ..provenance import describe
 from . import html
 from .callbacks import guarded
@@ -35,6 +35,12 @@ class ExportActions:
         data = json.dumps(body, ensure_ascii=False, indent=1).encode("utf-8")
         self.export.links.value = html.download_link(data, f"bioclip-nb-results{self._which()}.json",
                                                      "application/json", "Download JSON")
+
+    @guarded
+    def prepare_dwc(self) -> None:
+        data = darwincore.hits_table(self._to_export()).to_csv(index=False).encode("utf-8")
+        self.export.links.value = html.download_link(data, f"bioclip-nb-darwin-core{self._which()}.csv", "text/csv",
+                                                     "Download Darwin Core CSV")
 
     @guarded
     def prepare_zip(self) -> None:

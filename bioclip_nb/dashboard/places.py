@@ -8,6 +8,7 @@ waits for them.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter
 
@@ -20,6 +21,15 @@ from . import html
 
 ANY = "(any)"
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def framing(lat: pd.Series, lon: pd.Series, width_px: int = 640, height_px: int = 320) -> tuple[tuple[float, float], int]:
+    """A centre and zoom that show every point with a margin (``Map.fit_bounds`` needs the page to
+    answer, which a kernel without one never gets). At zoom z a 256-px tile spans 360/2^z degrees."""
+    span_lon = max(float(lon.max() - lon.min()), 0.5) * 1.3
+    span_lat = max(float(lat.max() - lat.min()), 0.5) * 1.3
+    fits = min(math.log2(width_px / 256 * 360 / span_lon), math.log2(height_px / 256 * 170 / span_lat))
+    return (float((lat.max() + lat.min()) / 2), float((lon.max() + lon.min()) / 2)), int(max(1, min(12, math.floor(fits))))
 
 
 class Places:
@@ -119,10 +129,8 @@ class PlacesView:
                                   fill_opacity=0.9)
             marker.on_click(lambda i=int(r["id"]), **_event: self._on_select(i))   # its details, on the right
             self.markers.add(marker)
-        if len(located):                    # the points fill the map (with a margin)
-            lat, lon = located["latitude"].astype(float), located["longitude"].astype(float)
-            pad = max(1.0, 0.1 * max(lat.max() - lat.min(), lon.max() - lon.min()))
-            self.map.fit_bounds([[lat.min() - pad, lon.min() - pad], [lat.max() + pad, lon.max() + pad]])
+        if len(located):
+            self.map.center, self.map.zoom = framing(located["latitude"].astype(float), located["longitude"].astype(float))
         statuses = Counter(rows["occurrence_status"].fillna("unknown"))
         self.summary.value = html.places_summary(len(rows), len(located), len(visible), statuses, places.filter.describe())
         months = pd.to_numeric(rows["month"], errors="coerce").dropna().astype(int)

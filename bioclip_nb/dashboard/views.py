@@ -251,19 +251,23 @@ class Export:
     """CSV, JSON and ZIP downloads of the current results (all, or the marked ones), each with
     the search's provenance."""
 
-    def __init__(self, on_csv, on_zip, on_json=None):
+    def __init__(self, on_csv, on_zip, on_json=None, on_dwc=None):
         self.marked_only = w.Checkbox(value=False, description="Marked only", indent=False,
                                       tooltip="export only the results marked ★")
         self.csv = w.Button(description="Prepare CSV", icon="table")
         self.json = w.Button(description="Prepare JSON", icon="code")
         self.zip = w.Button(description="Prepare ZIP of images", icon="file-archive-o")
+        self.dwc = w.Button(description="Prepare Darwin Core CSV", icon="leaf", layout=w.Layout(width="200px"),
+                            tooltip="standard Darwin Core terms, with GBIF's place, date and licence when looked up")
         self.csv.on_click(lambda _b: on_csv())
         self.zip.on_click(lambda _b: on_zip())
         if on_json is not None:
             self.json.on_click(lambda _b: on_json())
+        if on_dwc is not None:
+            self.dwc.on_click(lambda _b: on_dwc())
         self.links = w.HTML()
         self.progress = w.IntProgress(value=0, min=0, max=1, description="ZIP", layout=w.Layout(display="none"))
-        self.widget = w.VBox([self.marked_only, w.HBox([self.csv, self.json, self.zip]), self.progress, self.links,
+        self.widget = w.VBox([self.marked_only, w.HBox([self.csv, self.json, self.zip, self.dwc]), self.progress, self.links,
                               w.HTML("<div style='font-size:12px;color:#555'>Every export names the software, model, "
                                      "atlas, settings, query and time of the search.</div>")])
 
