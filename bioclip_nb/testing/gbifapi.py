@@ -10,12 +10,11 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from .imagehost import Request
+from .imagehost import LocalHTTP
 
 
 def occurrence(key: int | str, lat: float | None, lon: float | None, date: str | None, country: str | None,
@@ -30,18 +29,17 @@ def occurrence(key: int | str, lat: float | None, lon: float | None, date: str |
     return {k: v for k, v in record.items() if v is not None}
 
 
-class GbifApi:
+class GbifApi(LocalHTTP):
     """Start with :meth:`start` (or as a context manager); ``api`` is ``http://127.0.0.1:PORT/v1``."""
 
+    content_type = "application/json"
+
     def __init__(self, records: Mapping[str, dict], faults: Mapping[str, str] | None = None, hang: float = 30.0):
+        super().__init__()
         self.records = {str(k): v for k, v in records.items()}
         self.faults = {str(k): v for k, v in (faults or {}).items()}
         self.hang = hang
-        self.log: list[Request] = []
-        self._lock = threading.Lock()
-        self._active = 0
         self._seen: set[str] = set()
-        self._server: ThreadingHTTPServer | None = None
 
     def start(self) -> GbifApi:
         api = self
@@ -51,37 +49,14 @@ class GbifApi:
                 pass
 
             def do_GET(self):
-                start = time.monotonic()
-                with api._lock:
-                    api._active += 1
-                    concurrent = api._active
-                try:
-                    api._answer(self)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-                finally:
-                    with api._lock:
-                        api._active -= 1
-                        api.log.append(Request(self.path, start, time.monotonic(), concurrent))
+                api._logged(self, api._answer)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._serve(Handler)
         return self
 
     @property
     def api(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> GbifApi:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return f"{self.base}/v1"
 
     def requests_for(self, key: str) -> int:
         return sum(r.path.endswith(f"/occurrence/{key}") for r in self.log)
@@ -97,22 +72,11 @@ class GbifApi:
                 first = key not in self._seen
                 self._seen.add(key)
             if first:
-                return self._send(h, 429, b'{"error": "slow down"}', extra={"Retry-After": "1"})
+                return self._send(h, 429, b'{"error": "slow down"}', headers={"Retry-After": "1"})
         if key is None or fault == "404" or key not in self.records:
             return self._send(h, 404, b'{"error": "not found"}')
         if fault == "malformed":
             return self._send(h, 200, b'{"key": 1, "decimalLat')
         if fault == "html":
-            return self._send(h, 200, b"<html>maintenance</html>", ctype="text/html")
+            return self._send(h, 200, b"<html>maintenance</html>", "text/html")
         self._send(h, 200, json.dumps(self.records[key]).encode())
-
-    @staticmethod
-    def _send(h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str = "application/json",
-              extra: Mapping[str, str] | None = None) -> None:
-        h.send_response(code)
-        h.send_header("Content-Type", ctype)
-        h.send_header("Content-Length", str(len(body)))
-        for k, v in (extra or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(body)

@@ -56,8 +56,75 @@ def picture(seed: int, size: tuple[int, int] = (640, 480), quality: int = 90, no
     return buf.getvalue()
 
 
-class ImageHost:
+class LocalHTTP:
+    """A threaded HTTP server on a free port of 127.0.0.1, for tests: :meth:`start` (or use it
+    as a context manager), ``base``, :meth:`stop`. Subclasses build their handler in ``start``."""
+
+    _server: ThreadingHTTPServer | None = None
+    #: The Content-Type of an answer that names none.
+    content_type = "application/octet-stream"
+
+    def __init__(self):
+        self.log: list[Request] = []
+        self._lock = threading.Lock()
+        self._active = 0
+
+    def start(self) -> LocalHTTP:
+        raise NotImplementedError
+
+    def _logged(self, h: BaseHTTPRequestHandler, answer) -> None:
+        """Answer one request with ``answer(h)``, logging when it came, went and how many were in flight."""
+        start = time.monotonic()
+        with self._lock:
+            self._active += 1
+            concurrent = self._active
+        try:
+            answer(h)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            with self._lock:
+                self._active -= 1
+                self.log.append(Request(h.path, start, time.monotonic(), concurrent))
+
+    def _send(self, h, code: int, body: bytes = b"", ctype: str | None = None, headers: dict | None = None) -> None:
+        h.send_response(code)
+        h.send_header("Content-Type", ctype or self.content_type)
+        h.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(body)
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):  # a client that hung up is part of the test
+                pass
+
+        self._server = Server(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+
+class ImageHost(LocalHTTP):
     """Start with :meth:`start` (or as a context manager); ``base`` is ``http://127.0.0.1:PORT``."""
+
+    content_type = "image/jpeg"
 
     def __init__(self, latency: float = 0.0, hang: float = 30.0, original_size=(640, 480),
                  original_bytes: int | None = None, medium_bytes: int | None = None):
@@ -66,9 +133,7 @@ class ImageHost:
         self.original_size = original_size
         self.original_bytes = original_bytes
         self.medium_bytes = medium_bytes
-        self.log: list[Request] = []
-        self._lock = threading.Lock()
-        self._active = 0
+        super().__init__()
         self._seen: set[str] = set()
         self._pictures: dict[tuple, bytes] = {}
         self._server: ThreadingHTTPServer | None = None
@@ -86,29 +151,8 @@ class ImageHost:
             def do_GET(self):
                 host._handle(self)
 
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, request, client_address):  # a client that hung up is part of the test
-                pass
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._serve(Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __enter__(self) -> ImageHost:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -150,29 +194,11 @@ class ImageHost:
 
     # ------------------------------------------------------------------ serving
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
-        start = time.monotonic()
-        with self._lock:
-            self._active += 1
-            concurrent = self._active
-        try:
+        def answer(h: BaseHTTPRequestHandler) -> None:
             if self.latency:
                 time.sleep(self.latency)
             self._route(h)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        finally:
-            with self._lock:
-                self._active -= 1
-                self.log.append(Request(h.path, start, time.monotonic(), concurrent))
-
-    def _send(self, h, code: int, body: bytes = b"", ctype: str = "image/jpeg", headers: dict | None = None) -> None:
-        h.send_response(code)
-        h.send_header("Content-Type", ctype)
-        h.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(body)
+        self._logged(h, answer)
 
     def _route(self, h) -> None:
         path = h.path.split("?")[0]
