@@ -23,6 +23,6 @@ __getattr__, __dir__, _names = attach(__name__, {
     "locate_atlas": "locate",
     "connect": "service",
     "explore": "", "plots": "", "results": "", "index": "", "layout": "", "taxonomy": "",
-    "batch": "", "folding": "", "provenance": "", "Within": "encoders.within",
+    "batch": "", "folding": "", "provenance": "", "Within": "encoders.within", "teach": "", "toy": "",
 })
 __all__ = [*_names, "__version__"]

@@ -31,12 +31,16 @@ def _params(name: str, demo: Path, tmp: Path) -> str:
         return f"folder = None\natlas = {str(demo)!r}\noutput = None\ntop_n = 5\npredict_within = None"   # the default output
     if name.startswith("02"):
         return f"atlas = {str(demo)!r}\nsample = 40"
+    if name.startswith("00"):
+        return f"atlas = {str(demo)!r}\nphoto = None"
+    if name.startswith("05"):
+        return f"atlas = {str(demo)!r}\nn_queries = 100"
     return f"atlas = {str(demo)!r}\nquery = None\nserver = None"
 
 
-def test_there_are_four_tutorials():
-    assert TUTORIALS == ["01_first_search.ipynb", "02_how_vector_search_works.ipynb",
-                         "03_build_your_own_atlas.ipynb", "04_search_a_folder.ipynb"]
+def test_there_are_six_tutorials():
+    assert TUTORIALS == ["00_tour_of_the_dashboard.ipynb", "01_first_search.ipynb", "02_how_vector_search_works.ipynb",
+                         "03_build_your_own_atlas.ipynb", "04_search_a_folder.ipynb", "05_build_an_index_yourself.ipynb"]
 
 
 @pytest.mark.parametrize("name", [*TUTORIALS, "dashboard.ipynb"])

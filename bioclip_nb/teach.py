@@ -1,0 +1,109 @@
+"""Exercises that check themselves: ``teach.check("02-depth", answer)``.
+
+Each checker works the right answer out from the same data the notebook uses (never a
+stored number), and answers with feedback that points the way without giving the answer
+away. The worked answers live in the notebooks, folded away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What a check says: right or not, and a sentence for the learner."""
+
+    ok: bool
+    message: str
+
+    def __str__(self) -> str:
+        return ("✔ " if self.ok else "✘ ") + self.message
+
+    def _repr_markdown_(self) -> str:
+        return f"**{'Right' if self.ok else 'Not yet'}.** {self.message}"
+
+
+def _number(answer, what: str) -> float:
+    try:
+        return float(answer)
+    except (TypeError, ValueError):
+        raise ValueError(f"answer with a number ({what}), not {answer!r}") from None
+
+
+def _depth(answer, **_given) -> Feedback:
+    from . import toy
+    t = toy.make_toy()
+    need = toy.depth_needed(t, toy.border_query(t))
+    depth = int(_number(answer, "a search depth"))
+    if depth < need:
+        return Feedback(False, "At that depth the star's region is not scanned yet. Draw it: which regions are shaded?")
+    if depth > need:
+        return Feedback(False, "That depth finds the star, but so does a smaller one. What is the least that works?")
+    return Feedback(True, f"Depth {depth} is the least that reaches across the border to the star.")
+
+
+def _similarity(answer, distance: float | None = None, **_given) -> Feedback:
+    if distance is None:
+        raise ValueError("give the distance too: check('02-similarity', answer, distance=d)")
+    truth = 1 - float(distance) / 2
+    got = _number(answer, "a similarity")
+    if abs(got - truth) <= 5e-3:
+        return Feedback(True, "Unit vectors: squared distance and cosine similarity carry the same information.")
+    if abs(got - float(distance)) <= 5e-3:
+        return Feedback(False, "That is the distance itself. Similarity goes the other way: 1 means identical.")
+    return Feedback(False, "Not quite. For unit vectors, squared distance = 2 - 2 x similarity; solve for similarity.")
+
+
+def _recall(answer, sweep=None, target: float = 0.9, **_given) -> Feedback:
+    if sweep is None:
+        raise ValueError("give the sweep too: check('02-recall', answer, sweep=sweep)")
+    reached = sweep[sweep["recall"] >= target]
+    got = int(_number(answer, "an nprobe"))
+    if not len(reached):
+        return Feedback(got == 0, "No depth in the sweep reaches that recall here: answer 0." if got != 0
+                        else "Right: none of the depths tried reaches it on this atlas.")
+    truth = int(reached["nprobe"].min())
+    if got == truth:
+        return Feedback(True, f"From nprobe {truth} on, at least {target:.0%} of the true neighbours come back.")
+    if got in set(sweep["nprobe"]) and got > truth:
+        return Feedback(False, "That depth reaches it, but a smaller one in the table does too.")
+    return Feedback(False, "Read the recall column from the top: where does it first reach the target?")
+
+
+def _reuse(answer, **_given) -> Feedback:
+    got = int(_number(answer, "a count of encodings"))
+    if got == 0:
+        return Feedback(True, "The embedding is kept: changing Top N, depth or scope searches again without the model.")
+    return Feedback(False, "Look at session.encodes before and after: does changing Top N run the model again?")
+
+
+def _index_choice(answer, table=None, **_given) -> Feedback:
+    if table is None:
+        raise ValueError("give your table too: check('05-choice', answer, table=results)")
+    names = [str(n) for n in table["index"]]
+    got = str(answer).strip()
+    if got not in names:
+        return Feedback(False, f"Answer with one of the index names in your table: {', '.join(names)}.")
+    smallest = str(table.sort_values("bytes per vector").iloc[0]["index"])
+    if got == smallest:
+        return Feedback(True, "Only compressed codes fit 234M vectors in memory: 16 bytes each is 3.7 GB, "
+                              "raw float32 would be 720 GB.")
+    return Feedback(False, "Multiply its bytes per vector by 234 million: would that fit in a laptop's memory?")
+
+
+EXERCISES: dict[str, tuple[str, Callable[..., Feedback]]] = {
+    "02-depth": ("The least search depth at which the border query finds its true best match", _depth),
+    "02-similarity": ("The cosine similarity of a hit, from its squared distance", _similarity),
+    "02-recall": ("The least nprobe whose recall@10 reaches 90% in the sweep", _recall),
+    "00-reuse": ("How many times the model ran when Top N changed", _reuse),
+    "05-choice": ("The index that could hold 234 million vectors in memory", _index_choice),
+}
+
+
+def check(exercise: str, answer, **given) -> Feedback:
+    """Check an answer to an exercise (``given``: what the exercise is about, e.g. ``distance=0.3``)."""
+    if exercise not in EXERCISES:
+        raise KeyError(f"no exercise {exercise!r}; there are {', '.join(EXERCISES)}")
+    return EXERCISES[exercise][1](answer, **given)
