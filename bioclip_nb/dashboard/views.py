@@ -211,7 +211,8 @@ class Detail:
         self.mark = mark_button(False, on_mark or (lambda marked: None))
         self.copies = w.HTML()
         self.place = w.HTML()
-        self.query_image = w.Image(format="jpeg", layout=w.Layout(width="150px"))
+        self.query_image = w.Image(format="jpeg", layout=w.Layout(width="150px", display="none"))
+        self.query_note = w.HTML(layout=w.Layout(width="150px"))
         self.result_image = w.Image(format="jpeg", layout=w.Layout(width="150px"))
         self.result_note = w.HTML()
         self.taxonomy = w.HTML()
@@ -220,13 +221,19 @@ class Detail:
         self.more.on_click(lambda _b: on_more_like())
         self.widget = w.VBox([
             w.HTML("<b>Selected result</b>"),
-            w.HBox([w.VBox([w.HTML("query"), self.query_image]), w.VBox([w.HTML("result"), self.result_image, self.result_note])]),
+            w.HBox([w.VBox([w.HTML("query"), self.query_image, self.query_note]), w.VBox([w.HTML("result"), self.result_image, self.result_note])]),
             self.taxonomy, self.source, self.place, w.HBox([self.more, self.mark]), self.copies,
         ], layout=w.Layout(width="340px", padding="4px"))
 
     def show(self, session: SearchSession, row: pd.Series | None, full: FetchResult | None) -> None:
-        if session.query is not None and session.query.image:
-            self.query_image.value = session.query.image
+        query = session.query
+        if query is not None and query.image:
+            self.query_image.value, self.query_image.layout.display = query.image, None
+            self.query_note.value = ""
+        else:                                   # a text, or a record without its picture at hand
+            self.query_image.layout.display = "none"
+            self.query_note.value = (f'<div style="font-size:12px;font-style:italic">{html.escape(query.label)}</div>'
+                                     if query is not None else "")
         if row is None:
             self.taxonomy.value, self.source.value, self.copies.value, self.place.value = "", "", "", ""
             self.more.disabled = self.mark.disabled = True
