@@ -93,7 +93,97 @@ def _index_choice(answer, table=None, **_given) -> Feedback:
     return Feedback(False, "Multiply its bytes per vector by 234 million: would that fit in a laptop's memory?")
 
 
+def _main_source(answer, hits=None, **_given) -> Feedback:
+    if hits is None:
+        raise ValueError("give the hits too: check('01-source', answer, hits=hits)")
+    counts = hits["source_dataset"].fillna("unknown").str.lower().value_counts()
+    got = str(answer).strip().lower()
+    if got == counts.index[0]:
+        return Feedback(True, f"{counts.iloc[0]} of {len(hits)} results come from it.")
+    if got in counts.index:
+        return Feedback(False, "Some results come from it, but not the most. Count the source_dataset column.")
+    return Feedback(False, f"Answer with a value of the source_dataset column ({', '.join(counts.index)}).")
+
+
+def _share(answer, counts=None, scope: str = "inat", **_given) -> Feedback:
+    if counts is None:
+        raise ValueError("give the scope counts too: check('01-share', answer, counts=atlas.scope_counts())")
+    truth = counts[scope] / counts["all"]
+    got = _number(answer, "a share between 0 and 1")
+    got = got / 100 if got > 1 else got
+    if abs(got - truth) <= 0.01:
+        return Feedback(True, f"About {truth:.0%} of the atlas: a search in that scope can only find those.")
+    return Feedback(False, "Divide the scope's count by the count of all records.")
+
+
+def _skipped(answer, result=None, **_given) -> Feedback:
+    if result is None:
+        raise ValueError("give the build result too: check('03-skipped', answer, result=result)")
+    got = int(_number(answer, "a number of files"))
+    if got == result.skipped:
+        return Feedback(True, "build-report.csv in the atlas names each file that was skipped, and why.")
+    return Feedback(False, "Look at the build result, or at build-report.csv inside the atlas.")
+
+
+def _families(answer, atlas=None, **_given) -> Feedback:
+    if atlas is None:
+        raise ValueError("give the atlas too: check('03-families', answer, atlas=atlas)")
+    truth = atlas.lookup(range(atlas.count))["family"].nunique()
+    got = int(_number(answer, "a number of families"))
+    if got == truth:
+        return Feedback(True, "The folder names became the taxonomy, and the atlas can count by it.")
+    return Feedback(False, "Count distinct values of the family column over every record (atlas.lookup).")
+
+
+def _agree(answer, table=None, **_given) -> Feedback:
+    if table is None:
+        raise ValueError("give the table too: check('04-agree', answer, table=table)")
+    truth = int((table["top_hit"] == table["consensus"]).sum())
+    got = int(_number(answer, "a number of photos"))
+    if got == truth:
+        return Feedback(True, "Where the top hit and the majority differ, look at the photo before trusting either.")
+    return Feedback(False, "Compare the top_hit and consensus columns row by row, and count the rows where they match.")
+
+
+def _all_inat(answer, hits=None, **_given) -> Feedback:
+    if hits is None:
+        raise ValueError("give the hits too: check('00-inat', answer, hits=hits)")
+    truth = int(hits["publisher"].fillna("").str.contains("iNaturalist").sum())
+    got = int(_number(answer, "a number of results"))
+    if got == truth:
+        return Feedback(True, "A scope is a filter, not a preference: every result on the page is inside it.")
+    return Feedback(False, "Count the results whose publisher is iNaturalist.")
+
+
+def _best_photo(answer, table=None, **_given) -> Feedback:
+    if table is None:
+        raise ValueError("give the table too: check('04-best', answer, table=table)")
+    truth = str(table.loc[table["top_similarity"].idxmax(), "file"])
+    if str(answer).strip() == truth:
+        return Feedback(True, "Its best match is the closest of all; closest is not the same as right, though.")
+    if str(answer).strip() in set(table["file"]):
+        return Feedback(False, "Another photo has a higher top_similarity. Sort the table by it.")
+    return Feedback(False, "Answer with a file name from the table.")
+
+
+def _lowest_recall(answer, table=None, **_given) -> Feedback:
+    if table is None:
+        raise ValueError("give your table too: check('05-recall', answer, table=results)")
+    truth = str(table.sort_values("recall@10").iloc[0]["index"])
+    if str(answer).strip() == truth:
+        return Feedback(True, "Compression blurs distances between close neighbours: the price of fitting in memory.")
+    return Feedback(False, "Read the recall@10 column: which index returns the fewest true neighbours?")
+
+
 EXERCISES: dict[str, tuple[str, Callable[..., Feedback]]] = {
+    "00-inat": ("How many results come from iNaturalist once the scope is iNaturalist", _all_inat),
+    "04-best": ("The photo whose best match is the most similar", _best_photo),
+    "05-recall": ("The index with the lowest recall@10", _lowest_recall),
+    "01-source": ("The dataset most of the results come from", _main_source),
+    "01-share": ("The share of the atlas in the iNaturalist scope", _share),
+    "03-skipped": ("How many files the build could not use", _skipped),
+    "03-families": ("How many families the new atlas holds", _families),
+    "04-agree": ("For how many photos the top hit and the neighbours' consensus name the same species", _agree),
     "02-depth": ("The least search depth at which the border query finds its true best match", _depth),
     "02-similarity": ("The cosine similarity of a hit, from its squared distance", _similarity),
     "02-recall": ("The least nprobe whose recall@10 reaches 90% in the sweep", _recall),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -98,3 +99,18 @@ def test_the_first_tutorial_runs_against_a_server(demo_atlas, tmp_path):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors, errors
     assert nb.cells[-1].outputs[0]["text"].strip() == "[]"
+
+
+@pytest.mark.parametrize("name", TUTORIALS)
+def test_every_tutorial_is_a_lesson(name):
+    """Objectives and time at the top, a prediction to make, two or more self-checking
+    exercises each with a folded worked answer, and a recap."""
+    from bioclip_nb import teach
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    text = ["".join(c.source) for c in nb.cells]
+    assert "In this lesson you will" in text[0] and "minutes" in text[0]
+    assert any("Predict" in t for t in text[1:])
+    checks = re.findall(r'teach\.check\("([0-9]{2}-[a-z-]+)"', "\n".join(text))
+    assert len(set(checks)) >= 2 and set(checks) <= set(teach.EXERCISES)
+    assert sum("<details><summary>Worked answer</summary>" in t for t in text) >= len(set(checks))
+    assert any(t.lstrip().startswith("## Recap") or "\n## Recap" in t for t in text)
