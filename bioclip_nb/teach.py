@@ -116,45 +116,6 @@ def _share(answer, counts=None, scope: str = "inat", **_given) -> Feedback:
     return Feedback(False, "Divide the scope's count by the count of all records.")
 
 
-def _skipped(answer, result=None, **_given) -> Feedback:
-    if result is None:
-        raise ValueError("give the build result too: check('03-skipped', answer, result=result)")
-    got = int(_number(answer, "a number of files"))
-    if got == result.skipped:
-        return Feedback(True, "build-report.csv in the atlas names each file that was skipped, and why.")
-    return Feedback(False, "Look at the build result, or at build-report.csv inside the atlas.")
-
-
-def _families(answer, atlas=None, **_given) -> Feedback:
-    if atlas is None:
-        raise ValueError("give the atlas too: check('03-families', answer, atlas=atlas)")
-    truth = atlas.lookup(range(atlas.count))["family"].nunique()
-    got = int(_number(answer, "a number of families"))
-    if got == truth:
-        return Feedback(True, "The folder names became the taxonomy, and the atlas can count by it.")
-    return Feedback(False, "Count distinct values of the family column over every record (atlas.lookup).")
-
-
-def _agree(answer, table=None, **_given) -> Feedback:
-    if table is None:
-        raise ValueError("give the table too: check('04-agree', answer, table=table)")
-    truth = int((table["top_hit"] == table["consensus"]).sum())
-    got = int(_number(answer, "a number of photos"))
-    if got == truth:
-        return Feedback(True, "Where the top hit and the majority differ, look at the photo before trusting either.")
-    return Feedback(False, "Compare the top_hit and consensus columns row by row, and count the rows where they match.")
-
-
-def _all_inat(answer, hits=None, **_given) -> Feedback:
-    if hits is None:
-        raise ValueError("give the hits too: check('00-inat', answer, hits=hits)")
-    truth = int(hits["publisher"].fillna("").str.contains("iNaturalist").sum())
-    got = int(_number(answer, "a number of results"))
-    if got == truth:
-        return Feedback(True, "A scope is a filter, not a preference: every result on the page is inside it.")
-    return Feedback(False, "Count the results whose publisher is iNaturalist.")
-
-
 def _best_photo(answer, table=None, **_given) -> Feedback:
     if table is None:
         raise ValueError("give the table too: check('04-best', answer, table=table)")
@@ -175,20 +136,45 @@ def _lowest_recall(answer, table=None, **_given) -> Feedback:
     return Feedback(False, "Read the recall@10 column: which index returns the fewest true neighbours?")
 
 
+def _count(given: str, what: str, truth: Callable, right: str, hint: str) -> Callable[..., Feedback]:
+    """A checker for a whole-number answer worked out from ``given`` (what the notebook passes)."""
+    def checker(answer, **kwargs) -> Feedback:
+        data = kwargs.get(given)
+        if data is None:
+            raise ValueError(f"give the {given} too: check(exercise, answer, {given}=...)")
+        got = int(_number(answer, what))
+        return Feedback(True, right) if got == int(truth(data)) else Feedback(False, hint)
+    return checker
+
+
+_skipped = _count("result", "a number of files", lambda r: r.skipped,
+                  "build-report.csv in the atlas names each file that was skipped, and why.",
+                  "Look at the build result, or at build-report.csv inside the atlas.")
+_families = _count("atlas", "a number of families", lambda a: a.lookup(range(a.count))["family"].nunique(),
+                   "The folder names became the taxonomy, and the atlas can count by it.",
+                   "Count distinct values of the family column over every record (atlas.lookup).")
+_agree = _count("table", "a number of photos", lambda t: (t["top_hit"] == t["consensus"]).sum(),
+                "Where the top hit and the majority differ, look at the photo before trusting either.",
+                "Compare the top_hit and consensus columns row by row, and count the rows where they match.")
+_all_inat = _count("hits", "a number of results", lambda h: h["publisher"].fillna("").str.contains("iNaturalist").sum(),
+                   "A scope is a filter, not a preference: every result on the page is inside it.",
+                   "Count the results whose publisher is iNaturalist.")
+
+#: Every exercise: its question and its checker, by lesson.
 EXERCISES: dict[str, tuple[str, Callable[..., Feedback]]] = {
     "00-inat": ("How many results come from iNaturalist once the scope is iNaturalist", _all_inat),
-    "04-best": ("The photo whose best match is the most similar", _best_photo),
-    "05-recall": ("The index with the lowest recall@10", _lowest_recall),
-    "01-source": ("The dataset most of the results come from", _main_source),
-    "01-share": ("The share of the atlas in the iNaturalist scope", _share),
-    "03-skipped": ("How many files the build could not use", _skipped),
-    "03-families": ("How many families the new atlas holds", _families),
-    "04-agree": ("For how many photos the top hit and the neighbours' consensus name the same species", _agree),
-    "02-depth": ("The least search depth at which the border query finds its true best match", _depth),
-    "02-similarity": ("The cosine similarity of a hit, from its squared distance", _similarity),
-    "02-recall": ("The least nprobe whose recall@10 reaches 90% in the sweep", _recall),
     "00-reuse": ("How many times the model ran when Top N changed", _reuse),
+    "01-share": ("The share of the atlas in the iNaturalist scope", _share),
+    "01-source": ("The dataset most of the results come from", _main_source),
+    "02-depth": ("The least search depth at which the border query finds its true best match", _depth),
+    "02-recall": ("The least nprobe whose recall@10 reaches 90% in the sweep", _recall),
+    "02-similarity": ("The cosine similarity of a hit, from its squared distance", _similarity),
+    "03-families": ("How many families the new atlas holds", _families),
+    "03-skipped": ("How many files the build could not use", _skipped),
+    "04-agree": ("For how many photos the top hit and the neighbours' consensus name the same species", _agree),
+    "04-best": ("The photo whose best match is the most similar", _best_photo),
     "05-choice": ("The index that could hold 234 million vectors in memory", _index_choice),
+    "05-recall": ("The index with the lowest recall@10", _lowest_recall),
 }
 
 
