@@ -305,3 +305,28 @@ def test_where_and_when_in_the_browser(browser, tmp_path_factory):
         assert "Traceback" not in page.content()
         assert not errors, errors
         page.close()
+
+
+def test_a_restricted_prediction_in_the_browser(browser, tmp_path_factory, tiny_bioclip):
+    """On an atlas built with BioCLIP 2 (tiny random weights under the real model id): a taxon
+    filter restricts the prediction, and the Prediction tab says to what."""
+    from helpers.dashatlas import build_dash_atlas, query_file
+
+    from bioclip_nb.layout import BIOCLIP2
+    root = tmp_path_factory.mktemp("restricted-browser")
+    atlas = build_dash_atlas(root, "http://127.0.0.1:9", BIOCLIP2)
+    with voila_server(atlas, root) as (base, _):
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        _search(page, base, query_file(root, "Parus"))
+        page.locator("select").nth(1).select_option("genus")          # Taxon rank
+        name = page.locator("input[placeholder='pick or type a name']")
+        name.fill("Vulpes")
+        name.press("Enter")
+        page.click(".lm-TabBar-tab:has-text('Prediction'), .p-TabBar-tab:has-text('Prediction')")
+        page.wait_for_selector(".bnb-status:has-text('Restricted to genus Vulpes')", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-restricted.png"), full_page=True)
+        assert "Traceback" not in page.content()
+        assert not errors, errors
+        page.close()
