@@ -31,6 +31,15 @@ def demo_server(demo_atlas, tmp_path_factory):
         yield base, proc
 
 
+def _finish(page, errors: list[str], screenshot: str) -> None:
+    """Keep a screenshot to look at, check no traceback or page error reached the user, close."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
+    assert "Traceback" not in page.content()
+    assert not errors, errors
+    page.close()
+
+
 def _search(page, base, query: Path, top_n: int = 10):
     page.goto(base, timeout=120_000)
     page.wait_for_selector("text=Upload photo", timeout=120_000)
@@ -60,11 +69,7 @@ def test_demo_query_finds_its_species_in_the_browser(browser, demo_server, demo_
     table = page.locator(".bnb-taxonomy").inner_text()
     assert "kingdom" in table and q["kingdom"] in table
     assert f"{q['genus']} {q['species']}" in page.locator(".bnb-caption").first.inner_text()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-    assert "Traceback" not in page.content()
-    assert not errors, errors
-    page.close()
+    _finish(page, errors, "dashboard.png")
 
 
 def test_bad_upload_shows_a_message_not_a_traceback(browser, demo_server, tmp_path):
@@ -300,11 +305,7 @@ def test_where_and_when_in_the_browser(browser, tmp_path_factory):
         page.wait_for_selector(".bnb-status:has-text('months 7-12')", timeout=30_000)
         shown = int(re.search(r"Showing (\d+) of 10", page.locator(".bnb-status").inner_text()).group(1))
         assert 0 <= shown < 10 and page.locator(".bnb-tile").count() == shown
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "dashboard-where.png"), full_page=True)
-        assert "Traceback" not in page.content()
-        assert not errors, errors
-        page.close()
+        _finish(page, errors, "dashboard-where.png")
 
 
 def test_a_restricted_prediction_in_the_browser(browser, tmp_path_factory, tiny_bioclip):
