@@ -23,17 +23,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import folding, probing
+from . import folding, probing, rerank
 from . import index as ivf
 from .cache import save_array_quietly, write_quietly
 from .config import Settings
 from .errors import AtlasError, ModelMismatchError
+from .fullvectors import FullVectors
 from .layout import (
     INDEX_FILE,
     MANIFEST_FILE,
     METADATA_FILE,
     RESULT_COLUMNS,
-    VECTORS_FILE,
     Manifest,
     ManifestError,
     Rank,
@@ -50,6 +50,8 @@ BITMAP_CACHE_BYTES = 256 * 2**20
 FOLD_CANDIDATES = 2000
 #: A scope holding records in at least this share of the cells is searched the ordinary way first.
 LARGE_SCOPE = 0.5
+#: The measured re-ranking pool factor, in an atlas's derived data (``Atlas.calibrate_pool``).
+POOL_FILE = "rerank-pool.json"
 
 
 class Atlas:
@@ -68,6 +70,9 @@ class Atlas:
         self._counts: OrderedDict[str, np.ndarray] = OrderedDict()
         self._centroids: np.ndarray | None = None
         self._lock = threading.RLock()
+        self._full: FullVectors | None = None
+        self._full_checked = False
+        self._pool_factor: int | None = None
         self.quantizer = "flat"
 
     # ------------------------------------------------------------------ opening
@@ -199,7 +204,18 @@ class Atlas:
             "index_type": type(self.index).__name__, "quantizer": self.quantizer, "format_version": self.manifest.format_version,
             "created": self.manifest.created, "source": self.manifest.source,
             "scope_counts": self.scope_counts(),
+            "full_vectors": self.full_vectors_info(),
         }
+
+    def full_vectors_info(self) -> dict | None:
+        """Where this atlas's full vectors come from and how many records have one (None: the
+        atlas has none, and searches rank by PQ codes alone)."""
+        full = self.full_vectors
+        if full is None:
+            return None
+        covered = full.covered()
+        return {"source": full.source, "precision": full.precision, "records_with_vector": min(covered, self.count),
+                "records_without_vector": max(self.count - covered, 0), "path": str(full.path)}
 
     def derived(self, name: str) -> Path:
         """Where this atlas's derived file ``name`` is: the shared prepared directory
@@ -336,7 +352,7 @@ class Atlas:
             raise ValueError(f"nprobe must be from 1 to {self.nlist} (this atlas has {self.nlist} cells), got {nprobe}")
 
     def search(self, vectors, top_n: int = 10, nprobe: int = 16, scope: Scope | str = Scope.ALL,
-               taxon=None, model: str | None = None, fold: bool = False) -> pd.DataFrame:
+               taxon=None, model: str | None = None, fold: bool = False, exact: bool | None = None) -> pd.DataFrame:
         """Nearest records to one vector ``(dim,)`` or a batch ``(n, dim)``.
 
         Returns a DataFrame with ``RESULT_COLUMNS`` (plus ``query``, the query number, for a
@@ -349,29 +365,114 @@ class Atlas:
         With ``fold``, copies of one image (``folding``) are folded into the best-ranked one,
         which gets ``copies`` (how many it stands for), and the page is refilled to ``top_n``
         distinct images; ``df.attrs["copies"]`` maps a hit's id to its folded copies' records.
+
+        ``exact``: None (the default) re-ranks a larger pool of candidates with the full vectors
+        whenever the atlas has them (``fullvectors``, ``rerank``), so order and similarity are
+        exact; False ranks by the PQ codes alone; True insists on full vectors. The ``exact``
+        column says which hits were scored with their full vector; ``df.attrs["exact"]`` names
+        the vectors used (None for a PQ-only search).
         """
         batch = np.asarray(vectors).ndim == 2
         queries = self.check_vectors(vectors, model)
         self.check_settings(top_n, nprobe)
+        full = self._full_for(exact)
         scope = Scope.parse(scope)
         t0 = time.perf_counter()
         bitmap, key = self._scope(scope, taxon)
         t1 = time.perf_counter()
         nprobe = min(int(nprobe), self.nlist)
         if fold:
-            hits, scanned, t2 = self._search_folded(queries, top_n, nprobe, bitmap, key, batch)
+            hits, scanned, t2 = self._search_folded(queries, top_n, nprobe, bitmap, key, batch, full)
         else:
-            dist, ids, scanned, _cells = self._probe(queries, top_n, nprobe, bitmap, key)
+            dist, ids, known, scanned, _cells = self._candidates(queries, top_n, nprobe, bitmap, key, full)
             t2 = time.perf_counter()
-            hits = self._hits(dist, ids, batch, scanned)
+            hits = self._hits(dist, ids, batch, scanned, known)
         t3 = time.perf_counter()
         hits.attrs["timings"] = {"scope": t1 - t0, "search": t2 - t1, "metadata": t3 - t2}
         hits.attrs["metric"] = self.metric
         hits.attrs["cells_scanned"] = scanned.tolist()
+        hits.attrs["exact"] = None if full is None else full.source
         return hits
 
+    @property
+    def full_vectors(self) -> FullVectors | None:
+        """The atlas's full vectors (its ``vectors.npy``, or prepared from published embeddings
+        by ``bioclip-nb prepare --embeddings``), or None: then searches rank by PQ codes alone."""
+        with self._lock:
+            if not self._full_checked:
+                found = FullVectors.of_atlas(self.path, self.derived)
+                self._full = found if found is not None and found.fits(self.count, self.dim) else None
+                self._full_checked = True
+            return self._full
+
+    def reload_full_vectors(self) -> None:
+        """Look for the full vectors again (after ``prepare --embeddings`` wrote them)."""
+        with self._lock:
+            self._full, self._full_checked, self._pool_factor = None, False, None
+
+    @property
+    def pool_factor(self) -> int:
+        """Candidates re-ranked per result asked for (``rerank``): measured for this atlas and
+        kept with its derived data; measured now for an atlas of up to
+        ``rerank.CALIBRATE_ON_OPEN`` records, else ``rerank.POOL_FACTOR`` until ``prepare``."""
+        with self._lock:
+            if self._pool_factor is None:
+                found = self._read_pool_factor()
+                if found is None and self.full_vectors is not None and self.count <= rerank.CALIBRATE_ON_OPEN:
+                    found = self.calibrate_pool()["factor"]
+                self._pool_factor = found or rerank.POOL_FACTOR
+            return self._pool_factor
+
+    def _read_pool_factor(self) -> int | None:
+        try:
+            return int(json.loads(self.derived(POOL_FILE).read_text())["factor"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def calibrate_pool(self, queries: int = 128, seed: int = 0) -> dict:
+        """Measure the pool factor (``rerank.calibrate``) on ``queries`` of the atlas's own full
+        vectors, each moved (cosine about 0.8 to it) as a new photo of the same kind of organism
+        would be; keep it with the derived data and return the measurement."""
+        full = self.full_vectors
+        if full is None:
+            raise ValueError(f"the atlas {self.path} has no full vectors, so there is nothing to re-rank with")
+        rng = np.random.default_rng(seed)
+        ids = np.unique(rng.integers(0, self.count, size=4 * queries))
+        rows, has = full.get(ids)
+        rows = rows[has][:queries]
+        noise = rng.standard_normal(rows.shape).astype(np.float32)
+        moved = rows + 0.75 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+        q = self.check_vectors(moved)
+        nprobe = min(16, self.nlist)
+        found = rerank.calibrate(lambda qs, pool: ivf.search(self.index, qs, pool, nprobe), q, full, self.metric)
+        found["nprobe"] = nprobe
+        write_quietly(self.cache_dir / POOL_FILE, json.dumps(found).encode())
+        with self._lock:
+            self._pool_factor = int(found["factor"])
+        return found
+
+    def _full_for(self, exact: bool | None) -> FullVectors | None:
+        if exact is False:
+            return None
+        full = self.full_vectors
+        if exact and full is None:
+            raise ValueError(f"the atlas {self.path} has no full vectors to rank exactly with; prepare them with "
+                             "`bioclip-nb prepare --atlas DIR --embeddings PARQUET_DIR`, or search with exact=False")
+        return full
+
+    def _candidates(self, queries: np.ndarray, k: int, nprobe: int, bitmap: np.ndarray | None, key: str,
+                    full: FullVectors | None, want_cells: bool = False):
+        """``(distances, ids, exact, cells scanned per query, cells)``: the best ``k`` per query,
+        from the PQ codes alone or, with ``full``, re-ranked from a larger pool."""
+        pool = k if full is None else rerank.pool_size(k, self.pool_factor)
+        dist, ids, scanned, cells = self._probe(queries, k, nprobe, bitmap, key, want_cells, pool=pool)
+        if full is None:
+            return dist, ids, np.zeros(ids.shape, dtype=bool), scanned, cells
+        dist, ids, known = rerank.rerank(queries, dist, ids, full, k, self.metric)
+        return dist, ids, known, scanned, cells
+
     def _search_folded(self, queries: np.ndarray, top_n: int, nprobe: int, bitmap: np.ndarray | None, key: str,
-                       batch: bool) -> tuple[pd.DataFrame, np.ndarray, float]:
+                       batch: bool, full: FullVectors | None) -> tuple[pd.DataFrame, np.ndarray, float]:
         """Search, fold copies, and ask for more candidates until every page holds ``top_n``
         distinct images or the scope has no more. Returns the hits, the cells each query
         scanned, and when searching ended."""
@@ -380,9 +481,10 @@ class Atlas:
         todo = np.arange(len(queries))
         asked = min(2 * top_n + 10, FOLD_CANDIDATES)
         while len(todo):
-            dist, ids, scanned, cells = self._probe(queries[todo], asked, nprobe, bitmap, key, want_cells=True)
+            dist, ids, known, scanned, cells = self._candidates(queries[todo], asked, nprobe, bitmap, key, full,
+                                                                want_cells=True)
             t_search = time.perf_counter()
-            candidates = self._hits(dist, ids, True, scanned)
+            candidates = self._hits(dist, ids, True, scanned, known)
             depth[todo] = scanned
             for j, q in enumerate(todo):
                 frame = candidates[candidates["query"] == j]
@@ -402,56 +504,61 @@ class Atlas:
     def same_image(self) -> float:
         """The cosine at which two hits' vectors are taken for one image (``folding``): raw
         vectors are compared when the atlas keeps them, decoded PQ codes otherwise."""
-        return folding.SAME_IMAGE if (self.path / VECTORS_FILE).is_file() else folding.SAME_IMAGE_DECODED
+        return folding.SAME_IMAGE if self.full_vectors is not None else folding.SAME_IMAGE_DECODED
 
     def hit_vectors(self, ids: np.ndarray, query: np.ndarray, cells) -> np.ndarray:
-        """The vectors of one query's hits: raw (``vectors.npy``) when the atlas keeps them,
-        else decoded from the index's codes in the cells the query scanned (``cells``: their
-        numbers, or how many of the query's nearest cells were scanned)."""
+        """The vectors of one query's hits: full ones where the atlas has them (its
+        ``vectors.npy`` or prepared), else decoded from the index's codes in the cells the query
+        scanned (``cells``: their numbers, or how many of the query's nearest cells were scanned)."""
         ids = np.asarray(ids, dtype=np.int64)
-        path = self.path / VECTORS_FILE
-        if path.is_file():
-            stored = np.load(path, mmap_mode="r")
-            order = np.argsort(ids)
-            out = np.empty((len(ids), self.dim), dtype=np.float32)
-            out[order] = stored[ids[order]]
+        out, has = (self.full_vectors.get(ids) if self.full_vectors is not None
+                    else (np.zeros((len(ids), self.dim), np.float32), np.zeros(len(ids), bool)))
+        if has.all():
             return out
+        rest = ids[~has]
         if self.nlist <= 1:
-            return self.index.reconstruct_batch(ids) if len(ids) else np.zeros((0, self.dim), np.float32)
+            out[~has] = self.index.reconstruct_batch(rest)
+            return out
         if np.isscalar(cells) or np.ndim(cells) == 0:
             cells = ivf.probe(self.index, query, int(cells), int(cells)).cells
-        return ivf.decode(self.index, ids, cells)
+        out[~has] = ivf.decode(self.index, rest, cells)
+        return out
 
     def _probe(self, queries: np.ndarray, top_n: int, nprobe: int, bitmap: np.ndarray | None,
-               key: str, want_cells: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """``(distances, ids, cells scanned per query, the cells scanned)``. Unscoped, and for
+               key: str, want_cells: bool = False,
+               pool: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(distances, ids, cells scanned per query, the cells scanned)``: ``pool`` (default
+        ``top_n``) candidates per query; the depth is chosen to fill ``top_n``. Unscoped, and for
         scopes that fill most cells, the query's nearest ``nprobe`` cells; a page that comes
         back short, and every smaller scope, scans the scope's own cells nearest first
         (``probing``), as many as a full page needs. The cells are None for an ordinary search
         unless ``want_cells`` (then its one quantizer search is made here and kept)."""
         n = len(queries)
+        k = pool or top_n
         flat = self.nlist <= 1
         counts = None if bitmap is None or flat else self._cell_counts(key, bitmap)
         if counts is None or np.count_nonzero(counts) >= LARGE_SCOPE * self.nlist:
             if want_cells and not flat:
                 nearest = probing.nearest(self.index, queries, nprobe)
-                dist, ids = probing.search(self.index, queries, top_n, nearest, bitmap)
+                dist, ids = probing.search(self.index, queries, k, nearest, bitmap)
                 scanned, cells = nearest.scanned, nearest.cells
             else:
-                dist, ids = ivf.search(self.index, queries, top_n, nprobe, bitmap)
+                dist, ids = ivf.search(self.index, queries, k, nprobe, bitmap)
                 scanned, cells = np.full(n, 1 if flat else nprobe, dtype=np.int64), None
             if counts is None or ((ids >= 0).sum(axis=1) >= min(top_n, int(counts.sum()))).all():
                 return dist, ids, scanned, cells
         plan = probing.plan(queries, self.centroids, counts, nprobe, top_n, self.metric)
-        dist, ids = probing.search(self.index, queries, top_n, plan, bitmap)
+        dist, ids = probing.search(self.index, queries, k, plan, bitmap)
         return dist, ids, plan.scanned, plan.cells
 
-    def _hits(self, dist: np.ndarray, ids: np.ndarray, batch: bool, scanned: np.ndarray) -> pd.DataFrame:
+    def _hits(self, dist: np.ndarray, ids: np.ndarray, batch: bool, scanned: np.ndarray,
+              exact: np.ndarray) -> pd.DataFrame:
         qn, rank = np.nonzero(ids >= 0)
         found = ids[qn, rank]
         frame = pd.DataFrame({
             "query": qn.astype(np.int64), "rank": (rank + 1).astype(np.int64), "id": found.astype(np.int64),
-            "distance": dist[qn, rank].astype(np.float32), "cells_scanned": scanned[qn].astype(np.int64),
+            "distance": dist[qn, rank].astype(np.float32), "exact": exact[qn, rank].astype(bool),
+            "cells_scanned": scanned[qn].astype(np.int64),
         })
         frame["similarity"] = ivf.similarity_from_distance(frame["distance"].to_numpy(), self.metric)
         meta = self.lookup(np.unique(found))
@@ -461,15 +568,16 @@ class Atlas:
         return out[cols]
 
     def stored_vector(self, record_id: int) -> np.ndarray | None:
-        """A record's raw vector if the atlas keeps them (``vectors.npy``, atlases built here),
-        else None (the published atlas keeps only PQ codes)."""
-        path = self.path / VECTORS_FILE
-        if not path.is_file():
+        """A record's full vector (unit length) if the atlas has one for it (``vectors.npy`` of
+        atlases built here, or prepared from published embeddings), else None (the published
+        atlas alone keeps only PQ codes)."""
+        if not 0 <= int(record_id) < self.count:
+            raise ValueError(f"record {record_id} is not in this atlas (ids run from 0 to {self.count - 1})")
+        full = self.full_vectors
+        if full is None:
             return None
-        vectors = np.load(path, mmap_mode="r")
-        if not 0 <= int(record_id) < len(vectors):
-            raise ValueError(f"record {record_id} is not in this atlas (ids run from 0 to {len(vectors) - 1})")
-        return np.array(vectors[int(record_id)], dtype=np.float32)
+        rows, has = full.get([int(record_id)])
+        return rows[0] if has[0] else None
 
     def lookup(self, ids) -> pd.DataFrame:
         """Metadata for any number of ids (in chunks of 1,000), in the given order."""

@@ -179,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write here instead of $BIOCLIP_NB_HOME/cache; users read it with BIOCLIP_NB_DERIVED_DIR=DIR")
     pr.add_argument("--no-map", action="store_true", help="skip the atlas map (UMAP; about 40 s at 65,536 cells)")
     pr.add_argument("--no-quantizer", action="store_true", help="skip the HNSW coarse quantizer")
+    pr.add_argument("--embeddings", type=Path, default=None, metavar="PATH",
+                    help="a folder of published embedding parquet files (TreeOfLife-200M-Embeddings, the config of "
+                         "the atlas's model): join them by uuid into the atlas's full vectors, so searches rank exactly")
+    pr.add_argument("--precision", choices=("int8", "float16"), default=None,
+                    help="how the full vectors are stored: int8 (default; half the disk, similarity within 1e-3) "
+                         "or float16 (as published)")
 
     d = sub.add_parser("download", parents=[common], help="download the published index and metadata (resumable)")
     d.add_argument("--dir", type=Path, default=None, help="destination (default $BIOCLIP_NB_HOME/data)")
@@ -246,13 +252,26 @@ def cmd_prepare(args) -> int:
     settings = Settings.from_env()
     if args.derived_dir is not None:
         settings = dataclasses.replace(settings, cache=args.derived_dir.expanduser().resolve())
+    if args.precision is not None and args.embeddings is None:
+        raise UsageError("--precision goes with --embeddings")
     t0 = time.perf_counter()
     with Atlas.open(locate_atlas(args.atlas), settings=settings) as atlas:       # validates, once
         opened = time.perf_counter() - t0
         seconds = prepare(atlas, with_map=not args.no_map, with_quantizer=not args.no_quantizer)
+        report = {}
+        if args.embeddings is not None:
+            from .embeddings import prepare_embeddings
+            from .fullvectors import DEFAULT_PRECISION
+            report = prepare_embeddings(atlas, args.embeddings, atlas.cache_dir, args.precision or DEFAULT_PRECISION)
+            atlas.reload_full_vectors()
+            report["rerank_pool"] = atlas.calibrate_pool()
+            sys.stderr.write(f"full vectors for {report['records_with_vector']:,} of {report['records']:,} records; "
+                             f"{report['records_without_vector']:,} have no published vector and keep their PQ "
+                             f"estimate (exact=False); {report['rows_not_in_atlas']:,} parquet rows are not in this atlas\n")
         where = atlas.cache_dir
     print(json.dumps({"atlas": str(atlas.path), "derived": str(where), "open_and_validate_s": round(opened, 3),
-                      "seconds": {k: round(v, 3) for k, v in seconds.items()}}, indent=2))
+                      "seconds": {k: round(v, 3) for k, v in seconds.items()},
+                      **({"full_vectors": report} if report else {})}, indent=2))
     if args.derived_dir is not None:
         sys.stderr.write(f"prepared into {where}; point users at it with BIOCLIP_NB_DERIVED_DIR={args.derived_dir}\n")
     return 0

@@ -16,9 +16,15 @@ import numpy as np
 import pandas as pd
 
 from . import index as ivf
+from . import rerank
 from .atlas import Atlas
 from .cache import save_array_quietly, write_quietly
-from .layout import VECTORS_FILE
+from .fullvectors import normalise
+
+#: Up to this many records, the recall sweep's truth is brute force over the full vectors;
+#: above it, the deepest search re-ranked with them (a scan of 234M vectors per query is not
+#: something the Plots tab can wait for).
+BRUTE_FORCE_LIMIT = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -94,11 +100,12 @@ def nprobe_steps(nlist: int, limit: int = 256) -> list[int]:
 
 def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
                      chunk: int = 200_000) -> np.ndarray:
-    """Exact top-k ids by cosine over raw vectors (memory-mapped is fine), optionally masked."""
+    """Exact top-k ids by cosine over full vectors (memory-mapped is fine, any precision: rows
+    are normalised as read), optionally masked."""
     best_d = np.full((len(queries), k), -np.inf, dtype=np.float32)
     best_i = np.full((len(queries), k), -1, dtype=np.int64)
     for start in range(0, len(vectors), chunk):
-        block = np.asarray(vectors[start:start + chunk], dtype=np.float32)
+        block = normalise(vectors[start:start + chunk])
         sims = queries @ block.T
         if allowed is not None:
             sims[:, ~allowed[start:start + chunk]] = -np.inf
@@ -113,47 +120,72 @@ def recall_sweep(atlas: Atlas, queries: np.ndarray, k: int = 10, nprobes: list[i
                  scope: str = "all", taxon=None, repeat: int = 3) -> pd.DataFrame:
     """recall@k and latency for each nprobe, averaged over the queries.
 
-    The truth is exact search when the atlas keeps its raw vectors (``vectors.npy``), else the
-    deepest nprobe (``df.attrs["truth"]`` says which). ``reachable`` is the share of the true
+    ``recall`` ranks by the PQ codes alone; where the atlas has full vectors, ``recall_reranked``
+    re-ranks a pool of candidates with them (``rerank``), as ``Atlas.search`` does by default.
+    The truth (``df.attrs["truth"]``) is brute force over the full vectors when the atlas has
+    them and holds at most :data:`BRUTE_FORCE_LIMIT` records, the deepest search re-ranked with
+    them on a larger atlas, else the deepest PQ search. ``reachable`` is the share of the true
     top k lying in the probed cells: what search depth alone can recover.
     """
     q = atlas.check_vectors(queries)
     nprobes = nprobes or nprobe_steps(atlas.nlist)
     bitmap = atlas.bitmap(scope, taxon)
-    raw = atlas.path / VECTORS_FILE
-    if raw.is_file():
-        allowed = np.unpackbits(bitmap, bitorder="little")[:atlas.count].astype(bool) if bitmap is not None else None
-        truth = exact_neighbours(np.load(raw, mmap_mode="r"), q, k, allowed)
-        kind = "exact search"
-    else:
-        _, truth = ivf.search(atlas.index, q, k, max(nprobes), bitmap)
-        kind = f"deepest search (nprobe {max(nprobes)})"
+    full = atlas.full_vectors
+    truth, kind = _truth(atlas, q, k, max(nprobes), bitmap)
     rows = []
     for nprobe in nprobes:
-        times = []
+        times, exact_times = [], []
         for _ in range(repeat):
             _, ids, dt = ivf.timed_search(atlas.index, q, k, nprobe, bitmap)
             times.append(dt)
-        recall = np.mean([len(set(a[a >= 0]) & set(t[t >= 0])) / max(1, (t >= 0).sum()) for a, t in zip(ids, truth)])
+            if full is not None:
+                t0 = time.perf_counter()
+                d, pool = ivf.search(atlas.index, q, rerank.pool_size(k, atlas.pool_factor), nprobe, bitmap)
+                _, exact_ids, _ = rerank.rerank(q, d, pool, full, k, atlas.metric)
+                exact_times.append(time.perf_counter() - t0)
+        recall = _recall(ids, truth)
+        extra = {} if full is None else {
+            "recall_reranked": _recall(exact_ids, truth),
+            "ms_per_query_reranked": 1000 * float(np.median(exact_times)) / len(q)}
         reachable = recall
         if atlas.nlist > 1:
             _, probed = ivf.ivf_of(atlas.index).quantizer.search(q, nprobe)
             reachable = np.mean([(cells_holding(atlas, t[t >= 0], p) >= 0).mean() if (t >= 0).any() else 1.0
                                  for t, p in zip(truth, probed)])
         rows.append({"nprobe": nprobe, "recall": float(recall), "reachable": float(reachable),
-                     "ms_per_query": 1000 * float(np.median(times)) / len(q)})
+                     "ms_per_query": 1000 * float(np.median(times)) / len(q), **extra})
     df = pd.DataFrame(rows)
     df.attrs.update({"truth": kind, "k": k, "queries": len(q)})
     return df
 
 
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """The mean share of each query's true neighbours (``truth``, -1 padded) in ``found``."""
+    return float(np.mean([len(set(a[a >= 0]) & set(t[t >= 0])) / max(1, (t >= 0).sum()) for a, t in zip(found, truth)]))
+
+
+def _truth(atlas: Atlas, q: np.ndarray, k: int, deepest: int, bitmap: np.ndarray | None) -> tuple[np.ndarray, str]:
+    """The true top ``k`` ids of each query, and how they were found (see :func:`recall_sweep`)."""
+    full = atlas.full_vectors
+    if full is not None and atlas.count <= BRUTE_FORCE_LIMIT:
+        allowed = np.unpackbits(bitmap, bitorder="little")[:atlas.count].astype(bool) if bitmap is not None else None
+        if full.present is not None:
+            present = np.unpackbits(np.asarray(full.present), bitorder="little")[:atlas.count].astype(bool)
+            allowed = present if allowed is None else allowed & present
+        return exact_neighbours(full.data[:atlas.count], q, k, allowed), "exact search (full vectors)"
+    d, pool = ivf.search(atlas.index, q, rerank.pool_size(k, atlas.pool_factor) if full is not None else k, deepest, bitmap)
+    if full is None:
+        return pool, f"deepest search (nprobe {deepest})"
+    return rerank.rerank(q, d, pool, full, k, atlas.metric)[1], f"deepest search (nprobe {deepest}) re-ranked"
+
+
 def sample_vectors(atlas: Atlas, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` atlas vectors to use as queries: raw ones if kept, else decoded from the index."""
+    """``n`` atlas vectors to use as queries: full ones if the atlas has them for every record,
+    else decoded from the index."""
     rng = np.random.default_rng(seed)
-    raw = atlas.path / VECTORS_FILE
-    if raw.is_file():
-        vecs = np.load(raw, mmap_mode="r")
-        return np.asarray(vecs[np.sort(rng.choice(len(vecs), size=min(n, len(vecs)), replace=False))], dtype=np.float32)
+    full = atlas.full_vectors
+    if full is not None and full.present is None:
+        return full.get(np.sort(rng.choice(atlas.count, size=min(n, atlas.count), replace=False)))[0]
     index = ivf.ivf_of(atlas.index)
     if index is None:
         return atlas.index.reconstruct_n(0, atlas.count)[rng.choice(atlas.count, size=min(n, atlas.count), replace=False)]

@@ -116,9 +116,10 @@ HIT_COLUMNS: tuple[str, ...] = (
     *RANKS, "common_name", "source_dataset", "source_id", "uuid", "publisher", "img_type", "basisOfRecord",
     "url", "occurrence_url", "has_url", "in_bioclip2_training",
 )
-#: Columns of the hits DataFrame, in order (``query`` comes first for a batch); the last says
-#: how many IVF cells the search scanned for this hit's query (its depth).
-RESULT_COLUMNS: tuple[str, ...] = ("rank", "id", "distance", "similarity", *HIT_COLUMNS, "cells_scanned")
+#: Columns of the hits DataFrame, in order (``query`` comes first for a batch). ``exact`` says
+#: whether the hit's distance and similarity come from its full vector (else from its PQ code);
+#: the last says how many IVF cells the search scanned for this hit's query (its depth).
+RESULT_COLUMNS: tuple[str, ...] = ("rank", "id", "distance", "similarity", "exact", *HIT_COLUMNS, "cells_scanned")
 #: A GBIF record's page is this plus its ``source_id``.
 GBIF_OCCURRENCE = "https://www.gbif.org/occurrence/"
 

@@ -89,7 +89,9 @@ def nprobe_recall(sweep, current: int | None = None, ax=None, label: str = "this
     """recall@k against nprobe (log scale), latency on a second axis, the current nprobe marked."""
     ax = _axes(ax, (7, 3.2))
     k = sweep.attrs.get("k", 10)
-    ax.plot(sweep["nprobe"], sweep["recall"], "o-", color=PROBED, label=f"recall@{k} ({label})")
+    ax.plot(sweep["nprobe"], sweep["recall"], "o-", color=PROBED, label=f"recall@{k}, PQ codes ({label})")
+    if "recall_reranked" in sweep:
+        ax.plot(sweep["nprobe"], sweep["recall_reranked"], "D-", color="#1f5f8b", label=f"recall@{k}, re-ranked exactly")
     if "reachable" in sweep and not np.allclose(sweep["reachable"], sweep["recall"]):
         ax.plot(sweep["nprobe"], sweep["reachable"], "s--", color="#7aa88f", label="true neighbours in scanned cells")
     ax.set_xscale("log", base=2)

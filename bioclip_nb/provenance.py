@@ -37,6 +37,7 @@ class Provenance:
     query_sha256: str = ""                 # of an uploaded or read image's bytes
     predicted: str = ""                    # the model's top prediction for the query, with its score
     prediction_within: str = ""            # what the prediction was restricted to, if anything
+    ranked_by: str = ""                    # "full vectors (...)" or "PQ codes"; from the hits when empty
     searched_at: str = field(default_factory=lambda: now())
     software: str = field(default_factory=lambda: f"bioclip-nb {__version__}")
 
@@ -90,7 +91,20 @@ def columns(prov: Provenance) -> dict[str, object]:
             "atlas_records": d["atlas_records"], "nprobe": d["nprobe"], "scope": d["scope"],
             "taxon_filter": d["taxon_filter"], "duplicates_folded": d["folded"], "query_kind": d["query_kind"],
             "query_input": d["query"], "query_sha256": d["query_sha256"], "query_predicted": d["predicted"],
-            "prediction_within": d["prediction_within"], "searched_at": d["searched_at"]}
+            "prediction_within": d["prediction_within"], "ranked_by": d["ranked_by"], "searched_at": d["searched_at"]}
+
+
+def ranking(hits: pd.DataFrame | None) -> str:
+    """What ordered ``hits`` and gave their similarities: ``"full vectors (<which>)"`` when the
+    search re-ranked with them (``Atlas.search``), else ``"PQ codes"``."""
+    if hits is None:
+        return ""
+    used = hits.attrs.get("exact")
+    if used:
+        return f"full vectors ({used})"
+    if "exact" in hits and bool(hits["exact"].any()):
+        return "full vectors"
+    return "PQ codes"
 
 
 def describe(prov: Provenance) -> dict[str, object]:
@@ -103,6 +117,9 @@ def stamp(hits: pd.DataFrame, prov: Provenance | list[Provenance] | None) -> pd.
     matched on the ``query`` column)."""
     if prov is None:
         return hits
+    how = ranking(hits)
+    prov = [p if p.ranked_by else replace(p, ranked_by=how) for p in prov] if isinstance(prov, list) else (
+        prov if prov.ranked_by else replace(prov, ranked_by=how))
     out = hits.copy()
     provs = prov if isinstance(prov, list) else None
     for name in columns(provs[0] if provs else prov):

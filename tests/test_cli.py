@@ -13,13 +13,13 @@ import pytest
 from bioclip_nb.cli import main
 from bioclip_nb.testing.hfcache import put_in_hf_cache
 
-CONTRACT = ["rank", "id", "distance", "similarity", "kingdom", "phylum", "class", "order", "family", "genus",
+CONTRACT = ["rank", "id", "distance", "similarity", "exact", "kingdom", "phylum", "class", "order", "family", "genus",
             "species", "common_name", "source_dataset", "source_id", "uuid", "publisher", "img_type", "basisOfRecord", "url",
             "occurrence_url", "has_url", "in_bioclip2_training", "cells_scanned"]
 #: After the contract's fields: how many copies a hit stands for, then the search's provenance.
 EXTRAS = ["copies", "software", "model", "atlas_fingerprint", "atlas_records", "nprobe", "scope", "taxon_filter",
           "duplicates_folded", "query_kind", "query_input", "query_sha256", "query_predicted", "prediction_within",
-          "searched_at"]
+          "ranked_by", "searched_at"]
 
 
 def run(capsys, *argv):

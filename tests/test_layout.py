@@ -132,8 +132,8 @@ def test_scope_and_rank_parse_is_one_function():
 
 
 def test_result_columns_start_with_the_search_fields():
-    assert layout.RESULT_COLUMNS[:4] == ("rank", "id", "distance", "similarity")
-    assert layout.RESULT_COLUMNS[4:11] == layout.RANKS
+    assert layout.RESULT_COLUMNS[:5] == ("rank", "id", "distance", "similarity", "exact")
+    assert layout.RESULT_COLUMNS[5:12] == layout.RANKS
 
 
 @pytest.mark.parametrize("value, expected", [

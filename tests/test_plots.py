@@ -68,7 +68,7 @@ def test_missed_cell_is_called_out(ivfflat):
 def test_recall_is_monotone_with_exact_truth(ivfflat):
     with Atlas.open(ivfflat.path) as atlas:
         sweep = explore.recall_sweep(atlas, explore.sample_vectors(atlas, 60), k=10)
-    assert sweep.attrs["truth"] == "exact search"
+    assert sweep.attrs["truth"] == "exact search (full vectors)"
     assert list(sweep["nprobe"]) == [1, 2, 4, 8, 16, 32, 64]
     assert ((sweep["recall"] >= 0) & (sweep["recall"] <= 1)).all()
     assert (np.diff(sweep["recall"]) >= -1e-12).all() and (np.diff(sweep["reachable"]) >= -1e-12).all()
@@ -90,7 +90,7 @@ def test_recall_on_demo_pq_atlas(demo_atlas):
         cells = ivf.list_assignment(atlas.index, atlas.count)      # every id's cell, the slow way
         _, nearest = atlas.index.quantizer.search(queries, 4)
         expected = np.mean([np.isin(cells[t], n).mean() for t, n in zip(truth, nearest)])
-    assert sweep.attrs["truth"] == "exact search"          # the demo keeps its raw vectors
+    assert sweep.attrs["truth"] == "exact search (full vectors)"          # the demo keeps its raw vectors
     assert ((sweep["recall"] >= 0) & (sweep["recall"] <= 1)).all()
     assert (np.diff(sweep["reachable"]) >= -1e-12).all()
     assert sweep.set_index("nprobe").loc[4, "reachable"] == pytest.approx(expected)

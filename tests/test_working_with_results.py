@@ -30,7 +30,7 @@ from bioclip_nb.service.protocol import hits_from_json, hits_to_json
 NOW = datetime.now(UTC)
 PROVENANCE = ["software", "model", "atlas_fingerprint", "atlas_records", "nprobe", "scope", "taxon_filter",
               "duplicates_folded", "query_kind", "query_input", "query_sha256", "query_predicted", "prediction_within",
-              "searched_at"]
+              "ranked_by", "searched_at"]
 
 
 @pytest.fixture(scope="module")

@@ -95,7 +95,8 @@ def source_table(row: pd.Series, metric: str) -> str:
         ("occurrence", link(row.get("occurrence_url"), "GBIF occurrence page")),
         ("original image", "kept in this atlas" if str(row.get("url") or "").startswith(ATLAS_URL_SCHEME)
                            else link(row.get("url"), "open original")),
-        ("similarity (cosine)", f"{float(row['similarity']):.4f}"),
+        ("similarity (cosine)", f"{float(row['similarity']):.4f}" + (
+            " (exact, from the full vector)" if bool(row.get("exact", False)) else " (estimate from the PQ code)")),
         (dist_label, f"{float(row['distance']):.4f}"),
         ("in BioCLIP 2 training", "yes" if bool(row.get("in_bioclip2_training")) else "no"),
         ("atlas id", str(int(row["id"]))),

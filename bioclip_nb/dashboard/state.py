@@ -238,8 +238,21 @@ class SearchSession:
             self.status = Status("No results in this scope and taxon. Widen the scope, clear the taxon filter "
                                  "or search deeper.", Level.WARNING)
         else:
-            self.status = Status(f"{len(hits)} results. Fetching images...", Level.WORKING)
+            self.status = Status(f"{len(hits)} results ({self.exactness()}). Fetching images...", Level.WORKING)
         return hits
+
+    def exactness(self) -> str:
+        """Whether the page was re-ranked with full vectors (exact order and similarity) or ranked
+        by the index's compressed codes alone (approximate); '' with no results."""
+        hits = self.hits
+        if hits is None or not len(hits) or "exact" not in hits:
+            return ""
+        exact = int(hits["exact"].sum())
+        if exact == len(hits):
+            return "exact: re-ranked with full vectors"
+        if exact == 0:
+            return "approximate: ranked by compressed PQ codes"
+        return f"re-ranked with full vectors; {len(hits) - exact} without one are approximate"
 
     def cancel_fetches(self) -> threading.Event:
         """Stop the previous search's image fetches; return a fresh cancel flag."""
@@ -284,7 +297,8 @@ class SearchSession:
         names = ("encode", "search", "metadata", "images")
         timings = self.timings
         cells = f" ({self.cells_scanned} cells)" if self.cells_scanned and self.atlas.nlist > 1 else ""
-        return " · ".join(f"{n} {timings[n]:.3g} s" + (cells if n == "search" else "") for n in names if n in timings)
+        parts = [f"{n} {timings[n]:.3g} s" + (cells if n == "search" else "") for n in names if n in timings]
+        return " · ".join(parts + ([self.exactness()] if self.exactness() else []))
 
     # ------------------------------------------------------------------ results
     def hit(self, hit_id: int) -> pd.Series:
@@ -368,7 +382,7 @@ class SearchSession:
             self.atlas, s.nprobe, s.scope, s.taxon, folded=s.fold, query_kind=q.kind if q else "",
             query=(q.source or q.label) if q else "", query_sha256=q.sha256 if q else "",
             predicted=f"{top[0].name} ({top[0].score:.3f})" if top and top[0].name else "",
-            prediction_within=within.label if within else "")
+            prediction_within=within.label if within else "", ranked_by=provenance.ranking(self.hits))
 
     def consensus(self) -> list[Consensus]:
         return neighbour_consensus(self.hits) if self.hits is not None and len(self.hits) else []

@@ -113,10 +113,11 @@ class Client:
         return np.asarray(self.post("/encode-text", {"text": text})["embedding"], dtype=np.float32)
 
     def search(self, vectors=None, query_id: str | None = None, top_n: int = 10, nprobe: int | None = None,
-               scope: Scope | str = Scope.ALL, taxon=None, model: str | None = None, fold: bool = False) -> pd.DataFrame:
+               scope: Scope | str = Scope.ALL, taxon=None, model: str | None = None, fold: bool = False,
+               exact: bool | None = None) -> pd.DataFrame:
         """Hits as ``Atlas.search`` gives them, for vectors or a query encoded earlier."""
         payload = {"top_n": top_n, "nprobe": nprobe, "scope": Scope.parse(scope).value,
-                   "taxon": _taxon_dict(taxon), "model": model, "query_id": query_id, "fold": bool(fold)}
+                   "taxon": _taxon_dict(taxon), "model": model, "query_id": query_id, "fold": bool(fold), "exact": exact}
         if vectors is not None:
             arr = np.asarray(vectors, dtype=np.float32)
             payload["vectors"] = arr.tolist() if arr.ndim == 2 else vector_to_json(arr)
@@ -183,10 +184,10 @@ class RemoteAtlas:
         """Nothing to release here (the server keeps the atlas open for everybody)."""
 
     def search(self, vectors, top_n: int = 10, nprobe: int = 16, scope: Scope | str = Scope.ALL, taxon=None,
-               model: str | None = None, fold: bool = False) -> pd.DataFrame:
+               model: str | None = None, fold: bool = False, exact: bool | None = None) -> pd.DataFrame:
         """See ``Atlas.search``."""
         return self.client.search(vectors, top_n=top_n, nprobe=nprobe, scope=scope, taxon=taxon, model=model,
-                                  fold=fold)
+                                  fold=fold, exact=exact)
 
     def scope_counts(self, compute: bool = True) -> dict[str, int] | None:
         return self.client.get("/scope-counts", params={"compute": str(bool(compute)).lower()})

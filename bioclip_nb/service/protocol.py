@@ -65,7 +65,7 @@ def hits_to_json(hits: pd.DataFrame) -> dict:
     """A hits frame as ``{"columns", "rows", "attrs"}`` (column order and attrs kept)."""
     cols = list(hits.columns)
     rows = [[plain(v, digits=None) for v in row] for row in hits.itertuples(index=False, name=None)]
-    attrs = {k: v for k, v in hits.attrs.items() if k in ("timings", "metric", "cells_scanned", "copies")}
+    attrs = {k: v for k, v in hits.attrs.items() if k in ("timings", "metric", "cells_scanned", "copies", "exact")}
     return {"columns": cols, "rows": rows, "attrs": attrs}
 
 
@@ -79,6 +79,8 @@ def hits_from_json(data: dict) -> pd.DataFrame:
         frame["distance"] = frame["distance"].astype(np.float32)
     if "similarity" in frame:
         frame["similarity"] = frame["similarity"].astype(np.float32)
+    if "exact" in frame:
+        frame["exact"] = frame["exact"].astype(bool)
     attrs = dict(data.get("attrs") or {})
     if "copies" in attrs:      # JSON keys are strings; ``Atlas.search`` keys copies by the hit's id
         attrs["copies"] = {int(k): v for k, v in attrs["copies"].items()}

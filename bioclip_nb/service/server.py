@@ -68,6 +68,8 @@ class SearchBody(BaseModel):
     taxon: dict[str, str] | None = None
     model: str | None = Field(None, description="the model the vectors came from (checked against the atlas)")
     fold: bool = Field(False, description="fold copies of one image and refill to top_n distinct images")
+    exact: bool | None = Field(None, description="rank with the full vectors (default: whenever the atlas has them); "
+                                                 "false ranks by the PQ codes alone")
 
 
 class PredictBody(BaseModel):
@@ -181,7 +183,7 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
             vectors, model = enc.embedding, enc.model_id
         nprobe = body.nprobe if body.nprobe is not None else min(16, atlas.nlist)
         hits = atlas.search(vectors, top_n=body.top_n, nprobe=nprobe, scope=body.scope, taxon=body.taxon or None, model=model,
-                            fold=body.fold)
+                            fold=body.fold, exact=body.exact)
         return hits_to_json(hits)
 
     @router.get("/records/{record_id}/image")

@@ -1,0 +1,137 @@
+"""Full vectors: every record's embedding at full (or near-full) precision, read by id.
+
+The IVF-PQ index keeps 16 bytes per record, enough to find candidates but not to rank them:
+PQ16 codes return about half of the true ten nearest on a published-layout atlas. Where the
+full vectors exist, they decide the order and the similarity shown (``rerank``). They come
+from one of two places:
+
+* an atlas bioclip-nb built keeps its raw vectors (``layout.VECTORS_FILE``, float32, unit
+  length) beside its index;
+* the published atlas gets them from ``imageomics/TreeOfLife-200M-Embeddings`` through
+  ``bioclip-nb prepare --embeddings`` (``embeddings``), which writes an id-ordered file into
+  the atlas's derived data: ``full-vector-rows.npy`` (float16 or int8), ``full-vector-present.npy``
+  (a bitmap of the ids that have a vector) and ``full-vectors.json`` (what was written, from
+  what, and that it is complete).
+
+Reads gather the wanted rows in id order (one pass forward through the file, which the
+kernel's read-ahead serves best) and return unit-length float32 rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .layout import VECTORS_FILE
+
+#: The prepared vectors, their presence bitmap and their record, in an atlas's derived data.
+PREPARED_FILE = "full-vector-rows.npy"
+PRESENT_FILE = "full-vector-present.npy"
+RECORD_FILE = "full-vectors.json"
+#: Storage precisions ``prepare --embeddings`` can write, with their bytes per component.
+PRECISIONS: dict[str, np.dtype] = {"float16": np.dtype(np.float16), "int8": np.dtype(np.int8)}
+#: What ``prepare --embeddings`` writes unless told otherwise (docs/benchmarks.md: int8 keeps
+#: recall@10 and the similarity within 1e-3 at half the disk of float16).
+DEFAULT_PRECISION = "int8"
+
+
+def encode(unit: np.ndarray, precision: str) -> np.ndarray:
+    """Unit vectors ``(n, dim)`` in a storage precision. ``int8`` scales each row so that its
+    largest component is 127; the scale is not kept because rows are normalised on read."""
+    unit = np.asarray(unit, dtype=np.float32)
+    if precision == "float16":
+        return unit.astype(np.float16)
+    if precision == "int8":
+        peak = np.abs(unit).max(axis=1, keepdims=True)
+        peak[peak == 0] = 1.0
+        return np.clip(np.rint(unit / peak * 127.0), -127, 127).astype(np.int8)
+    raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+
+
+def normalise(rows: np.ndarray) -> np.ndarray:
+    """Rows as unit-length float32 (an all-zero row stays zero)."""
+    out = np.asarray(rows, dtype=np.float32)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return out / norms
+
+
+@dataclass
+class FullVectors:
+    """An atlas's full vectors by id: ``data`` ``(count, dim)`` memory-mapped, ``present`` a
+    packed bitmap of the ids that have one (None when every id has), ``precision`` how they are
+    stored and ``source`` where they came from (for provenance)."""
+
+    data: np.ndarray
+    present: np.ndarray | None
+    precision: str
+    source: str
+    path: Path
+
+    @classmethod
+    def of_atlas(cls, atlas_path: Path, derived) -> FullVectors | None:
+        """The full vectors of an atlas: its own raw vectors file, else prepared ones that are
+        complete (``derived(name)`` finds a derived file), else None."""
+        own = Path(atlas_path) / VECTORS_FILE
+        if own.is_file():
+            return cls(np.load(own, mmap_mode="r"), None, "float32", f"atlas {VECTORS_FILE}", own)
+        record_path = derived(RECORD_FILE)
+        if not record_path.is_file():
+            return None
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not record.get("complete"):
+            return None
+        data_path, present_path = record_path.parent / PREPARED_FILE, record_path.parent / PRESENT_FILE
+        try:
+            data = np.load(data_path, mmap_mode="r")
+            present = np.load(present_path, mmap_mode="r")
+        except (OSError, ValueError):
+            return None
+        return cls(data, present, str(record.get("precision", data.dtype.name)),
+                   f"prepared {record.get('precision')} from {record.get('source', 'published embeddings')}", data_path)
+
+    @property
+    def count(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.data.shape[1])
+
+    def fits(self, count: int, dim: int) -> bool:
+        """Whether these vectors belong to an atlas of ``count`` records of ``dim`` dimensions."""
+        return self.count >= count and self.dim == dim
+
+    def has(self, ids: np.ndarray) -> np.ndarray:
+        """Whether each id has a full vector."""
+        ids = np.asarray(ids, dtype=np.int64)
+        inside = (ids >= 0) & (ids < self.count)
+        if self.present is None:
+            return inside
+        out = np.zeros(len(ids), dtype=bool)
+        good = ids[inside]
+        out[inside] = ((self.present[good >> 3] >> (good & 7)) & 1).astype(bool)
+        return out
+
+    def covered(self) -> int:
+        """How many ids have a full vector."""
+        if self.present is None:
+            return self.count
+        return int(np.unpackbits(np.asarray(self.present), bitorder="little")[:self.count].sum())
+
+    def get(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors, has)``: unit float32 rows for ``ids`` (zeros where ``has`` is False),
+        read in id order, each distinct id once."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        has = self.has(ids)
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        if has.any():
+            wanted, back = np.unique(ids[has], return_inverse=True)
+            out[has] = normalise(self.data[wanted])[back]
+        return out, has

@@ -1,0 +1,256 @@
+"""Exact answers: PQ codes find candidates, full vectors decide the order and the similarity.
+
+Real FAISS and DuckDB atlases; published-format parquet (float16, not unit length,
+taxonomically sorted, some uuids missing, some rows of images the atlas lacks) written by
+``bioclip_nb.testing.embeddingfiles`` and joined by ``bioclip-nb prepare --embeddings``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from helpers.atlases import build_synthetic_atlas
+
+from bioclip_nb import Atlas, explore, rerank
+from bioclip_nb.cli import main
+from bioclip_nb.config import Settings
+from bioclip_nb.embeddings import EmbeddingsError, UuidMap, find_columns, uuid_keys
+from bioclip_nb.fullvectors import RECORD_FILE
+from bioclip_nb.service.protocol import hits_from_json, hits_to_json
+from bioclip_nb.testing.embeddingfiles import write_published_embeddings
+
+
+def queries_near(vectors: np.ndarray, n: int, seed: int = 1, noise: float = 0.6) -> np.ndarray:
+    """New 'photos': atlas vectors moved by a random direction (cosine about 0.85 to them)."""
+    rng = np.random.default_rng(seed)
+    base = vectors[rng.choice(len(vectors), n, replace=False)]
+    step = rng.standard_normal(base.shape).astype(np.float32)
+    q = base + noise * step / np.linalg.norm(step, axis=1, keepdims=True)
+    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def brute_force(q: np.ndarray, vectors: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
+    sims = q @ vectors.T
+    if allowed is not None:
+        sims[:, ~allowed] = -np.inf
+    return np.argsort(-sims, axis=1)[:, :k]
+
+
+def recall(hits: pd.DataFrame, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(hits.loc[hits["query"] == i, "id"]) & set(t)) / len(t) for i, t in enumerate(truth)]))
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    """An atlas bioclip-nb built: IVF64,PQ16 over 20,000 hierarchical vectors, keeping them."""
+    return build_synthetic_atlas(tmp_path_factory.mktemp("exact-own") / "atlas", 20_000, "IVF64,PQ16",
+                                 published_layout=False, keep_vectors=True)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """A published-layout atlas (no vectors of its own) and its embeddings as published parquet."""
+    root = tmp_path_factory.mktemp("exact-published")
+    built = build_synthetic_atlas(root / "atlas", 20_000, "IVF64,PQ16", published_layout=True, seed=3)
+    written = write_published_embeddings(built.path, built.vectors, root / "parquet", files=3, missing=0.01, extra=40)
+    return built, written, root
+
+
+@pytest.fixture(scope="module")
+def prepared(published, tmp_path_factory):
+    """The published atlas after `bioclip-nb prepare --embeddings` into a shared directory (int8)."""
+    built, written, root = published
+    shared = root / "shared-int8"
+    code = main(["prepare", "--atlas", str(built.path), "--derived-dir", str(shared), "--no-map",
+                 "--embeddings", str(root / "parquet")])
+    assert code == 0
+    return Settings(home=tmp_path_factory.mktemp("user"), derived=shared), shared
+
+
+def test_an_own_atlas_returns_the_exact_nearest_with_exact_similarities(own, tmp_path):
+    q = queries_near(own.vectors, 60)
+    truth = brute_force(q, own.vectors, 10)
+    with Atlas.open(own.path, settings=Settings(home=tmp_path)) as atlas:
+        pq_only = atlas.search(q, top_n=10, nprobe=64, exact=False)
+        exact = atlas.search(q, top_n=10, nprobe=64)
+    assert not pq_only["exact"].any() and pq_only.attrs["exact"] is None
+    assert recall(pq_only, truth) < 0.8                # what 16-byte codes give, every cell scanned
+    assert exact["exact"].all() and recall(exact, truth) >= 0.97
+    cosine = np.einsum("ij,ij->i", q[exact["query"]], own.vectors[exact["id"]])
+    assert np.abs(exact["similarity"].to_numpy() - cosine).max() < 1e-5
+    assert np.allclose(exact["distance"], 2 - 2 * cosine, atol=1e-5)
+    for _, page in exact.groupby("query"):           # best first, by the exact similarity
+        assert (np.diff(page["similarity"].to_numpy()) <= 1e-7).all()
+
+
+def test_exact_true_on_an_atlas_without_full_vectors_says_how_to_get_them(published, tmp_path):
+    built, _, _ = published
+    with Atlas.open(built.path, settings=Settings(home=tmp_path)) as atlas:
+        assert atlas.full_vectors is None and atlas.info()["full_vectors"] is None
+        hits = atlas.search(built.vectors[0], top_n=5, nprobe=8)
+        assert not hits["exact"].any()
+        with pytest.raises(ValueError, match="prepare --atlas DIR --embeddings"):
+            atlas.search(built.vectors[0], top_n=5, nprobe=8, exact=True)
+
+
+def test_prepare_joins_published_embeddings_by_uuid_and_reports_what_is_missing(published, prepared, capsys):
+    built, written, root = published
+    settings, shared = prepared
+    with Atlas.open(built.path, settings=settings) as atlas:
+        record = json.loads((shared / atlas.fingerprint / RECORD_FILE).read_text())
+        info = atlas.info()["full_vectors"]
+        full = atlas.full_vectors
+        assert full is not None and full.precision == "int8"
+        assert info["records_without_vector"] == len(written.missing_ids) == 200
+        assert record["rows_not_in_atlas"] == written.extra_rows == 40 and record["complete"]
+        has = full.has(np.arange(atlas.count))
+        assert not has[written.missing_ids].any() and has.sum() == atlas.count - 200
+        # each joined vector is the record's own (published rows are taxonomically sorted, not by id)
+        sample = np.flatnonzero(has)[::997]
+        got, _ = full.get(sample)
+        assert (np.einsum("ij,ij->i", got, built.vectors[sample]) > 0.9999).all()
+
+
+def test_a_prepared_published_atlas_ranks_exactly_and_flags_records_without_a_vector(published, prepared):
+    built, written, _ = published
+    settings, _ = prepared
+    present = np.ones(len(built.vectors), dtype=bool)
+    present[written.missing_ids] = False
+    q = queries_near(built.vectors[present], 60, seed=5)
+    truth = brute_force(q, built.vectors, 10, allowed=present)
+    with Atlas.open(built.path, settings=settings) as atlas:
+        pq_only = atlas.search(q, top_n=10, nprobe=16, exact=False)
+        hits = atlas.search(q, top_n=10, nprobe=16)
+        on_missing = atlas.search(built.vectors[written.missing_ids[:5]], top_n=10, nprobe=16)
+    assert recall(hits, truth) >= 0.97 > recall(pq_only, truth)
+    exact = hits[hits["exact"]]
+    cosine = np.einsum("ij,ij->i", q[exact["query"]], built.vectors[exact["id"]])
+    assert np.abs(exact["similarity"].to_numpy() - cosine).max() < 1e-3     # int8 storage
+    # a record with no published vector keeps its PQ estimate and says so
+    flagged = on_missing[on_missing["id"].isin(written.missing_ids)]
+    assert len(flagged) and not flagged["exact"].any()
+    assert on_missing.loc[~on_missing["id"].isin(written.missing_ids), "exact"].all()
+
+
+def test_float16_precision_and_a_resumed_run(published, tmp_path):
+    """A run stopped by an unreadable file resumes after it is mended, redoing only what is left."""
+    import shutil
+    built, written, root = published
+    parquet = tmp_path / "parquet"
+    shutil.copytree(root / "parquet", parquet)
+    last = sorted(parquet.glob("*.parquet"))[-1]
+    good = last.read_bytes()
+    last.write_bytes(b"PAR1 this is not parquet")
+    shared = tmp_path / "shared"
+    args = ["prepare", "--atlas", str(built.path), "--derived-dir", str(shared), "--no-map",
+            "--embeddings", str(parquet), "--precision", "float16"]
+    assert main(args) == 1
+    last.write_bytes(good)
+    with Atlas.open(built.path, settings=Settings(home=tmp_path / "h", derived=shared)) as atlas:
+        assert atlas.full_vectors is None             # incomplete: not used
+    assert main(args) == 0
+    with Atlas.open(built.path, settings=Settings(home=tmp_path / "h2", derived=shared)) as atlas:
+        record = json.loads((shared / atlas.fingerprint / RECORD_FILE).read_text())
+        assert len(record["files_done"]) == 3 and record["parquet_rows"] == written.rows
+        assert atlas.full_vectors.precision == "float16"
+        q = queries_near(built.vectors, 20, seed=9)
+        hits = atlas.search(q, top_n=10, nprobe=16)
+        exact = hits[hits["exact"]]
+        cosine = np.einsum("ij,ij->i", q[exact["query"]], built.vectors[exact["id"]])
+        assert np.abs(exact["similarity"].to_numpy() - cosine).max() < 2e-3
+
+
+def test_scopes_taxa_and_folding_keep_working_on_top(own, tmp_path):
+    q = queries_near(own.vectors, 10, seed=2)
+    with Atlas.open(own.path, settings=Settings(home=tmp_path)) as atlas:
+        inat = atlas.bitmap("inat")
+        allowed = np.unpackbits(inat, bitorder="little")[:atlas.count].astype(bool)
+        scoped = atlas.search(q, top_n=10, nprobe=64, scope="inat")
+        assert scoped["exact"].all() and allowed[scoped["id"]].all()
+        assert recall(scoped, brute_force(q, own.vectors, 10, allowed)) >= 0.97
+        genus = own.records["genus"].iloc[0]
+        in_genus = (own.records["genus"] == genus).to_numpy()
+        taxon = atlas.search(own.vectors[np.flatnonzero(in_genus)[:3]], top_n=5, nprobe=4, taxon={"genus": genus})
+        assert taxon["exact"].all() and in_genus[taxon["id"]].all()
+        folded = atlas.search(q, top_n=10, nprobe=64, fold=True)
+        assert folded["exact"].all() and (folded.groupby("query").size() == 10).all()
+        assert atlas.same_image == 0.995      # folding compares full vectors
+
+
+def test_folding_uses_the_prepared_vectors_of_a_published_atlas(published, prepared):
+    built, written, _ = published
+    settings, _ = prepared
+    with Atlas.open(built.path, settings=settings) as atlas:
+        assert atlas.same_image == 0.995
+        ids = np.array([1, 2, int(written.missing_ids[0])])
+        got = atlas.hit_vectors(ids, built.vectors[1], 64)
+        assert np.einsum("ij,ij->i", got[:2], built.vectors[ids[:2]]).min() > 0.9999   # the full vectors
+        assert np.isfinite(got[2]).all() and np.dot(got[2], built.vectors[ids[2]]) < 0.9999  # decoded code
+        assert atlas.stored_vector(int(written.missing_ids[0])) is None
+        assert np.dot(atlas.stored_vector(1), built.vectors[1]) > 0.9999        # "more like this" works
+
+
+def test_the_recall_sweep_measures_pq_and_reranked_against_exact_truth(own, tmp_path):
+    with Atlas.open(own.path, settings=Settings(home=tmp_path)) as atlas:
+        sweep = explore.recall_sweep(atlas, queries_near(own.vectors, 30, seed=4), k=10, nprobes=[1, 4, 16, 64])
+    assert sweep.attrs["truth"] == "exact search (full vectors)"
+    assert (sweep["recall_reranked"] > sweep["recall"]).all()
+    assert sweep["recall_reranked"].iloc[-1] >= 0.97 > sweep["recall"].iloc[-1]
+
+
+def test_the_pool_is_measured_per_atlas_and_kept(own, tmp_path):
+    settings = Settings(home=tmp_path)
+    with Atlas.open(own.path, settings=settings) as atlas:
+        found = atlas.calibrate_pool()
+        assert found["recall"][found["factor"]] >= rerank.TARGET
+        assert all(r < rerank.TARGET for f, r in found["recall"].items() if f < found["factor"])
+    with Atlas.open(own.path, settings=settings) as again:
+        assert again.pool_factor == found["factor"]
+
+
+def test_cli_json_csv_and_the_wire_carry_exact(own, tmp_path, capsys):
+    np.save(tmp_path / "q.npy", queries_near(own.vectors, 1, seed=7)[0])
+    base = ["search", "--atlas", str(own.path), "--vectors", str(tmp_path / "q.npy"), "--top-n", "5", "--local"]
+    assert main([*base, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["exact"] for r in rows] == [True] * 5
+    assert {r["ranked_by"] for r in rows} == {"full vectors (atlas vectors.npy)"}
+    assert main([*base, "--format", "csv"]) == 0
+    table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    assert table["exact"].all()
+    with Atlas.open(own.path, settings=Settings(home=tmp_path)) as atlas:
+        hits = atlas.search(own.vectors[0], top_n=3, nprobe=4)
+    back = hits_from_json(json.loads(json.dumps(hits_to_json(hits))))
+    assert back["exact"].dtype == bool and back["exact"].all() and back.attrs["exact"] == hits.attrs["exact"]
+
+
+def test_uuids_read_the_same_in_every_published_form():
+    import uuid
+    u = [uuid.UUID(int=(7 << 64) | 9), uuid.uuid4(), uuid.uuid4()]
+    forms = [pa.array([str(x) for x in u]), pa.array([x.hex for x in u]), pa.array([str(x).upper() for x in u]),
+             pa.array([x.bytes for x in u], type=pa.binary(16))]
+    keys = [uuid_keys(f)[:2] for f in forms]
+    for hi, lo in keys:
+        assert hi[0] == 7 and lo[0] == 9
+        assert [(int(h) << 64) | int(low) for h, low in zip(hi, lo)] == [x.int for x in u]
+    with pytest.raises(EmbeddingsError, match="hex digit"):
+        uuid_keys(pa.array(["zz" * 16]))
+
+
+def test_uuids_whose_high_halves_collide_are_told_apart():
+    m = UuidMap(np.array([5, 5, 5, 9], dtype=np.uint64), np.array([1, 2, 3, 1], dtype=np.uint64),
+                np.array([10, 11, 12, 13]))
+    got = m.find(np.array([5, 5, 9, 9, 4], dtype=np.uint64), np.array([3, 1, 1, 2, 1], dtype=np.uint64))
+    assert got.tolist() == [12, 10, 13, -1, -1]
+
+
+def test_the_vector_column_is_found_by_type_not_name():
+    table = pa.table({"uuid": ["a"], "v": pa.array([[0.5] * 8], type=pa.list_(pa.float16())),
+                      "other": pa.array([[1.0] * 4], type=pa.list_(pa.float32())), "genus": ["x"]})
+    assert find_columns(table.schema, 8, table) == ("uuid", "v")
+    with pytest.raises(EmbeddingsError, match="exactly one list-of-floats column 16 wide"):
+        find_columns(table.schema, 16, table)
