@@ -21,6 +21,7 @@ from pathlib import Path
 from . import (
     demo_baseline,
     encoder,
+    exact,
     extrapolate,
     folding,
     gallery,
@@ -36,7 +37,8 @@ from . import (
 
 SUITE = [("scale", scale), ("rehearsal", rehearsal), ("probing", probing), ("search", search), ("scopes", scopes),
          ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("encoder", encoder),
-         ("service", service), ("folding", folding), ("demo", demo_baseline)]
+         ("service", service), ("folding", folding), ("demo", demo_baseline),
+         ("exact", exact)]
 
 
 def main(argv: list[str] | None = None) -> int:

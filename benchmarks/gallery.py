@@ -58,7 +58,7 @@ def run(quick: bool = False) -> dict:
         med_kb = sum(len(host.bytes_for("medium", i)) for i in range(n)) / n / 1024
         base_s, base_b = _baseline(host.base, n)
         base2_s, base2_b = _baseline(host.base, n)
-        fetcher = ImageFetcher(cache=open_image_cache(Path(tmp) / "cache"), resolve={HOST: host.base})
+        fetcher = ImageFetcher.isolated(cache=open_image_cache(Path(tmp) / "cache"), resolve={HOST: host.base})
         cold_s, cold_b, cold_req = _ours(fetcher, n)
         warm_s, warm_b, warm_req = _ours(fetcher, n)
         fetcher.close()

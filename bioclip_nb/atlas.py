@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import folding, probing, rerank
+from . import folding, limits, probing, rerank
 from . import index as ivf
 from .cache import save_array_quietly, write_quietly
 from .config import Settings
@@ -43,7 +43,6 @@ from .layout import (
 )
 from .metadata import MAX_LOOKUP, MetadataStore
 
-MAX_TOP_N = 1000
 #: Scope bitmaps kept in memory per atlas, in bytes (one is 29 MB at 234M records).
 BITMAP_CACHE_BYTES = 256 * 2**20
 #: The most candidates a folded search asks for per query while refilling its page.
@@ -343,13 +342,9 @@ class Atlas:
         return np.ascontiguousarray(arr / norms, dtype=np.float32)
 
     def check_settings(self, top_n: int, nprobe: int) -> None:
-        """Refuse a ``top_n`` outside 1..1000 or an ``nprobe`` outside 1..nlist."""
-        if isinstance(top_n, bool) or not isinstance(top_n, (int, np.integer)) or not 1 <= top_n <= MAX_TOP_N:
-            raise ValueError(f"top_n must be a whole number from 1 to {MAX_TOP_N}, got {top_n!r}")
-        if isinstance(nprobe, bool) or not isinstance(nprobe, (int, np.integer)) or nprobe < 1:
-            raise ValueError(f"nprobe must be a whole number from 1 to {self.nlist}, got {nprobe!r}")
-        if self.nlist > 1 and nprobe > self.nlist:
-            raise ValueError(f"nprobe must be from 1 to {self.nlist} (this atlas has {self.nlist} cells), got {nprobe}")
+        """Refuse a ``top_n`` or an ``nprobe`` outside the legal ranges (``limits``)."""
+        limits.check_top_n(top_n)
+        limits.check_nprobe(nprobe, self.nlist)
 
     def search(self, vectors, top_n: int = 10, nprobe: int = 16, scope: Scope | str = Scope.ALL,
                taxon=None, model: str | None = None, fold: bool = False, exact: bool | None = None) -> pd.DataFrame:
@@ -443,7 +438,7 @@ class Atlas:
         noise = rng.standard_normal(rows.shape).astype(np.float32)
         moved = rows + 0.75 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
         q = self.check_vectors(moved)
-        nprobe = min(16, self.nlist)
+        nprobe = limits.default_nprobe(self.nlist)
         found = rerank.calibrate(lambda qs, pool: ivf.search(self.index, qs, pool, nprobe), q, full, self.metric)
         found["nprobe"] = nprobe
         write_quietly(self.cache_dir / POOL_FILE, json.dumps(found).encode())

@@ -91,7 +91,7 @@ def atlas(explicit: Path | None, settings: Settings) -> tuple[list[Line], str | 
         from .atlas import Atlas
         with Atlas.open(path, settings=settings) as opened:
             found = f"{path}: {opened.count:,} records, {opened.nlist:,} cells, model {opened.model} ({'; '.join(sizes)})"
-            return [Line("atlas", True, found), _derived(opened)], opened.model
+            return [Line("atlas", True, found), _derived(opened), full_vectors(opened)], opened.model
     except (AtlasError, OSError, ValueError) as exc:
         return [Line("atlas", False, f"{path}: {exc}", "rebuild it, or download it again with bioclip-nb download")], None
 
@@ -107,6 +107,19 @@ def _derived(opened) -> Line:
         return Line("derived", True, f"prepared: {', '.join(have)}")
     return Line("derived", True, f"not yet computed: {', '.join(missing)} (each is computed on first need)", warning=True,
                 fix=f"bioclip-nb prepare --atlas {opened.path} computes them once, so nobody waits for them")
+
+
+def full_vectors(opened) -> Line:
+    """Whether searches of the atlas are ranked exactly (full vectors) or by its PQ codes alone."""
+    info = opened.full_vectors_info()
+    if info is None:
+        return Line("exactness", True, "no full vectors: results are ranked by 16-byte PQ codes (approximate order "
+                    "and similarity)", warning=True,
+                    fix=f"bioclip-nb prepare --atlas {opened.path} --embeddings PARQUET_DIR joins the published "
+                        "embeddings (TreeOfLife-200M-Embeddings), so searches rank exactly")
+    missing = info["records_without_vector"]
+    return Line("exactness", True, f"full vectors ({info['source']}): results re-ranked exactly"
+                + (f"; {missing:,} records have no vector and keep their PQ estimate" if missing else ""))
 
 
 def disk(settings: Settings) -> Line:

@@ -12,6 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from . import limits
 from ._version import __version__
 from .errors import AtlasError, EncoderUnavailableError, UploadError, UsageError
 from .layout import BIOCLIP2, PIXEL_MODEL, Scope, parse_taxon
@@ -25,8 +26,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _top_n(text: str) -> int:
     value = _int(text, "--top-n")
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"--top-n must be from 1 to 1000, got {value}")
+    if not limits.MIN_TOP_N <= value <= limits.MAX_TOP_N:
+        raise argparse.ArgumentTypeError(f"--top-n must be from {limits.MIN_TOP_N} to {limits.MAX_TOP_N}, got {value}")
     return value
 
 
@@ -84,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--text", help='search by a name or description, e.g. "Vulpes vulpes"')
     s.add_argument("--vectors", type=Path, metavar="FILE.npy", help="(n, dim) or (dim,) float array; L2-normalised before search")
     _atlas_arg(s)
-    s.add_argument("--top-n", type=_top_n, default=10, help="hits per query, 1-1000 (default 10)")
+    s.add_argument("--top-n", type=_top_n, default=limits.DEFAULT_TOP_N,
+                   help=f"hits per query, {limits.MIN_TOP_N}-{limits.MAX_TOP_N} (default {limits.DEFAULT_TOP_N})")
     s.add_argument("--nprobe", type=_positive, default=None, help="IVF cells to scan (default min(16, nlist))")
     s.add_argument("--scope", choices=[sc.value for sc in Scope], default=Scope.ALL.value, help="records to search (default all)")
     s.add_argument("--taxon", type=_taxon, action="append", default=[], metavar="RANK=NAME",

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import batch, darwincore, results
+from . import batch, darwincore, limits, results
 from .errors import UsageError
 from .provenance import Provenance, for_search, stamp
 
@@ -68,9 +68,11 @@ def search(args, atlas, encoder_factory, occurrences_factory=None) -> str:
     """Encode the queries and search ``atlas`` (an ``Atlas`` or a server's ``RemoteAtlas``); the
     output text. ``occurrences_factory()`` gives what looks up GBIF records (``--with-occurrences``)."""
     from .encoders.within import Within
-    nprobe = args.nprobe if args.nprobe is not None else min(16, atlas.nlist)
-    if atlas.nlist > 1 and nprobe > atlas.nlist:
-        raise UsageError(f"--nprobe must be from 1 to {atlas.nlist} for this atlas, got {nprobe}")
+    nprobe = args.nprobe if args.nprobe is not None else limits.default_nprobe(atlas.nlist)
+    try:
+        limits.check_nprobe(nprobe, atlas.nlist)
+    except ValueError as exc:
+        raise UsageError(f"--{exc}") from None
     within = Within.parse(args.predict_within) if args.predict_within else None
     settings = {"top_n": args.top_n, "nprobe": nprobe, "scope": args.scope, "taxon": args.taxon or None, "fold": args.fold}
     base = for_search(atlas, nprobe, args.scope, args.taxon, folded=args.fold)

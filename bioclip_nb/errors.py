@@ -15,6 +15,11 @@ class EncoderUnavailableError(RuntimeError):
     """Model weights or label files that cannot be loaded here."""
 
 
+class UnsupportedQueryError(EncoderUnavailableError):
+    """A query the atlas's model cannot answer at all (the stand-in cannot embed text): a property
+    of the model, not a fault, so the server answers 422, not 503."""
+
+
 class UploadError(ValueError):
     """An uploaded file that is not an image we can use; the message says why."""
 

@@ -28,7 +28,7 @@ from .fullvectors import FullVectors
 #: The fewest candidates re-ranked per query.
 MIN_POOL = 100
 #: Candidates per result to try, smallest first, when calibrating.
-FACTORS = (10, 20, 50, 100, 200)
+FACTORS = (10, 20, 50, 100, 200, 500, 1000)
 #: Candidates re-ranked per result where nothing was measured.
 POOL_FACTOR = 50
 #: The most candidates re-ranked per query.

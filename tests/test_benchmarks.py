@@ -19,7 +19,8 @@ def test_quick_benchmarks_write_the_report(tmp_path):
                     "Coarse quantizer", "Atlas map", "Gallery of 20", "Encoder", "What 234M vectors would cost",
                     "The published shape at 3,000,000 records", "Building the rehearsal atlas", "Taxon filters: full pages",
                     "The demo atlas is a smoke test",
-                    "bioclip-nb search PHOTO", "Dashboard kernels after one search", "8 clients encoding"):
+                    "bioclip-nb search PHOTO", "Dashboard kernels after one search", "8 clients encoding",
+                    "recall@10 against brute force", "Storing the full vectors"):
         assert heading in report
     scopes = data["results"]["scopes"]["rows"]
     assert all(0 <= r["full_ours"] <= 1 for r in scopes)

@@ -97,7 +97,7 @@ def test_nprobe_above_nlist_is_usage(capsys, published_atlas, tmp_path):
     q = tmp_path / "q.npy"
     np.save(q, published_atlas.vectors[0])
     code, _, err = run(capsys, "search", "--vectors", str(q), "--atlas", str(published_atlas.path), "--nprobe", "500")
-    assert code == 2 and "--nprobe must be from 1 to 128" in err
+    assert code == 2 and "--nprobe must be a whole number from 1 to 128" in err
 
 
 def test_two_query_kinds_is_usage(capsys, published_atlas, tmp_path):

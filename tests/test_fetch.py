@@ -30,7 +30,7 @@ def host():
 
 @pytest.fixture
 def fetcher(host, tmp_path):
-    f = ImageFetcher(cache=open_image_cache(tmp_path / "cache"),
+    f = ImageFetcher.isolated(cache=open_image_cache(tmp_path / "cache"),
                      limits=FetchLimits(connect_timeout=1.0, read_timeout=1.0, total_timeout=2.5, max_bytes=5 * 2**20))
     yield f
     f.close()
@@ -118,7 +118,7 @@ def test_local_files_only_inside_the_atlas(tmp_path):
     (root / "images").mkdir(parents=True)
     (root / "images" / "a.png").write_bytes(encode(photo(), "PNG"))
     (tmp_path / "secret.png").write_bytes(encode(photo(), "PNG"))
-    f = ImageFetcher(atlas_root=root)
+    f = ImageFetcher.isolated(atlas_root=root)
     assert f.fetch("atlas:/images/a.png").ok
     assert f.fetch("atlas:/images/missing.png").status is FetchStatus.NOT_FOUND
     assert f.fetch("atlas:/../secret.png").status is FetchStatus.BLOCKED
@@ -126,9 +126,14 @@ def test_local_files_only_inside_the_atlas(tmp_path):
     f.close()
 
 
-def test_user_agent_names_the_application(fetcher, host):
-    assert USER_AGENT.startswith("bioclip-nb/") and "http" in USER_AGENT
-    assert fetcher.session.headers["User-Agent"] == USER_AGENT
+def test_every_request_names_the_application_on_the_wire(fetcher, host):
+    """The User-Agent the image hosts' policies ask for, as the host received it (not as configured)."""
+    before = len(host.log)
+    assert fetcher.fetch(host.url("/img/41.jpg")).ok
+    host.wait_idle()
+    sent = [r.headers.get("User-Agent") for r in host.log[before:]]
+    assert sent and all(ua == USER_AGENT for ua in sent)
+    assert USER_AGENT.startswith("bioclip-nb/") and "(+http" in USER_AGENT
 
 
 def test_inaturalist_variants():
@@ -142,7 +147,7 @@ def test_inaturalist_variants():
 def test_rate_limited_host_is_spaced_and_serial(tmp_path):
     """static.inaturalist.org's real policy, pointed at a local host: >= 1 s apart, one at a time."""
     with ImageHost() as h:
-        f = ImageFetcher(resolve={"static.inaturalist.org": h.base}, workers=8)
+        f = ImageFetcher.isolated(resolve={"static.inaturalist.org": h.base}, workers=8)
         urls = [(i, f"https://static.inaturalist.org/photos/{i}/original.jpg") for i in range(4)]
         results = list(f.fetch_many(urls))
         f.close()
@@ -157,7 +162,7 @@ def test_rate_limited_host_is_spaced_and_serial(tmp_path):
 
 def test_other_hosts_run_in_parallel_with_a_cap():
     with ImageHost(latency=0.3) as h:
-        f = ImageFetcher(policies={"127.0.0.1": HostPolicy(max_concurrency=3)}, workers=8)
+        f = ImageFetcher.isolated(policies={"127.0.0.1": HostPolicy(max_concurrency=3)}, workers=8)
         t0 = time.monotonic()
         results = list(f.fetch_many([(i, h.url(f"/img/{i}.jpg")) for i in range(9)]))
         elapsed = time.monotonic() - t0
@@ -171,7 +176,7 @@ def test_byte_budget_stops_fetching():
     with ImageHost() as h:
         one = len(h.bytes_for("medium", 0))
         policy = HostPolicy(min_interval=0.0, max_concurrency=1, hourly_bytes=int(one * 2.5))
-        f = ImageFetcher(policies={"static.inaturalist.org": policy}, resolve={"static.inaturalist.org": h.base})
+        f = ImageFetcher.isolated(policies={"static.inaturalist.org": policy}, resolve={"static.inaturalist.org": h.base})
         results = [f.fetch("https://static.inaturalist.org/photos/0/original.jpg") for _ in range(5)]
         f.close()
     statuses = [r.status for r in results]
@@ -184,11 +189,11 @@ def test_byte_budget_stops_fetching():
 def test_second_fetch_makes_zero_requests(host, tmp_path):
     cache = open_image_cache(tmp_path / "c")
     urls = [(i, host.url(f"/img/{1000 + i}.jpg")) for i in range(6)]
-    f1 = ImageFetcher(cache=cache)
+    f1 = ImageFetcher.isolated(cache=cache)
     first = list(f1.fetch_many(urls))
     before = len(host.requests_for("/img/10"))
     f1.close()
-    f2 = ImageFetcher(cache=open_image_cache(tmp_path / "c"))   # a reopened notebook
+    f2 = ImageFetcher.isolated(cache=open_image_cache(tmp_path / "c"))   # a reopened notebook
     second = list(f2.fetch_many(urls))
     f2.close()
     assert len(host.requests_for("/img/10")) == before
@@ -200,7 +205,7 @@ def test_results_arrive_progressively_and_as_new_objects(host):
     with ImageHost(latency=0.0) as h:
         hits = pd.DataFrame({"id": [1, 2, 3], "url": [h.url("/img/1.jpg"), None, h.url("/slow-headers/3.jpg")]})
         snapshot = hits.copy()
-        f = ImageFetcher(limits=FetchLimits(read_timeout=1.0, total_timeout=2.0))
+        f = ImageFetcher.isolated(limits=FetchLimits(read_timeout=1.0, total_timeout=2.0))
         h.hang = 3.0
         seen, times = [], []
         t0 = time.monotonic()
@@ -215,7 +220,7 @@ def test_results_arrive_progressively_and_as_new_objects(host):
 
 def test_cancel_stops_pending_fetches():
     with ImageHost(latency=0.5) as h:
-        f = ImageFetcher(policies={"127.0.0.1": HostPolicy(max_concurrency=1)}, workers=2)
+        f = ImageFetcher.isolated(policies={"127.0.0.1": HostPolicy(max_concurrency=1)}, workers=2)
         cancel = threading.Event()
         got = []
         for r in f.fetch_many([(i, h.url(f"/img/{i}.jpg")) for i in range(10)], cancel=cancel):
@@ -227,7 +232,7 @@ def test_cancel_stops_pending_fetches():
 
 
 def test_bandwidth_accounting_per_host(host, tmp_path):
-    f = ImageFetcher()
+    f = ImageFetcher.isolated()
     r = f.fetch(host.url("/img/5.jpg"))
     usage = f.usage()["127.0.0.1"]
     assert usage["requests"] == 1 and usage["bytes"] == r.nbytes == usage["last_hour_bytes"] > 0
@@ -235,7 +240,7 @@ def test_bandwidth_accounting_per_host(host, tmp_path):
 
 
 def test_policy_table_is_overridable():
-    f = ImageFetcher(policies={"static.inaturalist.org": HostPolicy(min_interval=2.0, max_concurrency=1)})
+    f = ImageFetcher.isolated(policies={"static.inaturalist.org": HostPolicy(min_interval=2.0, max_concurrency=1)})
     assert f.policies["static.inaturalist.org"].min_interval == 2.0
     assert DEFAULT_POLICIES["static.inaturalist.org"].min_interval == 1.0   # defaults untouched
     assert f.gate("unknown.example").policy == DEFAULT_POLICIES["*"]

@@ -30,6 +30,43 @@ f.close()
 """
 
 
+#: The README's example, as a user's script writes it: no state_dir, no ledger named.
+README_CHILD = """
+import json, sys
+from bioclip_nb.images import ImageFetcher
+base, first, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+f = ImageFetcher(resolve={"static.inaturalist.org": base})
+urls = [(i, f"https://static.inaturalist.org/photos/{i}/original.jpg") for i in range(first, first + n)]
+print(json.dumps([r.status.value for r in f.fetch_many(urls)]))
+f.close()
+"""
+
+
+def test_the_default_fetcher_keeps_the_machine_wide_spacing_across_processes(tmp_path):
+    """Three scripts each building ``ImageFetcher()`` with defaults share the machine's ledger
+    (found through BIOCLIP_NB_HOME), so the iNaturalist host sees one request a second."""
+    import os
+    env = dict(os.environ, BIOCLIP_NB_HOME=str(tmp_path / "home"))
+    env.pop("BIOCLIP_NB_STATE_DIR", None)
+    with ImageHost() as host:
+        procs = [subprocess.Popen([sys.executable, "-c", README_CHILD, host.base, str(100 * k), "2"],
+                                  stdout=subprocess.PIPE, text=True, env=env) for k in range(3)]
+        statuses = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+        log = host.requests_for("/photos/")
+    assert all(s == "ok" for per in statuses for s in per) and len(log) == 6
+    gaps, most_at_once, serial = _spacing(log)
+    assert min(gaps) >= 1.0, gaps
+    assert most_at_once == 1 and serial
+    assert (tmp_path / "home" / "state").is_dir()
+
+
+def test_isolated_is_the_named_opt_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIOCLIP_NB_HOME", str(tmp_path / "home"))
+    from bioclip_nb.images.policy import LEDGER_FILE
+    assert ImageFetcher().ledger.path == tmp_path / "home" / "state" / LEDGER_FILE
+    assert ImageFetcher.isolated().ledger.path is None
+
+
 def _run_children(host: ImageHost, state, n_each: int, budget: str = "-") -> list[list[str]]:
     procs = [subprocess.Popen([sys.executable, "-c", CHILD, host.base, str(state), str(100 * k), str(n_each), budget],
                               stdout=subprocess.PIPE, text=True) for k in range(3)]
@@ -72,7 +109,7 @@ def test_the_budget_is_reserved_before_the_request_under_eight_workers():
         cap = 4 * one
         from bioclip_nb.images import FetchLimits
         policy = HostPolicy(max_concurrency=8, hourly_bytes=int(one * 2.5))
-        f = ImageFetcher(policies={INAT: policy}, resolve={INAT: host.base}, limits=FetchLimits(max_bytes=cap))
+        f = ImageFetcher.isolated(policies={INAT: policy}, resolve={INAT: host.base}, limits=FetchLimits(max_bytes=cap))
         urls = [(i, f"https://{INAT}/photos/{i}/original.jpg") for i in range(8)]
         results = list(f.fetch_many(urls))
         f.close()
@@ -86,7 +123,7 @@ def test_the_budget_is_reserved_before_the_request_under_eight_workers():
 
 def test_a_slow_host_does_not_hold_up_another_hosts_images():
     with ImageHost() as host:
-        f = ImageFetcher(resolve={INAT: host.base, S3: host.base})
+        f = ImageFetcher.isolated(resolve={INAT: host.base, S3: host.base})
         urls = []
         for i in range(10):                   # interleaved, as a gallery's hits come
             urls.append((f"inat{i}", f"https://{INAT}/photos/{i}/original.jpg"))

@@ -421,7 +421,7 @@ def test_a_request_that_runs_too_long_gets_504(atlas, tmp_path):
     from bioclip_nb.service.server import Limits
     from bioclip_nb.service.warm import Warm
     with ImageHost(latency=3.0) as slow:
-        fetcher = ImageFetcher(resolve={"slow.test": slow.base})
+        fetcher = ImageFetcher.isolated(resolve={"slow.test": slow.base})
         warm = Warm(Atlas.open(atlas), Settings(home=tmp_path), device="cpu", fetcher=fetcher)
         with server_thread(warm, "t" * 32, limits=Limits(timeout=0.5)) as url:
             hits = Client(url, "t" * 32).search(np.ones(warm.atlas.dim, dtype=np.float32), top_n=40)

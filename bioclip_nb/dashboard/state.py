@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .. import provenance
+from .. import limits, provenance
 from ..encoders import Encoder, Encoding, EncodingCache
 from ..encoders.within import Within
 from ..errors import AtlasError, EncoderUnavailableError, ServerError, UploadError
@@ -81,7 +81,7 @@ class SearchSession:
         self._encoder: Encoder | None = None
         self.fetcher = fetcher
         self.cache = cache or EncodingCache()
-        self.settings = SearchSettings(nprobe=min(16, atlas.nlist))
+        self.settings = SearchSettings(nprobe=limits.default_nprobe(atlas.nlist))
         self.query: Query | None = None
         self.encoding: Encoding | None = None
         self.hits: pd.DataFrame | None = None

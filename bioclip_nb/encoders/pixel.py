@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..errors import EncoderUnavailableError
+from ..errors import UnsupportedQueryError
 from ..layout import BIOCLIP2, PIXEL_MODEL, display_name
 from .base import Encoding
 
@@ -132,6 +132,6 @@ class PixelEncoder:
         return {}
 
     def encode_text(self, text: str) -> np.ndarray:
-        raise EncoderUnavailableError(
+        raise UnsupportedQueryError(
             f"{PIXEL_MODEL} is a pixel-statistics stand-in and cannot embed text; text search needs "
             f"{display_name(BIOCLIP2)} (an atlas built with {BIOCLIP2})")

@@ -71,7 +71,13 @@ class Within:
 
     @classmethod
     def from_json(cls, data: dict) -> Within:
-        return cls(Rank.parse(data["rank"]), tuple(data["names"]), data.get("label") or data["rank"])
+        """The inverse of :meth:`to_json`; a ``ValueError`` saying what a malformed one lacks."""
+        if not isinstance(data, dict) or "rank" not in data or not isinstance(data.get("names"), list | tuple):
+            raise ValueError('a restriction looks like {"rank": "genus", "names": ["Vulpes"], "label": "genus Vulpes"}')
+        names = tuple(str(n) for n in data["names"])
+        if not names:
+            raise ValueError("a restriction needs at least one name")
+        return cls(Rank.parse(data["rank"]), names, str(data.get("label") or data["rank"]))
 
 
 def _plural(rank: str) -> str:

@@ -106,15 +106,29 @@ class FetchLimits:
     max_retry_after: float = 5.0
 
 
+#: ``state_dir``'s default: the machine's host ledger (``Settings.state_dir``).
+MACHINE = "machine"
+
+
 class ImageFetcher:
-    """Fetches images under the policy table. Thread-safe; share one per process or session."""
+    """Fetches images under the policy table. Thread-safe; share one per process or session.
+
+    Polite by default: unless told otherwise it keeps the host policies through the machine's
+    ledger (``$BIOCLIP_NB_HOME/state``, or ``BIOCLIP_NB_STATE_DIR``), so every process on the
+    machine shares each host's spacing and budget, and it checks typed URLs against
+    ``BIOCLIP_NB_ALLOW_HOSTS``. :meth:`isolated` is the named opt-out (tests, benchmarks)."""
 
     def __init__(self, policies: dict[str, HostPolicy] | None = None, cache=None,
                  session: requests.Session | None = None, limits: FetchLimits | None = None,
                  atlas_root: Path | None = None, resolve: dict[str, str] | None = None, workers: int = 8,
-                 guard: AddressGuard | None = None, state_dir: Path | None = None):
+                 guard: AddressGuard | None = None, state_dir: Path | str | None = MACHINE):
+        if state_dir == MACHINE or guard is None:
+            from ..config import Settings
+            settings = Settings.from_env()
+            state_dir = settings.state_dir if state_dir == MACHINE else state_dir
+            guard = guard or AddressGuard(settings.allow_hosts)
         self.policies = {**DEFAULT_POLICIES, **(policies or {})}
-        self.guard = guard or AddressGuard()     # for URLs a person typed (fetch_user_url)
+        self.guard = guard                       # for URLs a person typed (fetch_user_url)
         self.cache = cache
         self.limits = limits or FetchLimits()
         self.atlas_root = Path(atlas_root).resolve() if atlas_root else None
@@ -131,6 +145,12 @@ class ImageFetcher:
         self._gates_lock = threading.Lock()
         self._workers = workers
         self._lanes: dict[str, ThreadPoolExecutor] = {}
+
+    @classmethod
+    def isolated(cls, **kwargs) -> ImageFetcher:
+        """A fetcher whose host policies hold for itself alone (no machine-wide ledger): for tests
+        and benchmarks that must not wait on, or be spaced by, other processes."""
+        return cls(state_dir=None, **kwargs)
 
     def close(self) -> None:
         with self._gates_lock:
@@ -177,6 +197,9 @@ class ImageFetcher:
         url = str(url)
         if url.startswith(ATLAS_URL_SCHEME):
             return self._local(base, url)
+        problem = malformed(url)
+        if problem:
+            return replace(base, status=FetchStatus.BLOCKED, message=problem)
         scheme = urlsplit(url).scheme.lower()
         if scheme not in ("http", "https"):
             return replace(base, status=FetchStatus.BLOCKED, message=f"only http and https images are fetched, not {scheme or 'this'}: URLs")
@@ -361,9 +384,22 @@ def as_they_come(futures: list, on_result: Callable[[FetchResult], None] | None 
             fut.cancel()
 
 
+def malformed(url: str) -> str | None:
+    """Why ``url`` cannot be requested as it is written (a bad port, an unclosed IPv6 bracket,
+    a user name or password in it), or None. Credentials are never sent to an image host."""
+    try:
+        parts = urlsplit(url)
+        parts.port                                         # noqa: B018 - raises for a bad port
+    except ValueError as exc:
+        return f"the URL is malformed ({exc})"
+    if parts.username is not None or parts.password is not None:
+        return "the URL carries a user name or password; remove them (bioclip-nb never sends credentials to image hosts)"
+    return None
+
+
 def _lane_of(url: str | None) -> str:
-    """The host whose lane fetches ``url`` (``""`` for atlas files and missing URLs)."""
-    if not isinstance(url, str) or url.startswith(ATLAS_URL_SCHEME):
+    """The host whose lane fetches ``url`` (``""`` for atlas files, missing and malformed URLs)."""
+    if not isinstance(url, str) or url.startswith(ATLAS_URL_SCHEME) or malformed(url):
         return ""
     return urlsplit(url).hostname or ""
 

@@ -43,10 +43,29 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(info[4][0] for info in infos))
 
 
+#: IPv6 forms that carry an IPv4 address in their low 32 bits.
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: IPv4-mapped (``::ffff:a.b.c.d``), 6to4
+    (``2002::/16``), Teredo (``2001::/32``: its server and its client), NAT64 (``64:ff9b::/96``)
+    and IPv4-compatible (``::a.b.c.d``)."""
+    found = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in NAT64 or (address in IPV4_COMPATIBLE and int(address) > 1):
+        found.append(low)
+    return [a for a in found if a is not None]
+
+
 def why_not_public(address: Address) -> str | None:
     """Why an address is not a public internet address, or None if it is one."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return why_not_public(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        for inner in embedded_ipv4(address):
+            reason = why_not_public(inner)
+            if reason is not None:
+                return f"{reason}, through {inner} inside it"
     checks = (
         ("is_loopback", "this machine itself (loopback)"),
         ("is_unspecified", "an unspecified address"),
@@ -84,13 +103,20 @@ class AddressGuard:
 
     def check(self, url: str) -> tuple[str, str]:
         """``(host, address)`` to connect to for ``url``, or :class:`BlockedAddress` saying why not."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise BlockedAddress(f"the URL is malformed ({exc})") from None
         if parts.scheme.lower() not in ("http", "https"):
             raise BlockedAddress(f"only http and https image URLs can be used, not {parts.scheme or 'this'}:")
+        if parts.username is not None or parts.password is not None:
+            raise BlockedAddress("the URL carries a user name or password; remove them "
+                                 "(bioclip-nb never sends credentials to image hosts)")
         host = (parts.hostname or "").lower().rstrip(".")
         if not host:
             raise BlockedAddress("the URL has no host name")
-        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        port = port or (443 if parts.scheme.lower() == "https" else 80)
         try:
             found = self.resolver(host, port)
         except (OSError, UnicodeError):

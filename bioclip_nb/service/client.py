@@ -31,7 +31,14 @@ from .._version import __version__
 from ..config import Settings
 from ..encoders.base import Encoding
 from ..encoders.within import Within
-from ..errors import AtlasError, EncoderUnavailableError, ServerError, ServerUnavailableError, UploadError
+from ..errors import (
+    AtlasError,
+    EncoderUnavailableError,
+    ServerError,
+    ServerUnavailableError,
+    UnsupportedQueryError,
+    UploadError,
+)
 from ..figures import SearchFigures
 from ..images.fetch import FetchResult, FetchStatus, as_they_come, unless_cancelled
 from ..layout import Scope
@@ -40,7 +47,8 @@ from .statefile import read_record
 
 #: Error kinds the server sends, as the exceptions in-process code raises.
 _RAISE = {"bad_image": UploadError, "invalid": ValueError, "invalid_request": ValueError,
-          "encoder_unavailable": EncoderUnavailableError, "not_found": LookupError}
+          "encoder_unavailable": EncoderUnavailableError, "not_found": LookupError,
+          "unsupported": UnsupportedQueryError}
 
 
 class Client:

@@ -85,7 +85,7 @@ def serve(atlas: Path, settings: Settings, host: str = "127.0.0.1", port: int = 
     url = f"http://{'[' + host + ']' if ':' in host else host}:{sock.getsockname()[1]}"
     warm = Warm(opened, settings, device=device, batch_window=batch_window)
     app = create_app(warm, token, Limits(max_concurrent=max_concurrent, timeout=timeout))
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5, access_log=False)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACE_SECONDS, access_log=False)
     server = uvicorn.Server(config)
     record = ServerRecord(url=url, token=token, pid=os.getpid(), atlas=str(opened.path), model=opened.model,
                           started=time.time(), idle_minutes=idle_minutes, log=os.environ.get("BIOCLIP_NB_SERVER_LOG"))
@@ -99,13 +99,39 @@ def serve(atlas: Path, settings: Settings, host: str = "127.0.0.1", port: int = 
              else "no idle shutdown; stop with: bioclip-nb stop")
     if idle_minutes:
         threading.Thread(target=_idle_watch, args=(server, warm, idle_minutes * 60), daemon=True).start()
+    received: list[int] = []
+    previous = _on_stop_signals(server, received)
     try:
         server.run(sockets=[sock])
     finally:
         remove_record(settings.home, pid=os.getpid())
         warm.close()
         sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    why = signal.Signals(received[0]).name if received else "idle or asked to"
+    print(f"bioclip-nb server: stopped ({why}); its record {where} is removed", file=sys.stderr, flush=True)
     return 0
+
+
+#: Seconds in-flight requests get to finish once a stop signal arrives.
+GRACE_SECONDS = 10
+#: Signals that stop the server cleanly: in-flight requests finish, its record (with the token) goes.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _on_stop_signals(server, received: list[int]) -> dict:
+    """Make each stop signal ask uvicorn to shut down gracefully, never kill the process before
+    ``serve`` has cleaned up. (uvicorn handles SIGTERM and SIGINT while it runs, then re-raises
+    them once it has stopped: with the default handlers back, that re-raise would end the process
+    before the record is removed. SIGHUP it does not handle at all.) Returns the previous handlers."""
+    def stop(signum, _frame):
+        received.append(signum)
+        server.should_exit = True
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
 
 
 def _idle_watch(server, warm, idle_seconds: float) -> None:

@@ -18,10 +18,11 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -29,13 +30,15 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .. import limits as lim
 from .._version import __version__
 from ..encoders.within import Within
-from ..errors import AtlasError, EncoderUnavailableError, UploadError
+from ..errors import AtlasError, EncoderUnavailableError, UnsupportedQueryError, UploadError
 from ..images.fetch import FetchResult
 from ..images.uploads import MAX_UPLOAD_BYTES, load_upload
 from ..layout import Scope
 from ..results import plain
+from .bodycap import BodyCap
 from .protocol import (
     API,
     FETCH_HEADER,
@@ -59,11 +62,17 @@ class Limits:
     timeout: float = 120.0
 
 
+RecordId = Annotated[int, Field(ge=lim.MIN_ID, le=lim.MAX_ID, description="a record id (0 to 2**31-1)")]
+Vector = Annotated[list[float], Field(min_length=1, max_length=lim.MAX_DIM)]
+
+
 class SearchBody(BaseModel):
-    vectors: list[list[float]] | list[float] | None = Field(None, description="one vector or a batch; L2-normalised by the server")
-    query_id: str | None = Field(None, description="the query_id an /encode answer gave, instead of vectors")
-    top_n: int = 10
-    nprobe: int | None = Field(None, description="cells to scan (default min(16, nlist))")
+    vectors: Annotated[list[Vector], Field(min_length=1, max_length=lim.MAX_BATCH)] | Vector | None = Field(
+        None, description=f"one vector or a batch of up to {lim.MAX_BATCH}; L2-normalised by the server")
+    query_id: str | None = Field(None, max_length=128, description="the query_id an /encode answer gave, instead of vectors")
+    top_n: int = Field(lim.DEFAULT_TOP_N, ge=lim.MIN_TOP_N, le=lim.MAX_TOP_N)
+    nprobe: int | None = Field(None, ge=lim.MIN_NPROBE, le=lim.MAX_NPROBE,
+                               description=f"cells to scan, at most the atlas's nlist (default min({lim.DEFAULT_NPROBE}, nlist))")
     scope: str = Scope.ALL.value
     taxon: dict[str, str] | None = None
     model: str | None = Field(None, description="the model the vectors came from (checked against the atlas)")
@@ -72,33 +81,71 @@ class SearchBody(BaseModel):
                                                  "false ranks by the PQ codes alone")
 
 
+class WithinBody(BaseModel):
+    rank: str = Field(..., max_length=16)
+    names: Annotated[list[Annotated[str, Field(max_length=200)]], Field(min_length=1, max_length=100_000)]
+    label: str | None = Field(None, max_length=200)
+
+
 class PredictBody(BaseModel):
-    embedding: list[float]
-    within: dict | None = Field(None, description='{"rank": "genus", "names": ["Vulpes"], "label": "genus Vulpes"}')
-    k: int = Field(5, ge=1, le=50)
+    embedding: Vector
+    within: WithinBody | None = Field(None, description='{"rank": "genus", "names": ["Vulpes"], "label": "genus Vulpes"}')
+    k: int = Field(5, ge=1, le=lim.MAX_PREDICTIONS)
 
 
 class TextBody(BaseModel):
-    text: str
+    text: str = Field(..., min_length=1, max_length=lim.MAX_TEXT)
 
 
 class UrlBody(BaseModel):
-    url: str
-    variant: str = "full"
+    url: str = Field(..., min_length=1, max_length=lim.MAX_URL, description="an http(s) URL on a public host")
+    variant: Literal["thumb", "full"] = "full"
 
 
 class IdsBody(BaseModel):
-    ids: list[int] = Field(..., max_length=1000)
+    ids: list[RecordId] = Field(..., max_length=lim.MAX_IDS)
 
 
 class FiguresBody(BaseModel):
-    vector: list[float]
-    nprobe: int
-    top_n: int = 10
-    scope: str = Scope.ALL.value
+    vector: Vector | Annotated[list[float], Field(max_length=0)]
+    nprobe: int = Field(..., ge=lim.MIN_NPROBE, le=lim.MAX_NPROBE)
+    top_n: int = Field(lim.DEFAULT_TOP_N, ge=lim.MIN_TOP_N, le=lim.MAX_TOP_N)
+    scope: str = Field(Scope.ALL.value, max_length=16)
     taxon: dict[str, str] | None = None
-    hit_ids: list[int] = []
-    hit_similarity: list[float] = []
+    hit_ids: list[RecordId] = Field([], max_length=lim.MAX_TOP_N)
+    hit_similarity: list[float] = Field([], max_length=lim.MAX_TOP_N)
+
+
+class ErrorBody(BaseModel):
+    """Every error the server answers (never a traceback)."""
+
+    error: str = Field(..., description="a short kind: unauthorised, not_found, too_large, invalid_request, busy, ...")
+    message: str = Field(..., description="what went wrong, written for a person")
+    fetch: dict | None = Field(None, description="for a failed image fetch: its status and message")
+
+
+def _error(description: str) -> dict:
+    return {"model": ErrorBody, "description": description}
+
+
+#: The answers every ``/v1`` route may give besides its own, declared in the OpenAPI document.
+ROUTE_ERRORS = {
+    400: _error("the body is not valid JSON"),
+    401: _error("no bearer token, or a wrong one"),
+    404: _error("a record that is not in this atlas, or a query id the server does not know"),
+    413: _error("the request body is over the route's cap (limits.BODY_CAPS)"),
+    422: _error("the request is malformed, or a value is out of its legal range"),
+    503: _error("the server is busy (Retry-After says when to retry) or its encoder is unavailable"),
+    504: _error("the request took longer than the server's time limit"),
+}
+#: An image answer: the bytes, or why there are none.
+IMAGE_ANSWERS = {
+    200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                      "image/png": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "the image (its fetch details in the X-Bioclip-Fetch header)"},
+    404: _error("the record is not in this atlas, or has no image"),
+    502: _error("the image host failed (gone, too slow, not an image, refused by policy or the address guard)"),
+}
 
 
 def create_app(warm: Warm, token: str, limits: Limits | None = None) -> FastAPI:
@@ -113,11 +160,12 @@ def create_app(warm: Warm, token: str, limits: Limits | None = None) -> FastAPI:
             raise HTTPException(401, "a valid bearer token is required (see bioclip-nb status)",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    router = APIRouter(prefix=API, dependencies=[Depends(authorised)])
+    router = APIRouter(prefix=API, dependencies=[Depends(authorised)], responses=ROUTE_ERRORS)
     _routes(router, warm, limits)
     app.include_router(router)
     _errors(app)
     _guard_load(app, warm, limits)
+    app.add_middleware(BodyCap, prefix=API, caps={**lim.BODY_CAPS, "/encode": limits.max_upload}, default=lim.DEFAULT_BODY_CAP)
     return app
 
 
@@ -145,7 +193,8 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
         return atlas.scope_counts(compute=compute)
 
     @router.get("/taxon-values")
-    def taxon_values(rank: str, prefix: str = "", limit: int = Query(50, ge=1, le=1000)) -> list[str]:
+    def taxon_values(rank: str = Query(..., max_length=16), prefix: str = Query("", max_length=200),
+                     limit: int = Query(50, ge=1, le=1000)) -> list[str]:
         """Names present at a rank, most frequent first."""
         return atlas.taxon_values(rank, prefix, limit)
 
@@ -166,8 +215,11 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
     @router.post("/predict")
     def predict(body: PredictBody) -> dict:
         """Predictions at every rank for an embedding, over the Tree of Life or only ``within``."""
-        within = Within.from_json(body.within) if body.within else None
-        preds = warm.encoder(limits.timeout).predict(np.asarray(body.embedding, dtype=np.float32), within, body.k)
+        within = Within.from_json(body.within.model_dump()) if body.within else None
+        embedding = np.asarray(body.embedding, dtype=np.float64)
+        if embedding.shape != (atlas.dim,) or not np.isfinite(embedding).all() or not np.abs(embedding).max() > 0:
+            raise ValueError(f"embedding must be {atlas.dim} finite numbers, not all zero")
+        preds = warm.encoder(limits.timeout).predict(embedding.astype(np.float32), within, body.k)
         return predictions_to_json(preds)
 
     @router.post("/search")
@@ -181,26 +233,25 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
             if enc is None:
                 raise LookupError(f"query {body.query_id} is not known here (the server forgets old queries); encode it again")
             vectors, model = enc.embedding, enc.model_id
-        nprobe = body.nprobe if body.nprobe is not None else min(16, atlas.nlist)
+        nprobe = body.nprobe if body.nprobe is not None else lim.default_nprobe(atlas.nlist)
         hits = atlas.search(vectors, top_n=body.top_n, nprobe=nprobe, scope=body.scope, taxon=body.taxon or None, model=model,
                             fold=body.fold, exact=body.exact)
         return hits_to_json(hits)
 
-    @router.get("/records/{record_id}/image")
-    def record_image(record_id: int, variant: str = Query("thumb", pattern="^(thumb|full)$")) -> Response:
+    @router.get("/records/{record_id}/image", response_class=Response, responses=IMAGE_ANSWERS)
+    def record_image(record_id: RecordIdPath, variant: Literal["thumb", "full"] = "thumb") -> Response:
         """A record's image through the machine's one fetcher (its policy, budget and cache)."""
-        rows = atlas.lookup([record_id])
-        if not len(rows) or pd.isna(rows["id"].iloc[0]):
-            raise LookupError(f"record {record_id} is not in this atlas")
-        return _image_response(warm.fetcher.fetch(rows["url"].iloc[0], variant=variant, key=record_id))
+        url = _record_url(atlas, record_id)
+        return _image_response(warm.fetcher.fetch(url, variant=variant, key=record_id))
 
     @router.get("/records/{record_id}/vector")
-    def record_vector(record_id: int) -> dict:
-        """A record's raw vector when the atlas keeps them, else null."""
+    def record_vector(record_id: RecordIdPath) -> dict:
+        """A record's full vector when the atlas has one, else null."""
+        _in_atlas(atlas, record_id)
         vec = atlas.stored_vector(record_id)
         return {"vector": vector_to_json(vec) if vec is not None else None}
 
-    @router.post("/fetch-url")
+    @router.post("/fetch-url", response_class=Response, responses=IMAGE_ANSWERS)
     def fetch_url(body: UrlBody) -> Response:
         """An image URL a person typed: public addresses only (see ``images.guard``)."""
         return _image_response(warm.fetcher.fetch_user_url(body.url, variant=body.variant))
@@ -219,17 +270,43 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
     def figures(body: FiguresBody) -> dict:
         """The Plots tab's cell and recall pictures (PNG, base64) and its note."""
         from ..figures import search_figures
+        atlas.check_settings(body.top_n, body.nprobe)
+        if not body.vector:
+            raise ValueError("vector: the query's embedding is needed for the figures")
         figs = search_figures(atlas, body.vector, body.nprobe, body.top_n, body.scope, body.taxon,
                               _hits(body.hit_ids, body.hit_similarity))
         return {"cells_png": base64.b64encode(figs.cells_png).decode(), "recall_png": base64.b64encode(figs.recall_png).decode(),
                 "note": figs.note}
 
-    @router.post("/map")
+    @router.post("/map", response_class=Response,
+                 responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                                  "description": "the atlas map as PNG"}})
     def atlas_map(body: FiguresBody) -> Response:
         """The atlas map with the query's cells and hits (PNG)."""
         from ..figures import map_figure
+        atlas.check_settings(body.top_n, body.nprobe)
         png = map_figure(atlas, body.vector or None, body.nprobe, _hits(body.hit_ids, body.hit_similarity))
         return Response(png, media_type="image/png")
+
+
+RecordIdPath = Annotated[int, Path(ge=lim.MIN_ID, le=lim.MAX_ID, description="a record id (0 to 2**31-1)")]
+
+
+def _in_atlas(atlas, record_id: int) -> None:
+    if not 0 <= record_id < atlas.count:
+        raise LookupError(f"record {record_id} is not in this atlas (ids run from 0 to {atlas.count - 1})")
+
+
+def _record_url(atlas, record_id: int) -> str:
+    """A record's image URL; ``LookupError`` (404) when it is not in the atlas or has no image."""
+    _in_atlas(atlas, record_id)
+    rows = atlas.lookup([record_id])
+    if not len(rows) or pd.isna(rows["id"].iloc[0]):
+        raise LookupError(f"record {record_id} is not in this atlas")
+    url = rows["url"].iloc[0]
+    if url is None or (isinstance(url, float) and np.isnan(url)) or not str(url).strip():
+        raise LookupError(f"record {record_id} has no image: its source gave no URL")
+    return str(url)
 
 
 def _hits(ids: list[int], similarity: list[float]) -> pd.DataFrame:
@@ -262,7 +339,8 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 
 #: Exception -> (HTTP status, error kind). The message is the exception's own (written for users).
 _STATUS = [
-    (UploadError, 422, "bad_image"), (AtlasError, 422, "invalid"), (EncoderUnavailableError, 503, "encoder_unavailable"),
+    (UploadError, 422, "bad_image"), (AtlasError, 422, "invalid"), (UnsupportedQueryError, 422, "unsupported"),
+    (EncoderUnavailableError, 503, "encoder_unavailable"),
     (TimeoutError, 504, "timeout"), (LookupError, 404, "not_found"), (ValueError, 422, "invalid"),
 ]
 
@@ -270,7 +348,8 @@ _STATUS = [
 def _errors(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request, exc: StarletteHTTPException):
-        kind = {401: "unauthorised", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http")
+        kind = {400: "bad_request", 401: "unauthorised", 404: "not_found", 405: "method_not_allowed",
+                413: "too_large"}.get(exc.status_code, "http")
         return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

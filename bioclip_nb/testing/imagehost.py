@@ -24,7 +24,7 @@ import io
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -39,6 +39,7 @@ class Request:
     start: float       # time.monotonic() when the request line arrived
     end: float
     concurrent: int    # requests in flight when this one arrived (itself included)
+    headers: dict = field(default_factory=dict, compare=False)   # as the request sent them
 
 
 def picture(seed: int, size: tuple[int, int] = (640, 480), quality: int = 90, noise: bool = False) -> bytes:
@@ -85,7 +86,7 @@ class LocalHTTP:
         finally:
             with self._lock:
                 self._active -= 1
-                self.log.append(Request(h.path, start, time.monotonic(), concurrent))
+                self.log.append(Request(h.path, start, time.monotonic(), concurrent, dict(h.headers.items())))
 
     def _send(self, h, code: int, body: bytes = b"", ctype: str | None = None, headers: dict | None = None) -> None:
         h.send_response(code)
