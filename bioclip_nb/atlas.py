@@ -346,7 +346,7 @@ class Atlas:
         limits.check_top_n(top_n)
         limits.check_nprobe(nprobe, self.nlist)
 
-    def search(self, vectors, top_n: int = 10, nprobe: int = 16, scope: Scope | str = Scope.ALL,
+    def search(self, vectors, top_n: int = limits.DEFAULT_TOP_N, nprobe: int = limits.DEFAULT_NPROBE, scope: Scope | str = Scope.ALL,
                taxon=None, model: str | None = None, fold: bool = False, exact: bool | None = None) -> pd.DataFrame:
         """Nearest records to one vector ``(dim,)`` or a batch ``(n, dim)``.
 

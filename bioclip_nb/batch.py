@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import limits
 from .encoders import Encoding, EncodingCache
 from .encoders.within import Within
 from .errors import UploadError
@@ -91,7 +92,7 @@ def encode_bytes(encoder, data: bytes, cache: EncodingCache | None = None, name:
     return cache.get_or_encode(data, encoder.model_id, encode) if cache is not None else encode()
 
 
-def search_photos(atlas, encoder, photos: list[Photo], top_n: int = 10, nprobe: int = 16, scope: str = "all",
+def search_photos(atlas, encoder, photos: list[Photo], top_n: int = limits.DEFAULT_TOP_N, nprobe: int = limits.DEFAULT_NPROBE, scope: str = "all",
                   taxon=None, fold: bool = False, within: Within | None = None, strict: bool = False) -> list[Photo]:
     """Search every encoded photo in one batched call; restrict predictions to ``within`` if
     given (a restriction the model's labels cannot make raises ``ValueError`` when ``strict``,

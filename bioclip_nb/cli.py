@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("download", parents=[common], help="download the published index and metadata (resumable)")
     d.add_argument("--dir", type=Path, default=None, help="destination (default $BIOCLIP_NB_HOME/data)")
+    d.add_argument("--embeddings", nargs="?", const="bioclip-2_float16", default=None, metavar="CONFIG",
+                   help="instead, the published embeddings for exact answers (TreeOfLife-200M-Embeddings, gated; "
+                        "CONFIG bioclip-2_float16 is about 360 GB), for `prepare --embeddings`")
     return p
 
 
@@ -280,10 +283,14 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from .builder.download import download_published
+    from .builder.download import download_embeddings, download_published
     from .config import Settings
     dest = args.dir or Settings.from_env().data_dir
-    path = download_published(dest)
+    if args.embeddings:
+        path = download_embeddings(dest / "embeddings" if args.dir is None else dest, args.embeddings)
+        sys.stderr.write(f"next: bioclip-nb prepare --atlas ATLAS --embeddings {path}\n")
+    else:
+        path = download_published(dest)
     print(path)
     return 0
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 #: Hits per query.
 MIN_TOP_N, MAX_TOP_N, DEFAULT_TOP_N = 1, 1000, 10
+#: The dashboard's Top N slider (a gallery of more is for the CLI and exports) and its depth slider.
+MAX_GALLERY_TOP_N, MAX_SLIDER_NPROBE = 100, 256
 #: Search depth: cells scanned (at most the atlas's nlist; the published atlas has 65,536).
 MIN_NPROBE, MAX_NPROBE, DEFAULT_NPROBE = 1, 65_536, 16
 #: A record id: the published ``id INTEGER`` is a signed 32-bit column.

@@ -254,3 +254,35 @@ def test_the_vector_column_is_found_by_type_not_name():
     assert find_columns(table.schema, 8, table) == ("uuid", "v")
     with pytest.raises(EmbeddingsError, match="exactly one list-of-floats column 16 wide"):
         find_columns(table.schema, 16, table)
+
+
+def test_check_says_whether_an_atlas_ranks_exactly(own, published, prepared, tmp_path):
+    from bioclip_nb.check import full_vectors
+    built, written, _ = published
+    settings, _ = prepared
+    with Atlas.open(own.path, settings=Settings(home=tmp_path)) as atlas:
+        line = full_vectors(atlas)
+        assert line.ok and not line.warning and "re-ranked exactly" in line.found
+    with Atlas.open(built.path, settings=Settings(home=tmp_path / "bare")) as atlas:
+        line = full_vectors(atlas)
+        assert line.warning and "prepare --atlas" in line.fix and "--embeddings" in line.fix
+    with Atlas.open(built.path, settings=settings) as atlas:
+        line = full_vectors(atlas)
+        assert not line.warning and "200 records have no vector" in line.found
+
+
+def test_downloading_the_embeddings_offline_says_what_to_do(tmp_path, capsys):
+    assert main(["download", "--embeddings", "--dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be downloaded here" in err and "bioclip-2_float16" in err
+
+
+def test_the_dashboard_says_the_page_was_re_ranked_and_exports_record_it(own, tmp_path):
+    from bioclip_nb.dashboard import Dashboard
+    d = Dashboard.from_settings(atlas=own.path, settings=Settings(home=tmp_path))
+    d.session.use_record(5)
+    hits = d.session.search()
+    assert hits["exact"].all() and "exact: re-ranked with full vectors" in d.session.status.message
+    assert d.session.provenance().ranked_by == "full vectors (atlas vectors.npy)"
+    exported = d.session.export_hits()
+    assert exported["exact"].all()

@@ -145,9 +145,12 @@ def test_unknown_model_is_refused():
         load_encoder("resnet")
 
 
-def test_device_auto_is_cpu_here():
-    assert pick_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu") or pick_device("auto") == "mps"
-    assert pick_device("cpu") == "cpu"
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_device_auto_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert pick_device("auto") == expected
+    assert pick_device("cpu") == "cpu"                 # a named device is taken as given
 
 
 def test_encoding_cache_never_re_encodes():

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import nbformat
@@ -17,12 +15,20 @@ NOTEBOOKS = ROOT / "notebooks"
 TUTORIALS = sorted(p.name for p in NOTEBOOKS.glob("0*.ipynb"))
 
 
-def tree_state() -> str | None:
-    """``git status`` of the checkout (untracked files included), or None outside a git checkout."""
-    if shutil.which("git") is None or not (ROOT / ".git").exists():
-        return None
-    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
-                          capture_output=True, text=True, check=True).stdout
+#: What running a notebook may create in the checkout without it counting as a write.
+IGNORED = {".git", ".venv", "__pycache__", ".pytest_cache", ".ipynb_checkpoints", ".ruff_cache"}
+
+
+def tree_state() -> list[tuple[str, int, int]]:
+    """Every file of the checkout (its path, size and modification time), in or out of git."""
+    out = []
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in IGNORED and not d.endswith(".egg-info")]
+        for name in files:
+            path = Path(folder) / name
+            st = path.stat()
+            out.append((path.relative_to(ROOT).as_posix(), st.st_size, st.st_mtime_ns))
+    return sorted(out)
 
 
 def _params(name: str, demo: Path, tmp: Path) -> str:

@@ -123,6 +123,6 @@ def test_heic_without_extra_names_the_extra(monkeypatch):
         load_upload(data)
 
 
-def test_upload_error_is_a_value_error():
-    with pytest.raises(ValueError):
+def test_an_empty_upload_says_so_and_what_to_do():
+    with pytest.raises(UploadError, match=r"the upload is empty \(0 bytes\); choose the photo again"):
         load_upload(b"")

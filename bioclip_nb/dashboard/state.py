@@ -61,8 +61,8 @@ class Query:
 
 @dataclass
 class SearchSettings:
-    top_n: int = 10
-    nprobe: int = 16
+    top_n: int = limits.DEFAULT_TOP_N
+    nprobe: int = limits.DEFAULT_NPROBE
     scope: str = Scope.ALL.value
     taxon: dict[str, str] = field(default_factory=dict)
     fold: bool = True              # fold copies of one image into one card

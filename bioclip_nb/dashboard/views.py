@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipywidgets as w
 import pandas as pd
 
-from .. import plots
+from .. import limits, plots
 from ..images.fetch import FetchResult
 from ..layout import RANKS, Scope, display_name
 from . import html
@@ -53,12 +53,12 @@ class Controls:
                                      layout=w.Layout(width="100%"))
         self.taxon_name = w.Combobox(style={"description_width": "90px"}, placeholder="pick or type a name", ensure_option=False, disabled=True,
                                      description="Name", continuous_update=False, layout=w.Layout(width="100%"))
-        top = min(atlas.nlist, 256)
+        top = min(atlas.nlist, limits.MAX_SLIDER_NPROBE)
         wide = {"description_width": "90px"}
         self.nprobe = w.IntSlider(style=wide, value=min(session.settings.nprobe, top), min=1, max=max(1, top), description="Search depth",
                                   continuous_update=False, disabled=atlas.nlist == 1, layout=w.Layout(width="100%"),
                                   tooltip="nprobe: how many index cells are scanned")
-        self.top_n = w.IntSlider(style=wide, value=session.settings.top_n, min=1, max=100, description="Top N",
+        self.top_n = w.IntSlider(style=wide, value=session.settings.top_n, min=limits.MIN_TOP_N, max=limits.MAX_GALLERY_TOP_N, description="Top N",
                                  continuous_update=False, layout=w.Layout(width="100%"))
         self.fold = w.Checkbox(value=session.settings.fold, description="Fold copies of one image", indent=False,
                                layout=w.Layout(width="100%"))

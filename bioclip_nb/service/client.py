@@ -27,6 +27,7 @@ import pandas as pd
 import requests
 from PIL import Image
 
+from .. import limits
 from .._version import __version__
 from ..config import Settings
 from ..encoders.base import Encoding
@@ -120,7 +121,7 @@ class Client:
     def encode_text(self, text: str) -> np.ndarray:
         return np.asarray(self.post("/encode-text", {"text": text})["embedding"], dtype=np.float32)
 
-    def search(self, vectors=None, query_id: str | None = None, top_n: int = 10, nprobe: int | None = None,
+    def search(self, vectors=None, query_id: str | None = None, top_n: int = limits.DEFAULT_TOP_N, nprobe: int | None = None,
                scope: Scope | str = Scope.ALL, taxon=None, model: str | None = None, fold: bool = False,
                exact: bool | None = None) -> pd.DataFrame:
         """Hits as ``Atlas.search`` gives them, for vectors or a query encoded earlier."""
@@ -191,7 +192,7 @@ class RemoteAtlas:
     def close(self) -> None:
         """Nothing to release here (the server keeps the atlas open for everybody)."""
 
-    def search(self, vectors, top_n: int = 10, nprobe: int = 16, scope: Scope | str = Scope.ALL, taxon=None,
+    def search(self, vectors, top_n: int = limits.DEFAULT_TOP_N, nprobe: int = limits.DEFAULT_NPROBE, scope: Scope | str = Scope.ALL, taxon=None,
                model: str | None = None, fold: bool = False, exact: bool | None = None) -> pd.DataFrame:
         """See ``Atlas.search``."""
         return self.client.search(vectors, top_n=top_n, nprobe=nprobe, scope=scope, taxon=taxon, model=model,
