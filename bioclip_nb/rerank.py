@@ -54,18 +54,14 @@ def rerank(queries: np.ndarray, dist: np.ndarray, ids: np.ndarray, vectors: Full
     out_d = np.full((n, k), np.inf if metric == "l2" else -np.inf, dtype=np.float32)
     out_i = np.full((n, k), -1, dtype=np.int64)
     out_e = np.zeros((n, k), dtype=bool)
-    found = ids >= 0
-    rows, has = vectors.get(ids[found])
-    start = 0
-    for q in range(n):
-        cand = ids[q][found[q]]
-        stop = start + len(cand)
-        estimate = dist[q][found[q]].astype(np.float32)
+    for q in range(n):                      # one query's pool at a time: memory stays at one pool
+        found = ids[q] >= 0
+        cand = ids[q][found]
+        estimate = dist[q][found].astype(np.float32)
+        rows, exact = vectors.get(cand)
+        cos = rows[exact] @ queries[q]
         score = estimate.copy()
-        exact = has[start:stop]
-        cos = rows[start:stop][exact] @ queries[q]
         score[exact] = np.maximum(2.0 - 2.0 * cos, 0.0) if metric == "l2" else cos
-        start = stop
         place = score.copy()
         if exact.any() and not exact.all():
             place[~exact] += np.median(score[exact] - estimate[exact])
