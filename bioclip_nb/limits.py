@@ -37,6 +37,7 @@ BODY_CAPS: dict[str, int] = {
     "/map": 1 * MB,
     "/predict": 256 * KB,
     "/occurrences": 64 * KB,
+    "/lookup": 64 * KB,
     "/encode-text": 16 * KB,
     "/fetch-url": 16 * KB,
 }

@@ -125,6 +125,7 @@ def test_records_outside_the_atlas_or_without_an_image_are_404(served, small):
     assert call(record, "GET", f"/records/{len(built.vectors) + 5}/vector").status_code == 404
     bare = call(record, "GET", f"/records/{no_url}/image")
     assert bare.status_code == 404 and "has no image" in bare.json()["message"]
+    assert bare.json()["fetch"]["status"] == "no_url"
 
 
 @pytest.mark.parametrize("nprobe", [-1, 0, 10**9, 17])

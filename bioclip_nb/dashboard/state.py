@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -20,7 +19,8 @@ from .. import limits, provenance
 from ..encoders import Encoder, Encoding, EncodingCache
 from ..encoders.within import Within
 from ..errors import AtlasError, EncoderUnavailableError, ServerError, UploadError
-from ..images.fetch import FetchResult, ImageFetcher
+from ..faces import AtlasLike, FetcherLike, FiguresLike
+from ..images.fetch import FetchResult
 from ..images.uploads import load_upload
 from ..layout import Rank, Scope
 from ..names import clean, scientific_name
@@ -28,9 +28,6 @@ from ..provenance import sha256
 from ..taxonomy import Consensus, TaxonNode, neighbour_consensus, result_tree
 from .places import Places
 from .wording import describe_failures
-
-if TYPE_CHECKING:
-    from ..atlas import Atlas
 
 
 class Level(str, Enum):
@@ -71,8 +68,10 @@ class SearchSettings:
 class SearchSession:
     """One user's search state. Thread-safe where fetching runs in the background."""
 
-    def __init__(self, atlas: Atlas, encoder_factory: Callable[[], Encoder], fetcher: ImageFetcher,
-                 cache: EncodingCache | None = None, figures=None, occurrences=None):
+    def __init__(self, atlas: AtlasLike, encoder_factory: Callable[[], Encoder], fetcher: FetcherLike,
+                 cache: EncodingCache | None = None, figures: FiguresLike | None = None, occurrences=None):
+        """``atlas``, the encoder ``encoder_factory`` makes, ``fetcher`` and ``figures`` are the
+        faces of ``bioclip_nb.faces``: in this process, or a server's (``service.client``)."""
         self.atlas = atlas
         self.places = Places(occurrences)       # the hits' GBIF records and the filter on them
         self._figures = figures

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -35,6 +35,7 @@ class Encoding:
         return list(self.predictions.get(Rank.parse(rank), ()))[:k]
 
 
+@runtime_checkable
 class Encoder(Protocol):
     """What the atlas builder, the CLI and the dashboard need from a model."""
 

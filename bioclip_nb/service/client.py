@@ -135,7 +135,7 @@ class Client:
     def image(self, record_id: int, variant: str = "thumb") -> FetchResult:
         """A record's image through the server's fetcher, as a ``FetchResult`` (never raises for a bad host)."""
         return self._fetched(record_id, None, variant, lambda: self.request(
-            "GET", f"/records/{int(record_id)}/image", params={"variant": variant}, ok_statuses=(200, 502)))
+            "GET", f"/records/{int(record_id)}/image", params={"variant": variant}, ok_statuses=(200, 404, 502)))
 
     def fetch_url(self, url: str, variant: str = "full") -> FetchResult:
         """An image URL a person typed, fetched by the server (public addresses only)."""
@@ -152,7 +152,8 @@ class Client:
             size = tuple(meta["size"]) if meta.get("size") else None
             return FetchResult(key, url, FetchStatus.OK, data=resp.content, size=size, variant=variant,
                                from_cache=bool(meta.get("from_cache")), nbytes=int(meta.get("nbytes") or 0))
-        meta = _json(resp).get("fetch") or {}
+        body = _json(resp)
+        meta = body.get("fetch") or {"status": "error", "message": body.get("message", f"HTTP {resp.status_code}")}
         try:
             status = FetchStatus(meta.get("status", "error"))
         except ValueError:
@@ -205,6 +206,16 @@ class RemoteAtlas:
         return self.client.get("/taxon-values", params={"rank": str(getattr(rank, "value", rank)), "prefix": prefix,
                                                         "limit": limit})
 
+    def lookup(self, ids) -> pd.DataFrame:
+        """See ``Atlas.lookup`` (the server answers up to ``limits.MAX_IDS`` ids a request)."""
+        ids = [int(i) for i in np.asarray(ids, dtype=np.int64).ravel()]
+        frames = [hits_from_json(self.client.post("/lookup", {"ids": ids[i:i + limits.MAX_IDS]}))
+                  for i in range(0, len(ids), limits.MAX_IDS)]
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames[0] if frames else self._empty())
+
+    def _empty(self) -> pd.DataFrame:
+        return hits_from_json(self.client.post("/lookup", {"ids": []}))
+
     def stored_vector(self, record_id: int) -> np.ndarray | None:
         vec = self.client.get(f"/records/{int(record_id)}/vector")["vector"]
         return None if vec is None else np.asarray(vec, dtype=np.float32)
@@ -228,6 +239,10 @@ class RemoteEncoder:
     def encode_bytes(self, data: bytes, k: int = 5) -> Encoding:
         """Embedding and predictions of an image file's bytes (decoded, and refused, by the server)."""
         return self.client.encode(data, k)[1]
+
+    def embed(self, images: list[Image.Image]) -> np.ndarray:
+        """Embeddings of several pictures, one request each (the server batches what arrives together)."""
+        return np.stack([self.encode(image).embedding for image in images]) if images else np.zeros((0, self.dim), np.float32)
 
     def encode_text(self, text: str) -> np.ndarray:
         return self.client.encode_text(text)

@@ -71,7 +71,13 @@ def hits_to_json(hits: pd.DataFrame) -> dict:
 
 def hits_from_json(data: dict) -> pd.DataFrame:
     """The inverse of :func:`hits_to_json`, with the integer and float columns typed as ``Atlas.search`` types them."""
-    frame = pd.DataFrame.from_records(data["rows"], columns=data["columns"])
+    frame = pd.DataFrame(data["rows"], columns=data["columns"], dtype=object)     # text stays text, None stays None
+    for col in frame.columns:
+        values = [v for v in frame[col] if v is not None]
+        if values and all(isinstance(v, bool) for v in values) and len(values) == len(frame):
+            frame[col] = frame[col].astype(bool)
+        elif values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            frame[col] = pd.to_numeric(frame[col])
     for col in _INT_COLUMNS:
         if col in frame:
             frame[col] = frame[col].astype(np.int64)

@@ -242,6 +242,10 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
     def record_image(record_id: RecordIdPath, variant: Literal["thumb", "full"] = "thumb") -> Response:
         """A record's image through the machine's one fetcher (its policy, budget and cache)."""
         url = _record_url(atlas, record_id)
+        if url is None:
+            message = f"record {record_id} has no image: its source gave no URL"
+            return JSONResponse(error_body(message, "not_found", fetch={"status": "no_url", "message": message}),
+                                status_code=404)
         return _image_response(warm.fetcher.fetch(url, variant=variant, key=record_id))
 
     @router.get("/records/{record_id}/vector")
@@ -255,6 +259,13 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
     def fetch_url(body: UrlBody) -> Response:
         """An image URL a person typed: public addresses only (see ``images.guard``)."""
         return _image_response(warm.fetcher.fetch_user_url(body.url, variant=body.variant))
+
+    @router.post("/lookup")
+    def lookup(body: IdsBody) -> dict:
+        """The metadata rows of records, in the order given (as ``Atlas.lookup``)."""
+        for record_id in body.ids:
+            _in_atlas(atlas, record_id)
+        return hits_to_json(atlas.lookup(body.ids))
 
     @router.post("/occurrences")
     def occurrences(body: IdsBody) -> dict:
@@ -297,15 +308,15 @@ def _in_atlas(atlas, record_id: int) -> None:
         raise LookupError(f"record {record_id} is not in this atlas (ids run from 0 to {atlas.count - 1})")
 
 
-def _record_url(atlas, record_id: int) -> str:
-    """A record's image URL; ``LookupError`` (404) when it is not in the atlas or has no image."""
+def _record_url(atlas, record_id: int) -> str | None:
+    """A record's image URL, None when it has none; ``LookupError`` (404) when it is not in the atlas."""
     _in_atlas(atlas, record_id)
     rows = atlas.lookup([record_id])
     if not len(rows) or pd.isna(rows["id"].iloc[0]):
         raise LookupError(f"record {record_id} is not in this atlas")
     url = rows["url"].iloc[0]
     if url is None or (isinstance(url, float) and np.isnan(url)) or not str(url).strip():
-        raise LookupError(f"record {record_id} has no image: its source gave no URL")
+        return None
     return str(url)
 
 
