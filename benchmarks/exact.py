@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -97,6 +98,7 @@ def published_part(quick: bool, workdir: Path) -> tuple[list[dict], list[dict]]:
     from helpers.atlases import build_synthetic_atlas
     n = 100_000 if quick else 1_000_000
     root = workdir / f"published-{n}"
+    shutil.rmtree(root, ignore_errors=True)          # built afresh: an interrupted run leaves half an atlas
     factory = "IVF256,PQ16" if quick else "IVF1024,PQ16"
     built = build_synthetic_atlas(root / "atlas", n, factory, published_layout=True, seed=11)
     t0 = time.perf_counter()

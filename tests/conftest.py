@@ -44,6 +44,14 @@ def published_atlas(tmp_path_factory) -> BuiltAtlas:
     return build_synthetic_atlas(path, 50_000, "IVF128,PQ16", published_layout=True)
 
 
+@pytest.fixture(scope="module")
+def host():
+    """A real image host on 127.0.0.1 (``bioclip_nb.testing.imagehost``), one per test module."""
+    from bioclip_nb.testing.imagehost import ImageHost
+    with ImageHost() as h:
+        yield h
+
+
 @pytest.fixture(scope="session")
 def tiny_bioclip() -> dict:
     """The offline Hugging Face cache holding a tiny random BioCLIP 2 and Tree of Life labels."""

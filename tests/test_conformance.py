@@ -27,7 +27,6 @@ from bioclip_nb.figures import LocalFigures
 from bioclip_nb.images.fetch import ImageFetcher
 from bioclip_nb.layout import BIOCLIP2, VECTORS_FILE
 from bioclip_nb.service.client import connect
-from bioclip_nb.testing.imagehost import ImageHost
 
 KINDS = ("raw vectors", "PQ codes only")
 
@@ -39,12 +38,6 @@ class Faces:
     fetcher: FetcherLike
     figures: FiguresLike
     home: object = None
-
-
-@pytest.fixture(scope="module")
-def host():
-    with ImageHost() as h:
-        yield h
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,8 @@ from helpers.pictures import encode, photo
 
 from bioclip_nb.dashboard import Dashboard
 from bioclip_nb.layout import BIOCLIP2
-from bioclip_nb.testing.imagehost import ImageHost
 
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture(scope="module")
-def host():
-    with ImageHost() as h:
-        yield h
 
 
 @pytest.fixture(scope="module")

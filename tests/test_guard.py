@@ -9,13 +9,6 @@ import pytest
 
 from bioclip_nb.images import FetchStatus, ImageFetcher
 from bioclip_nb.images.guard import AddressGuard, BlockedAddress, PinnedAdapter, pinned_session, why_not_public
-from bioclip_nb.testing.imagehost import ImageHost
-
-
-@pytest.fixture(scope="module")
-def host():
-    with ImageHost() as h:
-        yield h
 
 
 def resolver(table: dict[str, list[str]]):

@@ -29,12 +29,6 @@ from bioclip_nb.testing.imagehost import ImageHost
 
 
 @pytest.fixture(scope="module")
-def host():
-    with ImageHost() as h:
-        yield h
-
-
-@pytest.fixture(scope="module")
 def atlas(tmp_path_factory, host, tiny_bioclip):
     return build_dash_atlas(tmp_path_factory.mktemp("served"), host.base, BIOCLIP2)
 
