@@ -217,7 +217,8 @@ def prepare_embeddings(atlas, source: Path, out_dir: Path | None = None, precisi
         data = np.load(data_path, mmap_mode="r+")
         present = np.load(present_path, mmap_mode="r+")
     uuids = UuidMap.of_metadata(atlas.metadata._cursor(), count)
-    todo = [f for f in files if f.name not in set(record["files_done"])]
+    done = set(record["files_done"])
+    todo = [f for f in files if f.name not in done]
     columns = None
     for path in tqdm(todo, disable=not progress, desc="joining embeddings", unit="file"):
         pf = pq.ParquetFile(path)

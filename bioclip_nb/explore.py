@@ -143,9 +143,9 @@ def recall_sweep(atlas: Atlas, queries: np.ndarray, k: int = 10, nprobes: list[i
                 d, pool = ivf.search(atlas.index, q, rerank.pool_size(k, atlas.pool_factor), nprobe, bitmap)
                 _, exact_ids, _ = rerank.rerank(q, d, pool, full, k, atlas.metric)
                 exact_times.append(time.perf_counter() - t0)
-        recall = _recall(ids, truth)
+        recall = rerank.recall(ids, truth)
         extra = {} if full is None else {
-            "recall_reranked": _recall(exact_ids, truth),
+            "recall_reranked": rerank.recall(exact_ids, truth),
             "ms_per_query_reranked": 1000 * float(np.median(exact_times)) / len(q)}
         reachable = recall
         if atlas.nlist > 1:
@@ -157,11 +157,6 @@ def recall_sweep(atlas: Atlas, queries: np.ndarray, k: int = 10, nprobes: list[i
     df = pd.DataFrame(rows)
     df.attrs.update({"truth": kind, "k": k, "queries": len(q)})
     return df
-
-
-def _recall(found: np.ndarray, truth: np.ndarray) -> float:
-    """The mean share of each query's true neighbours (``truth``, -1 padded) in ``found``."""
-    return float(np.mean([len(set(a[a >= 0]) & set(t[t >= 0])) / max(1, (t >= 0).sum()) for a, t in zip(found, truth)]))
 
 
 def _truth(atlas: Atlas, q: np.ndarray, k: int, deepest: int, bitmap: np.ndarray | None) -> tuple[np.ndarray, str]:

@@ -71,6 +71,11 @@ def rerank(queries: np.ndarray, dist: np.ndarray, ids: np.ndarray, vectors: Full
     return out_d, out_i, out_e
 
 
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """The mean share of each query's true neighbours (``truth``, -1 padded) that ``found`` holds."""
+    return float(np.mean([len(set(a[a >= 0]) & set(t[t >= 0])) / max(1, (t >= 0).sum()) for a, t in zip(found, truth)]))
+
+
 def calibrate(search_pool, queries: np.ndarray, vectors: FullVectors, metric: str, k: int = 10) -> dict:
     """The smallest pool factor (of :data:`FACTORS`) whose re-ranked top ``k`` keeps at least
     :data:`TARGET` of the largest pool's, for ``queries``. ``search_pool(queries, pool)`` gives
@@ -82,8 +87,7 @@ def calibrate(search_pool, queries: np.ndarray, vectors: FullVectors, metric: st
     for factor in FACTORS:
         pool = pool_size(k, factor)
         _, got, _ = rerank(queries, dist[:, :pool], ids[:, :pool], vectors, k, metric)
-        recalls[factor] = float(np.mean([len(set(g[g >= 0]) & set(r[r >= 0])) / max(1, (r >= 0).sum())
-                                         for g, r in zip(got, reference)]))
+        recalls[factor] = recall(got, reference)
         if recalls[factor] >= TARGET:
             chosen = factor
             break
