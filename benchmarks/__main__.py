@@ -28,6 +28,7 @@ from . import (
     probing,
     quantizer,
     rehearsal,
+    runtime,
     scale,
     scopes,
     search,
@@ -38,7 +39,7 @@ from . import (
 SUITE = [("scale", scale), ("rehearsal", rehearsal), ("probing", probing), ("search", search), ("scopes", scopes),
          ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("encoder", encoder),
          ("service", service), ("folding", folding), ("demo", demo_baseline),
-         ("exact", exact)]
+         ("exact", exact), ("runtime", runtime)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t0 = time.perf_counter()
         print(f"== {name}", file=sys.stderr, flush=True)
-        results[name] = module.run(quick=args.quick) if name in ("gallery", "encoder") else module.run(quick=args.quick, workdir=workdir)
+        results[name] = module.run(quick=args.quick) if name in ("gallery", "encoder", "runtime") else module.run(quick=args.quick, workdir=workdir)
         timings[name] = time.perf_counter() - t0
         print(results[name]["markdown"], file=sys.stderr, flush=True)
         write(args.out, results, timings, args.quick, partial=bool(args.only))   # each result kept as it comes

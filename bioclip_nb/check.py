@@ -122,6 +122,27 @@ def full_vectors(opened) -> Line:
                 + (f"; {missing:,} records have no vector and keep their PQ estimate" if missing else ""))
 
 
+def runtime(model: str | None, settings: Settings) -> Line:
+    """Which runtime encodes photos for the atlas's model on this CPU (read from the record of
+    its equivalence check; nothing is loaded)."""
+    from .encoders.bioclip import weights_file
+    from .encoders.runtimes import current_record, export_dir, weights_hash
+    from .layout import model_spec
+    spec = model_spec(model) if model else None
+    if spec is None or spec.kind != "bioclip":
+        return Line("runtime", True, "numpy (the stand-in model needs no faster runtime)" if spec else
+                    "no atlas model to run")
+    weights = weights_file(model)
+    if weights is None:
+        return Line("runtime", True, "torch, once the model's weights are here")
+    record = current_record(export_dir(settings.cache_dir, model, weights_hash([weights])))
+    if record is None:
+        return Line("runtime", True, "torch for now: no faster runtime was checked on this machine yet; the "
+                    "dashboard and the server prepare one in the background", warning=True,
+                    fix="bioclip-nb prepare --runtime does it now (about a minute)")
+    return Line("runtime", True, record.summary())
+
+
 def disk(settings: Settings) -> Line:
     where = settings.home if settings.home.exists() else settings.home.parent
     while not where.exists():
@@ -164,6 +185,7 @@ def run_checks(explicit_atlas: Path | None = None, settings: Settings | None = N
     spec = model_spec(model) if model else None
     checks: list[Callable[[], Line | list[Line]]] = [
         python, torch_device, lambda: weights(needed=spec is not None and spec.kind == "bioclip"), lambda: atlas_lines,
+        lambda: runtime(model, settings),
         lambda: disk(settings),
         lambda: writable("host policy", settings.state_dir, "set BIOCLIP_NB_STATE_DIR to a directory every kernel can "
                          "write (docs/osc/README.md); without it each process keeps the policy for itself"),

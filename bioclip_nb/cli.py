@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "column is named after a rank (e.g. species)")
     s.add_argument("--output", default="-", metavar="PATH|-", help="write results here (default stdout)")
     s.add_argument("--device", default="auto", help="torch device for the encoder: auto, cpu, cuda, mps")
+    _runtime_arg(s)
     where = s.add_mutually_exclusive_group()
     where.add_argument("--server", metavar="URL", default=None,
                        help="search through this bioclip-nb server (default: $BIOCLIP_NB_SERVER, or the one running "
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: any free port)")
     sv.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, mps")
+    _runtime_arg(sv)
     sv.add_argument("--idle-minutes", type=_minutes, default=30.0, metavar="MINUTES",
                     help="stop after this long without a request (default 30; 0: never)")
     sv.add_argument("--token-file", type=Path, default=None, metavar="PATH",
@@ -184,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--embeddings", type=Path, default=None, metavar="PATH",
                     help="a folder of published embedding parquet files (TreeOfLife-200M-Embeddings, the config of "
                          "the atlas's model): join them by uuid into the atlas's full vectors, so searches rank exactly")
+    pr.add_argument("--runtime", action="store_true",
+                    help="also export the atlas's model for a faster CPU runtime and check it against torch "
+                         "(once per machine; otherwise the dashboard and the server do it in the background)")
     pr.add_argument("--precision", choices=("int8", "float16"), default=None,
                     help="how the full vectors are stored: int8 (default; half the disk, similarity within 1e-3) "
                          "or float16 (as published)")
@@ -194,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead, the published embeddings for exact answers (TreeOfLife-200M-Embeddings, gated; "
                         "CONFIG bioclip-2_float16 is about 360 GB), for `prepare --embeddings`")
     return p
+
+
+def _runtime_arg(p: argparse.ArgumentParser) -> None:
+    from .encoders.runtimes import RUNTIMES
+    p.add_argument("--runtime", choices=RUNTIMES, default=None,
+                   help="how the encoder runs on a CPU: auto (the fastest that passed this machine's equivalence "
+                        "check against torch), or one by name (default: $BIOCLIP_NB_RUNTIME, else auto)")
 
 
 def _atlas_arg(p: argparse.ArgumentParser) -> None:
@@ -274,12 +286,27 @@ def cmd_prepare(args) -> int:
                              f"{report['records_without_vector']:,} have no published vector and keep their PQ "
                              f"estimate (exact=False); {report['rows_not_in_atlas']:,} parquet rows are not in this atlas\n")
         where = atlas.cache_dir
+        runtime = _prepare_runtime(atlas.model) if args.runtime else None
     print(json.dumps({"atlas": str(atlas.path), "derived": str(where), "open_and_validate_s": round(opened, 3),
                       "seconds": {k: round(v, 3) for k, v in seconds.items()},
-                      **({"full_vectors": report} if report else {})}, indent=2))
+                      **({"full_vectors": report} if report else {}),
+                      **({"runtime": runtime} if runtime is not None else {})}, indent=2))
     if args.derived_dir is not None:
         sys.stderr.write(f"prepared into {where}; point users at it with BIOCLIP_NB_DERIVED_DIR={args.derived_dir}\n")
     return 0
+
+
+def _prepare_runtime(model_id: str) -> dict:
+    """Export and check the fast CPU runtime of ``model_id`` now; its record as JSON."""
+    import dataclasses
+
+    from .encoders import load_encoder
+    encoder = load_encoder(model_id, device="cpu", runtime="torch")
+    if not hasattr(encoder, "prepare_runtime"):
+        sys.stderr.write(f"{model_id} runs in numpy; it has no runtime to prepare\n")
+        return {"model": model_id, "chosen": "numpy"}
+    record = encoder.prepare_runtime(log_to=lambda m: sys.stderr.write(m + "\n"))
+    return dataclasses.asdict(record)
 
 
 def cmd_download(args) -> int:

@@ -48,7 +48,8 @@ def cmd_search(args) -> int:
         from .images.fetch import machine_fetcher
         from .occurrences import Occurrences
         with Atlas.open(named or locate_atlas(None, settings), settings=settings) as atlas:
-            text = search(args, atlas, lambda: load_encoder(atlas.model, device=args.device),
+            text = search(args, atlas, lambda: load_encoder(atlas.model, device=args.device, runtime=args.runtime,
+                                                                   background=False),
                           lambda: Occurrences(machine_fetcher(settings, atlas.path), settings.gbif_api))
     emit(text, args.output)
     return 0

@@ -24,6 +24,10 @@ Two environment variables steer it:
 ``BIOCLIP_NB_SERVER``, ``BIOCLIP_NB_TOKEN``, ``BIOCLIP_NB_TOKEN_FILE``
     A ``bioclip-nb serve`` to use (e.g. ``http://gpu-node:8765``) and its token, or a file
     holding it. Without them, clients use the server recorded under ``BIOCLIP_NB_HOME``.
+``BIOCLIP_NB_RUNTIME``
+    How encoders run on a CPU when no ``--runtime`` is given: ``auto`` (default; the fastest
+    runtime that passed this machine's equivalence check against torch), ``torch``,
+    ``onnxruntime``, ``onnxruntime-int8`` or ``openvino``. An administrator can pin one here.
 ``BIOCLIP_NB_GBIF_API``
     The GBIF API that occurrence records (place, date, licence) come from; default
     ``https://api.gbif.org/v1``. A mirror, or a test server, can stand in.
@@ -44,6 +48,7 @@ ENV_SERVER = "BIOCLIP_NB_SERVER"
 ENV_TOKEN = "BIOCLIP_NB_TOKEN"
 ENV_TOKEN_FILE = "BIOCLIP_NB_TOKEN_FILE"
 ENV_GBIF_API = "BIOCLIP_NB_GBIF_API"
+ENV_RUNTIME = "BIOCLIP_NB_RUNTIME"
 #: Where GBIF occurrence records are read (``/occurrence/{key}`` below it).
 GBIF_API = "https://api.gbif.org/v1"
 

@@ -17,6 +17,9 @@ os.environ.pop("HF_HOME", None)
 os.environ["BIOCLIP_NB_AUTOSTART"] = "0"
 # GBIF's API is never reached: a closed local port (tests of occurrences start their own stand-in).
 os.environ["BIOCLIP_NB_GBIF_API"] = "http://127.0.0.1:9/v1"
+# Encoders run in torch unless a test names a runtime (tests/test_runtime.py): a background
+# export starting in every test that loads the model would make them race.
+os.environ["BIOCLIP_NB_RUNTIME"] = "torch"
 
 import matplotlib  # noqa: E402
 import pytest  # noqa: E402

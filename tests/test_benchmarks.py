@@ -20,6 +20,6 @@ def test_quick_benchmarks_write_the_report(tmp_path):
                     "The published shape at 3,000,000 records", "Building the rehearsal atlas", "Taxon filters: full pages",
                     "The demo atlas is a smoke test",
                     "bioclip-nb search PHOTO", "Dashboard kernels after one search", "8 clients encoding",
-                    "recall@10 against brute force", "Storing the full vectors"):
+                    "recall@10 against brute force", "Storing the full vectors", "Encoder runtimes"):
         assert heading in report
     assert all(r["full_ours"] == 1.0 for r in data["results"]["probing"]["rows"])     # scope-aware: always full

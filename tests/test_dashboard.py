@@ -62,7 +62,7 @@ def test_upload_predicts_at_once_and_search_fills_gallery(dash, dash_root):
     kinds = [type(t.children[0]).__name__ for t in dash.gallery.grid.children]
     assert kinds.count("Image") >= 8      # local and hosted images arrived
     assert not dash.controls.search.disabled
-    assert re.search(r"encode [\d.e-]+ s · search [\d.e-]+ s · metadata [\d.e-]+ s · images [\d.e-]+ s", dash.session.status.message)
+    assert re.search(r"encode [\d.e-]+ s \(torch\) · search [\d.e-]+ s · metadata [\d.e-]+ s · images [\d.e-]+ s", dash.session.status.message)
 
 
 def test_missing_images_say_why(dash, dash_root, host):
@@ -87,6 +87,7 @@ def test_changing_settings_re_searches_without_re_encoding(dash, dash_root):
     # the same upload again is not re-encoded either
     _upload_and_search(dash, query_file(dash_root, "Amanita"))
     assert dash.session.encodes == encodes
+    assert re.search(r"encode [\d.e-]+ s \(cache\) · search", dash.session.status.message)
 
 
 def test_taxon_filter_with_completion(dash, dash_root):

@@ -4,7 +4,9 @@
 >>> enc = load_encoder(atlas.model)        # loaded once per process, shared
 >>> e = enc.encode(image)                  # Encoding: .embedding and .predict(rank, k)
 
-Which class serves a model id is the ``kind`` of its entry in ``layout.MODELS``.
+Which class serves a model id is the ``kind`` of its entry in ``layout.MODELS``. On a CPU a
+BioCLIP encoder runs its visual tower with the fastest runtime that passed this machine's
+equivalence check against torch (:mod:`.runtimes`); ``runtime="torch"`` opts out.
 """
 
 from __future__ import annotations
@@ -18,13 +20,24 @@ from .cache import EncodingCache
 
 __all__ = ["Encoder", "Encoding", "EncodingCache", "Prediction", "bioclip_available", "load_encoder"]
 
-_ENCODERS: dict[tuple[str, str], Encoder] = {}
+_ENCODERS: dict[tuple[str, str, str], Encoder] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def load_encoder(model_id: str = BIOCLIP2, device: str = "auto") -> Encoder:
-    """The encoder for ``model_id``, loaded once per process and shared (thread-safe)."""
-    key = (model_id, device)
+def load_encoder(model_id: str = BIOCLIP2, device: str = "auto", runtime: str | None = None,
+                 background: bool = True) -> Encoder:
+    """The encoder for ``model_id``, loaded once per process and shared (thread-safe).
+
+    ``runtime``: ``"auto"`` (the fastest verified on this CPU, torch on a GPU), ``"torch"``, or
+    one of :data:`.runtimes.FAST_RUNTIMES`; None reads ``$BIOCLIP_NB_RUNTIME`` (default
+    ``auto``). With ``auto`` and nothing prepared yet,
+    ``background`` prepares a runtime in a thread while torch answers (long-lived processes:
+    the dashboard, the server); one-shot commands pass False and stay on torch."""
+    from .runtimes import RUNTIMES, default_runtime
+    runtime = runtime or default_runtime()
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
+    key = (model_id, device, runtime)
     with _LOAD_LOCK:
         if key not in _ENCODERS:
             spec = model_spec(model_id)
@@ -33,7 +46,7 @@ def load_encoder(model_id: str = BIOCLIP2, device: str = "auto") -> Encoder:
                 _ENCODERS[key] = PixelEncoder()
             elif (spec is not None and spec.kind == "bioclip") or model_id.startswith("hf-hub:"):
                 from .bioclip import BioClipEncoder
-                _ENCODERS[key] = BioClipEncoder.load(model_id, device)
+                _ENCODERS[key] = BioClipEncoder.load(model_id, device, runtime, background)
             else:
                 raise EncoderUnavailableError(
                     f"unknown model {model_id!r}: use one of {', '.join(repr(m) for m in MODELS)}")

@@ -41,6 +41,8 @@ class Encoder(Protocol):
 
     model_id: str
     dim: int
+    runtime: str            # what runs the model: "torch", "onnxruntime", ..., "numpy", "server (...)"
+    runtime_note: str       # why, in a sentence for people
 
     def encode(self, image: Image.Image, k: int = 5) -> Encoding: ...
 

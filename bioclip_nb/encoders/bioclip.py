@@ -10,7 +10,9 @@ a prediction never lands on them, and empty ranks (``""``) are reported as missi
 
 from __future__ import annotations
 
+import logging
 import threading
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -19,8 +21,11 @@ from tqdm.auto import tqdm
 from ..errors import EncoderUnavailableError
 from ..layout import BIOCLIP2, PIXEL_MODEL, RANKS, Rank, display_name
 from ..names import clean, scientific_name
+from . import runtimes
 from .base import Encoding, Prediction
 from .within import Within
+
+log = logging.getLogger("bioclip_nb.encoders")
 
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
                 "open_clip_pytorch_model.bin")
@@ -73,9 +78,11 @@ class TreeOfLifeLabels:
 class BioClipEncoder:
     """BioCLIP 2 (or any Tree of Life model pybioclip supports). Load with :meth:`load`."""
 
-    def __init__(self, model_id: str, classifier, labels: TreeOfLifeLabels | None, device: str):
+    def __init__(self, model_id: str, classifier, labels: TreeOfLifeLabels | None, device: str,
+                 weights: str = ""):
         import torch
         self.model_id = model_id
+        self.weights = weights                      # content hash of the weight file (keys the export)
         self.device = device
         self._clf = classifier
         # pybioclip wraps the model in torch.compile; call the original module directly so the
@@ -91,12 +98,19 @@ class BioClipEncoder:
         self._lock = threading.Lock()
         self._tokenizer = None
         self._masks: dict[tuple, object] = {}       # restriction -> labels kept (see ``predict``)
+        self._visual: runtimes.Visual | None = None  # None: torch's eager visual tower
+        self.runtime = "torch"
+        self.runtime_note = ""                       # why the runtime is what it is, for people
+        self.runtime_ready = threading.Event()       # set once the runtime is settled
+        self.runtime_ready.set()
 
     @classmethod
-    def load(cls, model_id: str = BIOCLIP2, device: str = "auto") -> BioClipEncoder:
-        """Load weights and Tree of Life labels (from the Hugging Face cache when offline)."""
+    def load(cls, model_id: str = BIOCLIP2, device: str = "auto", runtime: str = "auto",
+             background: bool = True) -> BioClipEncoder:
+        """Load weights and Tree of Life labels (from the Hugging Face cache when offline), then
+        choose the runtime of the visual tower (see :meth:`use_runtime`)."""
         device = pick_device(device)
-        _require_weights(model_id)
+        weights = _require_weights(model_id)
         try:
             from bioclip import TreeOfLifeClassifier
             clf = TreeOfLifeClassifier(model_str=model_id, device=device)
@@ -104,14 +118,106 @@ class BioClipEncoder:
             raise EncoderUnavailableError(_unavailable(model_id, f"its Tree of Life label files could not be loaded ({_short(exc)})")) from None
         txt = clf.txt_embeddings.detach().cpu().numpy()
         labels = TreeOfLifeLabels(clf.txt_names, txt)
-        return cls(model_id, clf, labels, device)
+        encoder = cls(model_id, clf, labels, device, runtimes.weights_hash([weights]))
+        encoder.use_runtime(runtime, background=background)
+        return encoder
+
+    # ----------------------------------------------------------------------- runtime
+    def use_runtime(self, runtime: str = "auto", background: bool = True) -> str:
+        """Run the visual tower with ``runtime`` (see :mod:`.runtimes`); returns the one in use.
+
+        ``auto`` takes the fastest runtime that passed this machine's equivalence check. When
+        none was checked yet, ``background=True`` prepares one in a thread (torch answers
+        meanwhile; ``runtime_ready`` is set when done), otherwise torch is used. A named runtime
+        is prepared now if needed; one that fails its check leaves torch in use, with the reason
+        in ``runtime_note``. GPUs keep torch."""
+        if runtime not in runtimes.RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r}: use one of {', '.join(runtimes.RUNTIMES)}")
+        if runtime == "torch":
+            return self._switch(None, "torch", "torch, as asked")
+        if self.device != "cpu":
+            if runtime != "auto":
+                raise ValueError(f"the {runtime} runtime runs on CPUs; on {self.device}, use torch")
+            return self._switch(None, "torch", f"torch on {self.device}")
+        record = runtimes.current_record(self.export_dir)
+        if record is None and runtime == "auto":
+            if not background:
+                return self._switch(None, "torch", "torch: no faster runtime is prepared on this machine yet "
+                                    "(`bioclip-nb prepare --runtime` makes one, about a minute)")
+            self.runtime_ready.clear()
+            self.runtime_note = "torch while a faster runtime is prepared and checked in the background"
+            threading.Thread(target=self._prepare_then_use, name="bioclip-nb runtime", daemon=True).start()
+            return "torch"
+        if record is None:
+            record = self.prepare_runtime()
+        return self._apply(record, runtime)
+
+    @property
+    def export_dir(self) -> Path:
+        """Where this model's exported visual tower and its check record live."""
+        from ..config import Settings
+        return runtimes.export_dir(Settings.from_env().cache_dir, self.model_id, self.weights)
+
+    def prepare_runtime(self, log_to=log.info) -> runtimes.RuntimeRecord:
+        """Export the visual tower, check and time each runtime against torch (once per weights,
+        machine and library versions; another process building it is waited for)."""
+        import torch
+        directory = self.export_dir
+        with runtimes.build_lock(directory, wait=True):
+            record = runtimes.current_record(directory)
+            if record is not None:
+                return record
+            pixels = torch.stack([self.preprocess(img.convert("RGB")) for img in runtimes.check_images()]).numpy()
+            return runtimes.prepare_runtime(self.model_id, self.weights, self.model.visual, pixels.shape[-1], pixels,
+                                            self._top1 if self.labels is not None else None, directory, log_to)
+
+    def _top1(self, feats: np.ndarray) -> np.ndarray:
+        """The top-1 species label of each row of features (what the check compares)."""
+        import torch
+        with torch.no_grad():
+            f = torch.nn.functional.normalize(torch.from_numpy(feats).float(), dim=-1)
+            logits = (f @ self._txt.cpu()).masked_fill(~self._valid.cpu(), float("-inf"))
+        return logits.argmax(dim=-1).numpy()
+
+    def _prepare_then_use(self) -> None:
+        try:
+            self._apply(self.prepare_runtime(), "auto")
+        except Exception as exc:  # a failed export never stops the encoder: torch goes on
+            self._switch(None, "torch", f"torch: preparing a faster runtime failed ({_short(exc)})")
+        finally:
+            self.runtime_ready.set()
+
+    def _apply(self, record: runtimes.RuntimeRecord, runtime: str) -> str:
+        name = record.chosen if runtime == "auto" else runtime
+        if name == "torch":
+            return self._switch(None, "torch", record.summary())
+        checked = record.candidate(name)
+        if checked is None or not checked.passed:
+            why = checked.error if checked is not None else "it was not checked"
+            log.warning("%s did not pass the equivalence check (%s); using torch", name, why)
+            return self._switch(None, "torch", f"torch: {name} did not pass the equivalence check ({why})")
+        try:
+            visual = runtimes.open_visual(name, self.export_dir)
+        except Exception as exc:  # a broken or missing export: torch, and say so
+            return self._switch(None, "torch", f"torch: the {name} export could not be opened ({_short(exc)})")
+        return self._switch(visual, name, record.summary() if runtime == "auto" else
+                            f"{name} (asked for): {checked.seconds_per_photo:.3g} s per photo against torch's "
+                            f"{record.torch_seconds:.3g} s, worst cosine {checked.worst_cosine:.4f}")
+
+    def _switch(self, visual: runtimes.Visual | None, name: str, note: str) -> str:
+        with self._lock:
+            self._visual, self.runtime, self.runtime_note = visual, name, note
+        return name
 
     def _features(self, images: list[Image.Image]):
         import torch
         import torch.nn.functional as F
-        batch = torch.stack([self.preprocess(img.convert("RGB")) for img in images]).to(self.device)
+        batch = torch.stack([self.preprocess(img.convert("RGB")) for img in images])
         with self._lock, torch.no_grad():
-            feats = self.model.encode_image(batch)
+            if self._visual is None:
+                feats = self.model.encode_image(batch.to(self.device))
+            else:
+                feats = torch.from_numpy(self._visual(batch.numpy()))
         return F.normalize(feats.float(), dim=-1)
 
     def _predictions(self, feats, k: int, within: Within | None = None) -> list[dict[Rank, tuple[Prediction, ...]]]:
@@ -204,8 +310,9 @@ def pick_device(device: str = "auto") -> str:
     return "cpu"
 
 
-def _require_weights(model_id: str) -> None:
-    """Fail early and clearly when the weights are not here (open_clip would build a random model)."""
+def _require_weights(model_id: str) -> Path:
+    """The weights file, found before open_clip loads it: fail early and clearly when it is not
+    here (open_clip would build a random model)."""
     from huggingface_hub import hf_hub_download
     repo = model_id.removeprefix("hf-hub:")
     try:
@@ -215,8 +322,7 @@ def _require_weights(model_id: str) -> None:
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
     for name in WEIGHT_FILES:
         try:
-            hf_hub_download(repo, name)
-            return
+            return Path(hf_hub_download(repo, name))
         except (EntryNotFoundError, LocalEntryNotFoundError):  # not under this name: try the next
             continue
         except Exception as exc:  # present but unreadable (permissions, a broken cache): say so
@@ -235,6 +341,17 @@ def _unavailable(model_id: str, why: str) -> str:
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
+
+
+def weights_file(model_id: str = BIOCLIP2) -> Path | None:
+    """The model's weights file in the local Hugging Face cache, or None (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+    repo = model_id.removeprefix("hf-hub:")
+    for name in WEIGHT_FILES:
+        found = try_to_load_from_cache(repo, name)
+        if isinstance(found, str):
+            return Path(found)
+    return None
 
 
 def weights_cached(model_id: str = BIOCLIP2) -> bool:

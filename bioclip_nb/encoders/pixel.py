@@ -107,6 +107,8 @@ class PixelEncoder:
 
     model_id = PIXEL_MODEL
     dim = 768
+    runtime = "numpy"
+    runtime_note = "the stand-in is a fixed projection of pixel statistics, computed in numpy"
 
     def __init__(self):
         n = len(pixel_features(Image.new("RGB", (SIZE, SIZE))))

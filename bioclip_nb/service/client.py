@@ -236,6 +236,16 @@ class RemoteEncoder:
         image.save(buf, format="PNG")
         return self.client.encode(buf.getvalue(), k)[1]
 
+    @property
+    def runtime(self) -> str:
+        """``server (<runtime>)``: the server's encoder runs there, as its health says."""
+        return f"server ({self.client.health().get('runtime') or 'loading'})"
+
+    @property
+    def runtime_note(self) -> str:
+        """The server's own note on its runtime."""
+        return self.client.health().get("runtime_note") or "the server's encoder is still loading"
+
     def encode_bytes(self, data: bytes, k: int = 5) -> Encoding:
         """Embedding and predictions of an image file's bytes (decoded, and refused, by the server)."""
         return self.client.encode(data, k)[1]

@@ -27,7 +27,7 @@ def cmd_serve(args) -> int:
     from ..locate import locate_atlas
     from .run import serve
     settings = Settings.from_env()
-    return serve(locate_atlas(args.atlas, settings), settings, host=args.host, port=args.port, device=args.device,
+    return serve(locate_atlas(args.atlas, settings), settings, host=args.host, port=args.port, device=args.device, runtime=args.runtime,
                  idle_minutes=args.idle_minutes, token_file=args.token_file, batch_window=None if args.batch_ms is None else args.batch_ms / 1000,
                  max_concurrent=args.max_concurrent, timeout=args.timeout,
                  announce=lambda line: print(line, flush=True))
@@ -101,7 +101,7 @@ def search_connection(args, atlas: Path | None, settings: Settings):
         if os.environ.get(ENV_AUTOSTART, "1").strip().lower() in ("0", "no", "false", "off"):
             return None
         from ..locate import locate_atlas
-        record = _start(atlas or locate_atlas(None, settings), settings, args.device)
+        record = _start(atlas or locate_atlas(None, settings), settings, args.device, args.runtime)
         if record is None:
             return None
     try:
@@ -128,12 +128,12 @@ def server_for_dashboard(value: str, atlas: Path, settings: Settings) -> str:
     return record.url
 
 
-def _start(atlas: Path, settings: Settings, device: str) -> ServerRecord | None:
+def _start(atlas: Path, settings: Settings, device: str, runtime: str | None = None) -> ServerRecord | None:
     from .run import start_background
     note("starting a bioclip-nb server in the background: the model loads once, and later searches reuse it "
          "(it stops after 30 idle minutes; bioclip-nb stop stops it now)")
     try:
-        return start_background(atlas, settings, device=device,
+        return start_background(atlas, settings, device=device, runtime=runtime,
                                 on_wait=lambda r: note(f"server {r.url} is up; loading the model..."))
     except (RuntimeError, OSError) as exc:
         note(f"could not start a server ({exc}); searching in-process")

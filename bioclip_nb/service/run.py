@@ -66,6 +66,7 @@ def read_token(path: Path) -> str:
 
 
 def serve(atlas: Path, settings: Settings, host: str = "127.0.0.1", port: int = 8765, device: str = "auto",
+          runtime: str | None = None,
           idle_minutes: float = 30.0, token_file: Path | None = None, batch_window: float | None = None,
           max_concurrent: int = 32, timeout: float = 120.0, announce=print) -> int:
     """Serve ``atlas`` until stopped (SIGTERM/SIGINT), or idle for ``idle_minutes`` (0: never)."""
@@ -83,7 +84,7 @@ def serve(atlas: Path, settings: Settings, host: str = "127.0.0.1", port: int = 
     opened = Atlas.open(atlas, settings=settings)          # refuse a broken atlas before listening
     sock = bind(host, port)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{sock.getsockname()[1]}"
-    warm = Warm(opened, settings, device=device, batch_window=batch_window)
+    warm = Warm(opened, settings, device=device, runtime=runtime, batch_window=batch_window)
     app = create_app(warm, token, Limits(max_concurrent=max_concurrent, timeout=timeout))
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACE_SECONDS, access_log=False)
     server = uvicorn.Server(config)
@@ -143,7 +144,8 @@ def _idle_watch(server, warm, idle_seconds: float) -> None:
             server.should_exit = True
 
 
-def start_background(atlas: Path, settings: Settings, device: str = "auto", idle_minutes: float = 30.0,
+def start_background(atlas: Path, settings: Settings, device: str = "auto", runtime: str | None = None,
+                     idle_minutes: float = 30.0,
                      wait: float = 900.0, on_wait=None) -> ServerRecord:
     """Start ``bioclip-nb serve`` detached (any free port) and wait until its model is loaded.
 
@@ -152,7 +154,7 @@ def start_background(atlas: Path, settings: Settings, device: str = "auto", idle
     log = settings.home / "server.log"
     settings.home.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "bioclip_nb.cli", "serve", "--atlas", str(atlas), "--port", "0",
-           "--device", device, "--idle-minutes", f"{idle_minutes:g}"]
+           "--device", device, *(["--runtime", runtime] if runtime else []), "--idle-minutes", f"{idle_minutes:g}"]
     env = dict(os.environ, BIOCLIP_NB_HOME=str(settings.home), BIOCLIP_NB_SERVER_LOG=str(log))
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True)

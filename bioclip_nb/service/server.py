@@ -178,7 +178,7 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
         stats = warm.batch_stats
         return {"status": "ok", "version": __version__, "encoder": warm.encoder_state, "encoder_error": warm.encoder_error,
                 "load_seconds": warm.load_seconds, "model": atlas.model, "atlas": str(atlas.path), "in_flight": warm.in_flight,
-                "batches": stats.__dict__ if stats else None, "usage": warm.fetcher.usage()}
+                "batches": stats.__dict__ if stats else None, "usage": warm.fetcher.usage(), **warm.runtime_state}
 
     @router.get("/info")
     def info() -> dict:

@@ -19,10 +19,12 @@ class Warm:
     """The loaded parts, shared by every request. Thread-safe."""
 
     def __init__(self, atlas: Atlas, settings: Settings, device: str = "auto", batch_window: float | None = None,
+                 runtime: str | None = None,
                  fetcher: ImageFetcher | None = None, load_now: bool = True):
         self.atlas = atlas
         self.settings = settings
         self.device = device
+        self.runtime_choice = runtime          # asked for: auto, torch, or a named runtime
         self.batch_window = batch_window
         self.fetcher = fetcher or machine_fetcher(settings, Path(atlas.path))
         self.encodings = EncodingCache(maxsize=256)       # by the hash of the bytes: the query id
@@ -42,7 +44,7 @@ class Warm:
     def _load(self) -> None:
         t0 = time.perf_counter()
         try:
-            encoder = load_encoder(self.atlas.model, device=self.device)
+            encoder = load_encoder(self.atlas.model, device=self.device, runtime=self.runtime_choice)
             with self._lock:
                 self._encoder = encoder
                 window = self.batch_window if self.batch_window is not None else default_window(encoder)
@@ -64,6 +66,14 @@ class Warm:
         if not self._loaded.is_set():
             return "loading"
         return "ready" if self._encoder is not None else "unavailable"
+
+    @property
+    def runtime_state(self) -> dict:
+        """How the loaded encoder runs (``runtime``, and ``runtime_note`` saying why); None while loading."""
+        encoder = self._encoder
+        if encoder is None:
+            return {"runtime": None, "runtime_note": None}
+        return {"runtime": encoder.runtime, "runtime_note": encoder.runtime_note}
 
     @property
     def encoder_error(self) -> str | None:
