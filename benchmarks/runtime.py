@@ -65,7 +65,7 @@ def run(quick: bool = False) -> dict:
         record = enc.prepare_runtime()
         others = photos(16 if not quick else 4, seed=5)
         one = others[:1]
-        reference = [e for e in enc.encode_many(others)]
+        reference = enc.encode_many(others)
         rows, batch_sizes = [], (1, 4, 8)
         base = None
         for rt in ("torch", *runtimes.FAST_RUNTIMES):

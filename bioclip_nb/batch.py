@@ -60,8 +60,22 @@ def files(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
 def encode_photos(encoder, photos: Iterable[tuple[str, bytes | Path]], cache: EncodingCache | None = None,
                   progress: Callable[[int], None] | None = None) -> list[Photo]:
     """Check and encode each photo, given as bytes or a path (once per distinct content with
-    ``cache``); never raises for a bad photo: its ``error`` says what is wrong."""
-    out = []
+    ``cache``); never raises for a bad photo: its ``error`` says what is wrong.
+
+    A local model gets the photos in batches of its ``batch_size`` (one forward pass each); a
+    server's encoder is sent each file as it is (the server batches what arrives together)."""
+    out: list[Photo] = []
+    pending: list[tuple[Photo, bytes, object]] = []
+    batched = hasattr(encoder, "encode_many") and not hasattr(encoder, "encode_bytes")
+    size = int(getattr(encoder, "batch_size", 1)) if batched else 1
+
+    def flush() -> None:
+        encodings = encoder.encode_many([img for _p, _d, img in pending]) if batched else None
+        for i, (photo, data, image) in enumerate(pending):
+            fresh = encodings[i] if encodings is not None else None
+            photo.encoding = encode_bytes(encoder, data, cache, name=photo.name, image=image, encoded=fresh)
+        pending.clear()
+
     for done, (name, data) in enumerate(photos, start=1):
         try:
             data = data.read_bytes() if isinstance(data, Path) else data
@@ -69,24 +83,38 @@ def encode_photos(encoder, photos: Iterable[tuple[str, bytes | Path]], cache: En
             out.append(Photo(name, "", error=f"cannot read {data}: {exc.strerror or exc}"))
             continue
         photo = Photo(name, sha256(data))
+        out.append(photo)
         try:
-            photo.encoding = encode_bytes(encoder, data, cache, name=name)
+            image = load_upload(data, name=name)
         except UploadError as exc:
             photo.error = str(exc)
-        out.append(photo)
+        else:
+            known = cache.peek(cache.key(data), encoder.model_id) if cache is not None else None
+            if known is not None:
+                photo.encoding = encode_bytes(encoder, data, cache, name=name, image=image)
+            else:
+                pending.append((photo, data, image))
+                if len(pending) >= size:
+                    flush()
         if progress is not None:
             progress(done)
+    if pending:
+        flush()
     return out
 
 
-def encode_bytes(encoder, data: bytes, cache: EncodingCache | None = None, name: str | None = None) -> Encoding:
+def encode_bytes(encoder, data: bytes, cache: EncodingCache | None = None, name: str | None = None,
+                 image=None, encoded: Encoding | None = None) -> Encoding:
     """One image file's encoding. The file is checked here (``UploadError`` names it, as
-    ``name``, and says what is wrong) before any model sees it; a server's encoder is sent the
-    file as it is."""
-    image = load_upload(data, name=name)
+    ``name``, and says what is wrong) before any model sees it, unless ``image`` is the checked
+    picture; a server's encoder is sent the file as it is. ``encoded``: already encoded (in a
+    batch), only to be remembered."""
+    image = load_upload(data, name=name) if image is None else image
     send = getattr(encoder, "encode_bytes", None)
 
     def encode() -> Encoding:
+        if encoded is not None:
+            return encoded
         return send(data) if send is not None else encoder.encode(image)
 
     return cache.get_or_encode(data, encoder.model_id, encode) if cache is not None else encode()

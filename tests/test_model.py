@@ -17,6 +17,7 @@ from bioclip_nb.encoders import EncodingCache, load_encoder
 from bioclip_nb.encoders.bioclip import BioClipEncoder, pick_device
 from bioclip_nb.encoders.pixel import PixelEncoder
 from bioclip_nb.errors import EncoderUnavailableError
+from bioclip_nb.images import load_upload
 from bioclip_nb.layout import BIOCLIP2, Rank
 
 
@@ -51,6 +52,30 @@ def test_batch_encoding_is_one_pass_per_batch(enc):
     finally:
         handle.remove()
     assert len(out) == 5 and len(calls) == 1
+
+
+def test_a_folder_of_photos_goes_through_in_batches(enc):
+    """bioclip_nb.batch feeds the local model batches of its batch size (4 on a CPU); a bad
+    file keeps its error, a repeated one is encoded once, the answers equal one-by-one encodes."""
+    from bioclip_nb import batch
+    from bioclip_nb.encoders import EncodingCache
+    files = [(f"p{i}.png", encode(photo(seed=20 + i), "PNG")) for i in range(6)]
+    files.insert(3, ("notes.jpg", b"just some notes, not a photo"))
+    files.append(("again.png", files[0][1]))
+    calls, done = [], []
+    handle = enc.model.visual.register_forward_hook(lambda _m, inp, _o: calls.append(len(inp[0])))
+    try:
+        photos = batch.encode_photos(enc, files, cache=EncodingCache(), progress=done.append)
+    finally:
+        handle.remove()
+    assert enc.batch_size == 4 and calls == [4, 2]
+    assert done == list(range(1, 9))
+    assert [p.error is None for p in photos] == [True, True, True, False, True, True, True, True]
+    assert "notes.jpg" in photos[3].error
+    for p, (name, data) in zip(photos, files):
+        if p.error is None:
+            alone = enc.encode(load_upload(data))
+            assert p.name == name and abs(float(p.encoding.embedding @ alone.embedding) - 1) < 1e-5
 
 
 def test_predictions_match_pybioclip_reference(enc):
