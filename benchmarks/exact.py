@@ -28,8 +28,8 @@ import numpy as np
 
 from bioclip_nb import Atlas
 from bioclip_nb.config import Settings
-from bioclip_nb.embeddings import prepare_embeddings
-from bioclip_nb.fullvectors import PREPARED_FILE, PRESENT_FILE, RECORD_FILE, encode
+from bioclip_nb.core.embeddings import prepare_embeddings
+from bioclip_nb.core.fullvectors import PREPARED_FILE, PRESENT_FILE, RECORD_FILE, encode
 from bioclip_nb.testing.embeddingfiles import write_published_embeddings
 
 from . import demo_baseline, scale

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bioclip_nb import Atlas, probing
+from bioclip_nb import Atlas
 from bioclip_nb import index as ivf
 from bioclip_nb.config import Settings
+from bioclip_nb.core import probing
 
 from . import scale
 from .common import table

@@ -87,7 +87,7 @@ def _timed_searches(atlas, planted: np.ndarray) -> list[list]:
 def searching(rehearsal: Path, home: Path) -> list[list]:
     from bioclip_nb import Atlas
     from bioclip_nb.config import Settings
-    from bioclip_nb.quantizer import SIDECAR, build_sidecar
+    from bioclip_nb.core.quantizer import SIDECAR, build_sidecar
     planted = np.load(rehearsal / "planted.npy")[:100]
     settings = Settings(home=home)
     with Atlas.open(rehearsal, settings=settings) as atlas:
@@ -104,7 +104,7 @@ def searching(rehearsal: Path, home: Path) -> list[list]:
 def lookups(rehearsals: dict[int, Path]) -> list[list]:
     import duckdb
 
-    from bioclip_nb.metadata import MetadataStore
+    from bioclip_nb.core.metadata import MetadataStore
 
     from .common import best_of
     rows = []
@@ -150,7 +150,7 @@ def scoped(rehearsal: Path, home: Path) -> list[list]:
 
 def dashboard_ready(rehearsal: Path, home: Path) -> list[list]:
     derived = home / "derived"
-    subprocess.run([sys.executable, "-m", "bioclip_nb.cli", "prepare", "--atlas", str(rehearsal), "--derived-dir",
+    subprocess.run([sys.executable, "-m", "bioclip_nb.commands.cli", "prepare", "--atlas", str(rehearsal), "--derived-dir",
                     str(derived), "--no-map"], check=True, capture_output=True)
     runs = [_child(DASH_CHILD, str(rehearsal), str(home / f"user{i}"), str(derived))["ready_s"] for i in range(3)]
     return [["dashboard built on the atlas after prepare (fresh process, imports included)", statistics.median(runs)]]

@@ -17,7 +17,7 @@ from bioclip_nb import Atlas
 from bioclip_nb import index as ivf
 from bioclip_nb.config import Settings
 from bioclip_nb.demo import build_synthetic, synthetic
-from bioclip_nb.explore import exact_neighbours, nprobe_steps
+from bioclip_nb.insight.explore import exact_neighbours, nprobe_steps
 
 from .common import table
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from bioclip_nb.demo import synthetic
-from bioclip_nb.explore import layout_2d
+from bioclip_nb.insight.explore import layout_2d
 
 from .common import table
 

@@ -13,16 +13,19 @@ from ._lazy import attach
 from ._version import __version__
 
 __getattr__, __dir__, _names = attach(__name__, {
-    "Atlas": "atlas",
+    "Atlas": "core.atlas",
     "Settings": "config",
     "AtlasError": "errors", "EncoderUnavailableError": "errors", "ModelMismatchError": "errors",
     "UploadError": "errors", "ServerError": "errors", "ServerUnavailableError": "errors",
     "Encoding": "encoders", "load_encoder": "encoders",
     "ImageFetcher": "images", "load_upload": "images",
     "Manifest": "layout", "RANKS": "layout", "Rank": "layout", "Scope": "layout", "MODELS": "layout",
-    "locate_atlas": "locate",
+    "locate_atlas": "core.locate",
     "connect": "service",
-    "explore": "", "plots": "", "results": "", "index": "", "layout": "", "taxonomy": "",
-    "batch": "", "folding": "", "provenance": "", "Within": "encoders.within", "teach": "", "toy": "",
+    "layout": "", "taxonomy": "", "teach": "", "toy": "", "Within": "encoders.within",
+    # modules that live in a subpackage, under their short names (notebooks use these)
+    "explore": "=insight.explore", "plots": "=insight.plots", "results": "=outputs.results",
+    "batch": "=outputs.batch", "provenance": "=outputs.provenance", "index": "=core.index",
+    "folding": "=core.folding",
 })
 __all__ = [*_names, "__version__"]

@@ -13,7 +13,9 @@ from collections.abc import Callable
 
 def attach(package: str, names: dict[str, str]) -> tuple[Callable[[str], object], Callable[[], list[str]], list[str]]:
     """``(__getattr__, __dir__, __all__)`` for ``package``; ``names`` maps a public name to the
-    submodule (relative to ``package``) that defines it, or to ``""`` for a submodule itself."""
+    submodule (relative to ``package``) that defines it, to ``""`` for a submodule itself, or
+    to ``"=sub.module"`` for a module kept under another name (``bioclip_nb.results`` is
+    ``bioclip_nb.outputs.results``)."""
 
     def __getattr__(name: str) -> object:
         if name not in names:
@@ -21,6 +23,8 @@ def attach(package: str, names: dict[str, str]) -> tuple[Callable[[str], object]
         where = names[name]
         if where == "":
             return importlib.import_module(f"{package}.{name}")
+        if where.startswith("="):
+            return importlib.import_module(f"{package}.{where[1:]}")
         return getattr(importlib.import_module(f"{package}.{where}"), name)
 
     def __dir__() -> list[str]:

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from .encoders.base import Encoder as EncoderLike
-from .figures import SearchFigures
 from .images.fetch import FetchResult
+from .insight.figures import SearchFigures
 
 __all__ = ["AtlasLike", "EncoderLike", "FetcherLike", "FiguresLike"]
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from bioclip_nb import Atlas, ModelMismatchError
+from bioclip_nb.core.index import bitmap_count
+from bioclip_nb.core.metadata import SCOPE_SQL
 from bioclip_nb.demo.synthetic import HOSTILE_NAME
-from bioclip_nb.index import bitmap_count
 from bioclip_nb.layout import RESULT_COLUMNS, Scope
-from bioclip_nb.metadata import SCOPE_SQL
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,7 @@ def test_model_mismatch_is_refused(atlas, published_atlas):
 
 
 def test_hnsw_quantizer_sidecar(published_atlas, tmp_path, capsys):
-    from bioclip_nb.cli import main
+    from bioclip_nb.commands.cli import main
     from bioclip_nb.config import Settings
     settings = Settings(home=tmp_path / "home")
     with Atlas.open(published_atlas.path, settings=settings) as flat:

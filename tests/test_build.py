@@ -11,7 +11,7 @@ import pytest
 from bioclip_nb import Atlas
 from bioclip_nb.builder import build_atlas
 from bioclip_nb.builder.sources import scan_source, taxonomy_from_folders
-from bioclip_nb.cli import main
+from bioclip_nb.commands.cli import main
 from bioclip_nb.demo.art import draw, traits
 from bioclip_nb.layout import PIXEL_MODEL
 

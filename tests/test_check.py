@@ -6,7 +6,7 @@ import pytest
 from helpers.dashatlas import build_dash_atlas
 from helpers.servers import cli, server_process
 
-from bioclip_nb.check import run_checks
+from bioclip_nb.commands.check import run_checks
 from bioclip_nb.config import Settings
 from bioclip_nb.layout import BIOCLIP2, INDEX_FILE
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bioclip_nb.cli import main
+from bioclip_nb.commands.cli import main
 from bioclip_nb.testing.hfcache import put_in_hf_cache
 
 CONTRACT = ["rank", "id", "distance", "similarity", "exact", "kingdom", "phylum", "class", "order", "family", "genus",
@@ -124,7 +124,7 @@ def test_missing_atlas_fails_with_1(capsys, tmp_path):
 
 
 def test_console_script_exit_codes_and_no_traceback(tmp_path):
-    exe = [sys.executable, "-m", "bioclip_nb.cli"]
+    exe = [sys.executable, "-m", "bioclip_nb.commands.cli"]
     bad = subprocess.run([*exe, "info", "--atlas", str(tmp_path / "x")], capture_output=True, text=True)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     debug = subprocess.run([*exe, "info", "--debug", "--atlas", str(tmp_path / "x")], capture_output=True, text=True)

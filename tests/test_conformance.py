@@ -23,8 +23,8 @@ from bioclip_nb.config import Settings
 from bioclip_nb.encoders import load_encoder
 from bioclip_nb.encoders.within import Within
 from bioclip_nb.faces import AtlasLike, EncoderLike, FetcherLike, FiguresLike
-from bioclip_nb.figures import LocalFigures
 from bioclip_nb.images.fetch import ImageFetcher
+from bioclip_nb.insight.figures import LocalFigures
 from bioclip_nb.layout import BIOCLIP2, VECTORS_FILE
 from bioclip_nb.service.client import connect
 

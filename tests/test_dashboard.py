@@ -52,14 +52,14 @@ def test_upload_predicts_at_once_and_search_fills_gallery(dash, dash_root):
     dash.controls.upload.value = ({"name": q.name, "type": "image/jpeg", "size": q.stat().st_size,
                                    "content": memoryview(q.read_bytes()), "last_modified": NOW},)
     assert dash.session.encoding is not None and dash.session.hits is None
-    assert dash.prediction.image.layout.display is None and len(dash.prediction.image.value) > 1000   # bars drawn
+    assert dash.tabs["prediction"].image.layout.display is None and len(dash.tabs["prediction"].image.value) > 1000   # bars drawn
     assert "encoded" in dash.status.value
     dash.controls.search.click()
     dash.wait()
     hits = dash.session.hits
-    assert len(hits) == 10 and len(dash.gallery.grid.children) == 10
-    assert dash.gallery.progress.value == 10
-    kinds = [type(t.children[0]).__name__ for t in dash.gallery.grid.children]
+    assert len(hits) == 10 and len(dash.tabs["gallery"].grid.children) == 10
+    assert dash.tabs["gallery"].progress.value == 10
+    kinds = [type(t.children[0]).__name__ for t in dash.tabs["gallery"].grid.children]
     assert kinds.count("Image") >= 8      # local and hosted images arrived
     assert not dash.controls.search.disabled
     assert re.search(r"encode [\d.e-]+ s \(torch\) · search [\d.e-]+ s · metadata [\d.e-]+ s · images [\d.e-]+ s", dash.session.status.message)
@@ -68,7 +68,7 @@ def test_upload_predicts_at_once_and_search_fills_gallery(dash, dash_root):
 def test_missing_images_say_why(dash, dash_root, host):
     dash.controls.top_n.value = 40
     _upload_and_search(dash, query_file(dash_root, "Parus"))
-    placeholders = [t.children[0].value for t in dash.gallery.grid.children if type(t.children[0]).__name__ == "HTML"]
+    placeholders = [t.children[0].value for t in dash.tabs["gallery"].grid.children if type(t.children[0]).__name__ == "HTML"]
     assert any("Image no longer online" in p for p in placeholders)
     blocked = int(dash.session.hits["url"].str.startswith("javascript:", na=False).sum())   # the hostile rows
     assert blocked >= 1
@@ -106,11 +106,11 @@ def test_taxon_filter_with_completion(dash, dash_root):
 
 def test_tree_consensus_and_detail(dash, dash_root):
     _upload_and_search(dash, query_file(dash_root, "Perca"))
-    assert "results</b>" in dash.taxonomy.value and "<ul>" in dash.taxonomy.value
+    assert "results</b>" in dash.tabs["taxonomy"].widget.value and "<ul>" in dash.tabs["taxonomy"].widget.value
     assert "Perca" in dash.session.hits["genus"].tolist()     # perches found, and perches have no class:
-    assert "Perca" in dash.taxonomy.value and "not given" in dash.taxonomy.value
-    assert "<th>neighbours' majority</th>" in dash.consensus.value
-    first = dash.gallery.grid.children[0]
+    assert "Perca" in dash.tabs["taxonomy"].widget.value and "not given" in dash.tabs["taxonomy"].widget.value
+    assert "<th>neighbours' majority</th>" in dash.tabs["consensus"].widget.value
+    first = dash.tabs["gallery"].grid.children[0]
     first.children[2].children[0].click()        # Details
     row = dash.session.hit(dash.session.selected)
     assert "<th>genus</th>" in dash.detail.taxonomy.value and str(row["genus"]) in dash.detail.taxonomy.value
@@ -137,11 +137,11 @@ def _download(link_html: str) -> bytes:
 def test_exports(dash, dash_root):
     from PIL import Image
 
-    from bioclip_nb.results import image_filename
+    from bioclip_nb.outputs.results import image_filename
     _upload_and_search(dash, query_file(dash_root, "Carabus"))
     hits = dash.session.hits
-    dash.export.csv.click()
-    link = dash.export.links.value
+    dash.tabs["export"].csv.click()
+    link = dash.tabs["export"].links.value
     assert 'download="bioclip-nb-results.csv"' in link
     df = pd.read_csv(io.StringIO(_download(link).decode()), dtype={"source_id": str})
     assert df["id"].tolist() == hits["id"].tolist() and {"url", "occurrence_url", "uuid", "basisOfRecord"} <= set(df.columns)
@@ -150,10 +150,10 @@ def test_exports(dash, dash_root):
     expected = (f"{first['genus']} {first['species']}: image published by {first['publisher']} via "
                 f"{first['source_dataset'].upper()} ({link0})")
     assert df["attribution"].iloc[0] == expected
-    dash.export.zip.click()
+    dash.tabs["export"].zip.click()
     dash.wait()
-    assert dash.export.progress.layout.display == "none" and "ZIP ready" in dash.status.value
-    with zipfile.ZipFile(io.BytesIO(_download(dash.export.links.value))) as zf:
+    assert dash.tabs["export"].progress.layout.display == "none" and "ZIP ready" in dash.status.value
+    with zipfile.ZipFile(io.BytesIO(_download(dash.tabs["export"].links.value))) as zf:
         names = set(zf.namelist())
         inside = pd.read_csv(io.BytesIO(zf.read("hits.csv")), dtype={"source_id": str})
         missing = zf.read("missing-images.txt").decode().splitlines() if "missing-images.txt" in names else []
@@ -173,7 +173,7 @@ def test_exports(dash, dash_root):
 def test_hostile_names_are_escaped(dash, dash_root):
     dash.controls.top_n.value = 40
     _upload_and_search(dash, query_file(dash_root, "Carabus"))
-    captions = " ".join(t.children[1].value for t in dash.gallery.grid.children)
+    captions = " ".join(t.children[1].value for t in dash.tabs["gallery"].grid.children)
     assert "&lt;script&gt;window.__pwned" in captions and "<script>" not in captions
     hostile = dash.session.hits[(dash.session.hits["common_name"] == HOSTILE)
                                 & (dash.session.hits["publisher"] == HOSTILE_PUBLISHER)]
@@ -183,8 +183,8 @@ def test_hostile_names_are_escaped(dash, dash_root):
     shown = dash.detail.taxonomy.value + dash.detail.source.value
     assert "<script>" not in shown and "<img" not in shown and "&lt;img" in shown      # names as text
     assert "javascript:" not in shown and 'onmouseover="' not in shown                  # no link from bad data
-    assert "<script>" not in dash.consensus.value and "<script>" not in dash.taxonomy.value
-    card = dash.gallery.tiles[int(hostile["id"].iloc[0])].children[0].value
+    assert "<script>" not in dash.tabs["consensus"].widget.value and "<script>" not in dash.tabs["taxonomy"].widget.value
+    card = dash.tabs["gallery"].tiles[int(hostile["id"].iloc[0])].children[0].value
     assert "Address not allowed" in card                                                 # never fetched
 
 
@@ -280,28 +280,28 @@ def test_plots_tab_on_demo(demo_atlas, tmp_path):
     d.controls.nprobe.value = 2
     d.search()
     d.wait()
-    assert d.plots.stale                      # not drawn until the tab is opened
-    d.tabs.selected_index = 4
-    assert bytes(d.plots.cells.value).startswith(b"\x89PNG") and bytes(d.plots.recall.value).startswith(b"\x89PNG")
-    assert "first 2 were scanned" in d.plots.note.value
-    d.plots.map_button.click()
+    assert d.tabs["plots"].stale                      # not drawn until the tab is opened
+    d.show_tab("plots")
+    assert bytes(d.tabs["plots"].cells.value).startswith(b"\x89PNG") and bytes(d.tabs["plots"].recall.value).startswith(b"\x89PNG")
+    assert "first 2 were scanned" in d.tabs["plots"].note.value
+    d.tabs["plots"].map_button.click()
     d.wait()                                  # the map is drawn in the background
-    assert bytes(d.plots.map.value).startswith(b"\x89PNG") and d.plots.map.layout.display is None
+    assert bytes(d.tabs["plots"].map.value).startswith(b"\x89PNG") and d.tabs["plots"].map.layout.display is None
     assert "Atlas map drawn" in d.status.value
 
 
 def test_plots_tab_on_flat_atlas_explains(dash, dash_root):
     _upload_and_search(dash, query_file(dash_root, "Vulpes"))
-    dash.tabs.selected_index = 4
-    assert "exact (flat) index" in dash.plots.note.value
+    dash.show_tab("plots")
+    assert "exact (flat) index" in dash.tabs["plots"].note.value
 
 
 def test_prediction_rank_change_failure_is_a_message(dash, dash_root, monkeypatch):
     _upload_and_search(dash, query_file(dash_root, "Vulpes"))
-    dash.prediction.rank.value = "family"
-    assert dash.prediction.image.layout.display is None
-    monkeypatch.setattr(dash.prediction, "show", lambda s: 1 / 0)
-    dash.prediction.rank.value = "genus"
+    dash.tabs["prediction"].rank.value = "family"
+    assert dash.tabs["prediction"].image.layout.display is None
+    monkeypatch.setattr(dash.tabs["prediction"], "show", lambda s: 1 / 0)
+    dash.tabs["prediction"].rank.value = "genus"
     assert "Something went wrong (ZeroDivisionError" in dash.status.value
 
 
@@ -320,18 +320,18 @@ def test_a_search_runs_while_a_zip_is_prepared(dash, dash_root, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(results, "to_zip", slow_zip)
-    dash.export.zip.click()                       # returns at once
-    assert dash.jobs.running("zip") and dash.export.progress.layout.display is None
+    dash.tabs["export"].zip.click()                       # returns at once
+    assert dash.jobs.running("zip") and dash.tabs["export"].progress.layout.display is None
     q = query_file(dash_root, "Vulpes")
     dash.controls.upload.value = ({"name": q.name, "type": "image/jpeg", "size": q.stat().st_size,
                                    "content": memoryview(q.read_bytes()), "last_modified": NOW},)
     dash.controls.search.click()                  # the search is answered while the ZIP job waits
     dash.jobs.wait(name="gallery")
     assert dash.jobs.running("zip")               # still preparing ...
-    assert len(dash.gallery.grid.children) == 10 and dash.gallery.progress.value == 10   # ... and the gallery is full
+    assert len(dash.tabs["gallery"].grid.children) == 10 and dash.tabs["gallery"].progress.value == 10   # ... and the gallery is full
     release.set()
     dash.wait()
-    assert "bioclip-nb-results.zip" not in dash.export.links.value   # a cancelled job's result never shows
+    assert "bioclip-nb-results.zip" not in dash.tabs["export"].links.value   # a cancelled job's result never shows
 
 
 def test_selecting_a_result_does_not_wait_for_the_full_image(dash, dash_root, host):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bioclip_nb import Atlas
-from bioclip_nb.cli import main
+from bioclip_nb.commands.cli import main
 from bioclip_nb.demo import build_synthetic, ensure_demo_atlas, species_table
 from bioclip_nb.encoders import load_encoder
 from bioclip_nb.images import load_upload

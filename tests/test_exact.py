@@ -15,11 +15,12 @@ import pyarrow as pa
 import pytest
 from helpers.atlases import build_synthetic_atlas
 
-from bioclip_nb import Atlas, explore, rerank
-from bioclip_nb.cli import main
+from bioclip_nb import Atlas, explore
+from bioclip_nb.commands.cli import main
 from bioclip_nb.config import Settings
-from bioclip_nb.embeddings import EmbeddingsError, UuidMap, find_columns, uuid_keys
-from bioclip_nb.fullvectors import RECORD_FILE
+from bioclip_nb.core import rerank
+from bioclip_nb.core.embeddings import EmbeddingsError, UuidMap, find_columns, uuid_keys
+from bioclip_nb.core.fullvectors import RECORD_FILE
 from bioclip_nb.service.protocol import hits_from_json, hits_to_json
 from bioclip_nb.testing.embeddingfiles import write_published_embeddings
 
@@ -257,7 +258,7 @@ def test_the_vector_column_is_found_by_type_not_name():
 
 
 def test_check_says_whether_an_atlas_ranks_exactly(own, published, prepared, tmp_path):
-    from bioclip_nb.check import full_vectors
+    from bioclip_nb.commands.check import full_vectors
     built, written, _ = published
     settings, _ = prepared
     with Atlas.open(own.path, settings=Settings(home=tmp_path)) as atlas:

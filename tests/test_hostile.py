@@ -164,7 +164,7 @@ def test_malformed_typed_urls_are_answered_not_crashed(served, url):
 def test_each_stop_signal_removes_the_record_and_says_stopped(small, tmp_path, sig):
     home = tmp_path / "home"
     home.mkdir()
-    cmd = [sys.executable, "-m", "bioclip_nb.cli", "serve", "--atlas", str(small[0].path), "--port", "0",
+    cmd = [sys.executable, "-m", "bioclip_nb.commands.cli", "serve", "--atlas", str(small[0].path), "--port", "0",
            "--idle-minutes", "0"]
     proc = subprocess.Popen(cmd, env=dict(os.environ, BIOCLIP_NB_HOME=str(home)), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

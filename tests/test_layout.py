@@ -176,7 +176,7 @@ def _run(code: str) -> dict:
 def test_import_and_help_load_nothing_heavy():
     probe = ("import sys, json, contextlib, io\n"
              "import bioclip_nb\n"
-             "from bioclip_nb.cli import main\n"
+             "from bioclip_nb.commands.cli import main\n"
              "for argv in (['--help'], ['search', '--help'], ['build', '--help']):\n"
              "    with contextlib.redirect_stdout(io.StringIO()):\n"
              "        try: main(argv)\n"

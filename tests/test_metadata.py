@@ -8,9 +8,9 @@ import pytest
 from helpers.atlases import WHOLE_URL
 
 from bioclip_nb import Atlas, results
+from bioclip_nb.core.metadata import MetadataStore, like_prefix
 from bioclip_nb.dashboard import html
 from bioclip_nb.demo.synthetic import HOSTILE_PUBLISHER, HOSTILE_SOURCE_ID, HOSTILE_URL
-from bioclip_nb.metadata import MetadataStore, like_prefix
 
 
 @pytest.fixture(scope="module")

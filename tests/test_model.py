@@ -12,7 +12,7 @@ from helpers.pictures import encode, photo
 from helpers.tinymodel import TINY_LABELS, ZERO_COLUMN
 
 from bioclip_nb.builder import writer
-from bioclip_nb.cli import main
+from bioclip_nb.commands.cli import main
 from bioclip_nb.encoders import EncodingCache, load_encoder
 from bioclip_nb.encoders.bioclip import BioClipEncoder, pick_device
 from bioclip_nb.encoders.pixel import PixelEncoder
@@ -55,7 +55,7 @@ def test_batch_encoding_is_one_pass_per_batch(enc):
 
 
 def test_a_folder_of_photos_goes_through_in_batches(enc):
-    """bioclip_nb.batch feeds the local model batches of its batch size (4 on a CPU); a bad
+    """bioclip_nb.outputs.batch feeds the local model batches of its batch size (4 on a CPU); a bad
     file keeps its error, a repeated one is encoded once, the answers equal one-by-one encodes."""
     from bioclip_nb import batch
     from bioclip_nb.encoders import EncodingCache

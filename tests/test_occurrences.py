@@ -18,13 +18,13 @@ import pytest
 from helpers.copies import build_copies_atlas
 
 from bioclip_nb import Atlas
-from bioclip_nb.cli import main
+from bioclip_nb.commands.cli import main
 from bioclip_nb.config import Settings
-from bioclip_nb.darwincore import HIT_TERMS, PHOTO_TERMS
 from bioclip_nb.dashboard import Dashboard
 from bioclip_nb.images.fetch import FetchLimits, ImageFetcher, open_image_cache
 from bioclip_nb.images.policy import HostPolicy
 from bioclip_nb.occurrences import Occurrences, PlaceFilter, licence_label, reusable
+from bioclip_nb.outputs.darwincore import HIT_TERMS, PHOTO_TERMS
 from bioclip_nb.testing.gbifapi import GbifApi, occurrence
 
 NOW = datetime.now(UTC)
@@ -175,35 +175,35 @@ def test_the_where_and_when_tab_narrows_the_gallery_and_the_exports(copies, gbif
     assert table is not None and len(table) == 20
     hits = d.session.places.annotate(d.session.hits)
     located = hits.dropna(subset=["latitude"])
-    assert len(d.where.markers.layers) == len(located) > 0
-    assert "have a place on the map" in d.where.summary.value and d.where.season.layout.display is None
+    assert len(d.tabs["where"].markers.layers) == len(located) > 0
+    assert "have a place on the map" in d.tabs["where"].summary.value and d.tabs["where"].season.layout.display is None
     gbif_hit = int(located["id"].iloc[0])
     d.select(gbif_hit)
     assert "licence" in d.detail.place.value and "GBIF occurrence" in d.detail.place.value
     month = int(located["month"].iloc[0])
-    d.where.months.value = (month, month)                   # one month: the gallery narrows
+    d.tabs["where"].months.value = (month, month)                   # one month: the gallery narrows
     expected = set(hits.loc[hits["month"] == month, "id"].astype(int))
-    assert len(d.gallery.grid.children) == len(expected) < 20
-    assert set(d.gallery.tiles) == expected and "Showing" in d.status.value
-    d.export.csv.click()
-    csv = pd.read_csv(io.BytesIO(_download(d.export.links.value)))
+    assert len(d.tabs["gallery"].grid.children) == len(expected) < 20
+    assert set(d.tabs["gallery"].tiles) == expected and "Showing" in d.status.value
+    d.tabs["export"].csv.click()
+    csv = pd.read_csv(io.BytesIO(_download(d.tabs["export"].links.value)))
     assert set(csv["id"]) == expected and (csv["month"] == month).all()
     assert {"latitude", "longitude", "event_date", "license", "rights_holder", "citation"} <= set(csv.columns)
-    d.export.dwc.click()
-    dwc = pd.read_csv(io.BytesIO(_download(d.export.links.value)))
+    d.tabs["export"].dwc.click()
+    dwc = pd.read_csv(io.BytesIO(_download(d.tabs["export"].links.value)))
     assert set(dwc.columns) <= DWC_TERMS and len(dwc) == len(expected) and (dwc["month"] == month).all()
-    d.where.months.value = (1, 12)
-    d.where.reusable.value = True                           # reusable licences only
+    d.tabs["where"].months.value = (1, 12)
+    d.tabs["where"].reusable.value = True                           # reusable licences only
     kept = set(hits.loc[hits["license"].isin(["CC BY 4.0", "CC0 1.0"]), "id"].astype(int))
-    assert set(d.gallery.tiles) == kept
-    d.export.zip.click()
+    assert set(d.tabs["gallery"].tiles) == kept
+    d.tabs["export"].zip.click()
     d.wait()
-    with zipfile.ZipFile(io.BytesIO(_download(d.export.links.value))) as zf:
+    with zipfile.ZipFile(io.BytesIO(_download(d.tabs["export"].links.value))) as zf:
         attribution = zf.read("ATTRIBUTION.txt").decode()
         inside = pd.read_csv(io.BytesIO(zf.read("hits.csv")))
     assert set(inside["id"]) == kept and "licence CC" in attribution
-    d.where.reusable.value = False
-    assert len(d.gallery.grid.children) == 20
+    d.tabs["where"].reusable.value = False
+    assert len(d.tabs["gallery"].grid.children) == 20
 
 
 def test_a_server_backed_dashboard_gets_the_records_from_the_server(copies, gbif, tmp_path):
@@ -222,7 +222,7 @@ def test_a_server_backed_dashboard_gets_the_records_from_the_server(copies, gbif
         d.wait(120)
         table = d.session.places.table
         assert table is not None and (table["occurrence_status"] == "ok").sum() >= 5
-        assert len(d.where.markers.layers) == int(table["latitude"].notna().sum())
+        assert len(d.tabs["where"].markers.layers) == int(table["latitude"].notna().sum())
         asked = len(gbif.log) - before
         assert asked > 0
         d.search()                               # the same search again: the server's cache answers

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from helpers.atlases import build_synthetic_atlas
 
-from bioclip_nb import Atlas, explore, plots, rerank
+from bioclip_nb import Atlas, explore, plots
 from bioclip_nb import index as ivf
+from bioclip_nb.core import rerank
 from bioclip_nb.encoders import Prediction
 from bioclip_nb.layout import Rank
 

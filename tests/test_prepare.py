@@ -8,7 +8,7 @@ import pytest
 from helpers.atlases import build_synthetic_atlas
 
 from bioclip_nb import Atlas
-from bioclip_nb.cli import main
+from bioclip_nb.commands.cli import main
 from bioclip_nb.config import Settings
 
 
@@ -32,7 +32,7 @@ def test_prepare_into_a_shared_directory_then_nobody_scans(small, tmp_path, caps
 
     # A user with an empty home: nothing is computed from the table any more.
     user = Settings(home=tmp_path / "user", derived=shared)
-    from bioclip_nb.metadata import MetadataStore
+    from bioclip_nb.core.metadata import MetadataStore
 
     def no_scans(*a, **k):
         raise AssertionError("a scan of the table")
@@ -48,8 +48,8 @@ def test_prepare_into_a_shared_directory_then_nobody_scans(small, tmp_path, caps
 
 
 def test_the_dashboard_never_counts_in_its_constructor(small, tmp_path, monkeypatch):
+    from bioclip_nb.core.metadata import MetadataStore
     from bioclip_nb.dashboard import Dashboard
-    from bioclip_nb.metadata import MetadataStore
     calls = []
     real = MetadataStore.scope_counts
     monkeypatch.setattr(MetadataStore, "scope_counts", lambda self: calls.append(1) or real(self))

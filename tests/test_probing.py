@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from helpers.atlases import build_synthetic_atlas
 
-from bioclip_nb import Atlas, probing
+from bioclip_nb import Atlas
 from bioclip_nb import index as ivf
-from bioclip_nb.explore import exact_neighbours
+from bioclip_nb.core import probing
+from bioclip_nb.insight.explore import exact_neighbours
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +122,10 @@ def test_taxon_pages_are_full_on_the_published_layout(published_atlas, rank):
 
 
 def test_cell_counts_kept_in_memory_are_bounded(opened, flat_lists, monkeypatch):
-    import bioclip_nb.atlas as atlas_module
-    monkeypatch.setattr(atlas_module, "BITMAP_CACHE_BYTES", 3 * opened.nlist * 8)     # room for three
+    import bioclip_nb.core.derived as derived
+    monkeypatch.setattr(derived, "MEMORY_BYTES", 3 * opened.nlist * 8)     # room for three
+    kept = []
     for genus in flat_lists.records["genus"].unique()[:8]:
         opened.cell_counts("all", {"genus": genus})
-    assert 1 <= len(opened._counts) <= 3
+        kept.append(len(opened.data._memory["cells"]))
+    assert max(kept) == 3 and kept[-1] == 3                                  # it filled up, then held

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from helpers.pictures import photo
 
-from bioclip_nb.check import runtime as runtime_line
+from bioclip_nb.commands.check import runtime as runtime_line
 from bioclip_nb.config import Settings
 from bioclip_nb.encoders import load_encoder, runtimes
 from bioclip_nb.encoders.bioclip import BioClipEncoder
@@ -188,7 +188,7 @@ def bioclip_atlas(torch_enc, tmp_path_factory):
 
 
 def test_cli_prepare_runtime_then_search_uses_it(tiny_bioclip, fresh_home, bioclip_atlas, capsys):
-    from bioclip_nb.cli import main
+    from bioclip_nb.commands.cli import main
     atlas = str(bioclip_atlas / "atlas")
     code = main(["prepare", "--atlas", atlas, "--no-map", "--no-quantizer", "--runtime"])
     out, err = capsys.readouterr()
@@ -220,3 +220,47 @@ def _no_exports_left(request):
     yield
     if "fresh_home" in request.fixturenames:
         shutil.rmtree(Settings.from_env().cache_dir / "runtimes", ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_vit_l14_export_is_checked_and_chosen(tmp_path, monkeypatch):
+    """BioCLIP 2's real compute (ViT-L/14, random weights under the real id): the export is
+    built, every runtime is checked against torch, and the encoder uses what the record chose,
+    giving torch's embeddings to the check's tolerance."""
+    import huggingface_hub.constants as hf
+
+    from bioclip_nb.testing.randommodel import install_random_bioclip
+    install_random_bioclip(tmp_path / "hf")
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("BIOCLIP_NB_HOME", str(tmp_path / "home"))
+    enc = BioClipEncoder.load(BIOCLIP2, "cpu", "torch")
+    assert len(enc.model.visual.transformer.resblocks) == 24 and enc.model.visual.transformer.width == 1024
+    record = enc.prepare_runtime()
+    assert {c.name for c in record.candidates} == set(runtimes.FAST_RUNTIMES)
+    assert record.disk_bytes > 1_000_000_000          # the fp32 export of ViT-L/14's tower (1.2 GB)
+    for c in record.candidates:
+        assert c.passed == (c.worst_cosine is not None and c.worst_cosine >= runtimes.CHECK_COSINE
+                            and c.top1_agreement == "8/8"), c
+    pics = [photo(300, 200, seed=s) for s in range(3)]
+    reference = enc.embed(pics)
+    assert enc.use_runtime("auto") == record.chosen
+    ours = enc.embed(pics)
+    assert (ours * reference).sum(axis=1).min() >= runtimes.CHECK_COSINE
+    for name in runtimes.FAST_RUNTIMES:
+        used = enc.use_runtime(name)
+        assert used == (name if record.candidate(name).passed else "torch"), enc.runtime_note
+
+
+def test_a_runtime_prepared_for_everybody_is_used_from_the_shared_directory(tiny_bioclip, fresh_home, tmp_path,
+                                                                            monkeypatch):
+    """``prepare --derived-dir DIR --runtime`` once; every user with BIOCLIP_NB_DERIVED_DIR=DIR
+    reads that export and prepares nothing in their own cache."""
+    shared = tmp_path / "shared"
+    maker = fresh_encoder("torch")
+    record = maker.prepare_runtime(cache_dir=shared)
+    assert (runtimes.export_dir(shared, BIOCLIP2, maker.weights) / runtimes.RECORD).is_file()
+    monkeypatch.setenv("BIOCLIP_NB_DERIVED_DIR", str(shared))
+    user = fresh_encoder("auto", background=True)
+    assert user.runtime == record.chosen and user.runtime_ready.is_set()
+    assert user.export_dir.is_relative_to(shared)
+    assert not (fresh_home / "cache" / "runtimes").exists()

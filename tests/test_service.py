@@ -105,7 +105,7 @@ def test_malformed_requests_get_json_errors(served, payload):
 
 @pytest.mark.slow
 def test_sixteen_concurrent_clients_each_get_their_own_answer(served, atlas):
-    from bioclip_nb.atlas import Atlas
+    from bioclip_nb.core.atlas import Atlas
     from bioclip_nb.encoders import load_encoder
     _, record, _ = served
     files = sorted((atlas.parent / "collection").glob("*.jpg"))[:16]
@@ -276,7 +276,7 @@ def test_two_servers_on_one_port_or_one_home_are_refused(served, atlas, tmp_path
 
 
 def test_busy_server_answers_503_with_retry_after(atlas, tmp_path, host):
-    from bioclip_nb.atlas import Atlas
+    from bioclip_nb.core.atlas import Atlas
     from bioclip_nb.service.server import Limits
     from bioclip_nb.service.warm import Warm
     warm = Warm(Atlas.open(atlas), Settings(home=tmp_path), device="cpu")
@@ -297,7 +297,7 @@ def test_user_urls_pass_the_address_guard_on_the_server(served, host):
 @pytest.mark.slow
 def test_four_dashboards_through_one_server_keep_the_inaturalist_gap(tmp_path, tiny_bioclip):
     """Four people's galleries fetched by one server: its fetcher spaces iNaturalist requests 1 s apart."""
-    from bioclip_nb.atlas import Atlas
+    from bioclip_nb.core.atlas import Atlas
     from bioclip_nb.dashboard import Dashboard
     from bioclip_nb.service.warm import Warm
     inat = "https://static.inaturalist.org"
@@ -354,9 +354,9 @@ def test_the_dashboard_through_a_server(atlas, tmp_path):
         board.more_like()
         board.wait(30)
         assert s.query.kind == "result" and s.hits["id"].iloc[0] == first          # its own stored vector
-        board.tabs.selected_index = 4
+        board.show_tab("plots")
         board.wait(60)
-        assert "exact (flat) index" in board.plots.note.value      # this small atlas has no cells to show
+        assert "exact (flat) index" in board.tabs["plots"].note.value      # this small atlas has no cells to show
         proc.kill()
         proc.wait(10)
         board.search()
@@ -372,8 +372,8 @@ def test_the_dashboard_through_a_server(atlas, tmp_path):
 
 @pytest.mark.slow
 def test_the_plots_come_from_the_server_as_they_would_locally(published_atlas, tmp_path):
-    from bioclip_nb.atlas import Atlas
-    from bioclip_nb.figures import LocalFigures
+    from bioclip_nb.core.atlas import Atlas
+    from bioclip_nb.insight.figures import LocalFigures
     home = tmp_path / "home"
     query = published_atlas.vectors[7]
     with server_process(published_atlas.path, home) as (_, record):
@@ -413,7 +413,7 @@ def test_no_path_or_local_address_from_a_client_is_ever_opened(served, url):
 
 
 def test_a_request_that_runs_too_long_gets_504(atlas, tmp_path):
-    from bioclip_nb.atlas import Atlas
+    from bioclip_nb.core.atlas import Atlas
     from bioclip_nb.service.server import Limits
     from bioclip_nb.service.warm import Warm
     with ImageHost(latency=3.0) as slow:

@@ -13,7 +13,7 @@ import psutil
 import pytest
 from helpers.voila import CHROMIUM, CHROMIUM_ARGS, free_port
 
-from bioclip_nb.webapp import ServeOptions, describe, voila_command
+from bioclip_nb.commands.webapp import ServeOptions, describe, voila_command
 
 needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium")
 
@@ -29,7 +29,7 @@ def test_voila_command_carries_the_cull_settings():
 
 
 def test_cull_idle_must_be_minutes(capsys):
-    from bioclip_nb.cli import main
+    from bioclip_nb.commands.cli import main
     with pytest.raises(SystemExit) as exc:
         main(["dashboard", "--cull-idle", "soon"])
     assert exc.value.code == 2 and "takes minutes" in capsys.readouterr().err
@@ -43,7 +43,7 @@ class Command:
         env = dict(os.environ, BIOCLIP_NB_HOME=str(home))
         self.log = open(home / f"dashboard-{self.port}.log", "w")   # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bioclip_nb.cli", "dashboard", "--atlas", str(atlas), "--no-browser",
+            [sys.executable, "-m", "bioclip_nb.commands.cli", "dashboard", "--atlas", str(atlas), "--no-browser",
              "--port", str(self.port), "--cull-idle", str(cull_idle)],
             env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{self.port}/"

@@ -18,13 +18,13 @@ from helpers.dashatlas import build_dash_atlas, query_file
 
 from bioclip_nb import Atlas, folding
 from bioclip_nb import index as ivf
-from bioclip_nb.cli import main
+from bioclip_nb.commands.cli import main
 from bioclip_nb.config import Settings
 from bioclip_nb.dashboard import Dashboard
 from bioclip_nb.dashboard.share import UPLOAD_NOTE, LinkState
 from bioclip_nb.encoders.within import Within
 from bioclip_nb.layout import BIOCLIP2
-from bioclip_nb.provenance import sha256
+from bioclip_nb.outputs.provenance import sha256
 from bioclip_nb.service.protocol import hits_from_json, hits_to_json
 
 NOW = datetime.now(UTC)
@@ -152,7 +152,7 @@ def copies_dash(copies, tmp_path):
 def test_a_folded_card_says_how_many_copies_and_opens_to_show_them(copies_dash, copies):
     data = (copies[0].parent / "copies-collection" / COPIED[1]).read_bytes()
     _upload(copies_dash, COPIED[1], data)
-    cards = copies_dash.gallery.grid.children
+    cards = copies_dash.tabs["gallery"].grid.children
     buttons = [[c for c in card.children if getattr(c, "description", "").endswith("copies")] for card in cards]
     assert [len(b) for b in buttons] == [1] + [0] * (len(cards) - 1)
     assert buttons[0][0].description == "2 copies"
@@ -175,20 +175,20 @@ def test_marks_survive_a_re_search_and_export_alone_with_provenance(copies_dash,
     data = (copies[0].parent / "copies-collection" / "Vulpes_vulpes_1.jpg").read_bytes()
     _upload(d, "fox.jpg", data)
     ids = d.session.hits["id"].tolist()
-    d.gallery.marks[ids[1]].value = True            # the ☆ on the second and fourth cards
-    d.gallery.marks[ids[3]].value = True
-    assert d.session.marks == {ids[1], ids[3]} and d.gallery.marks[ids[1]].description == "★ Marked"
+    d.tabs["gallery"].marks[ids[1]].value = True            # the ☆ on the second and fourth cards
+    d.tabs["gallery"].marks[ids[3]].value = True
+    assert d.session.marks == {ids[1], ids[3]} and d.tabs["gallery"].marks[ids[1]].description == "★ Marked"
     d.select(ids[3])
     assert d.detail.mark.value is True
     d.detail.mark.value = False                      # unmarked in the detail panel: the card follows
-    assert d.session.marks == {ids[1]} and d.gallery.marks[ids[3]].value is False
-    d.gallery.marks[ids[3]].value = True
+    assert d.session.marks == {ids[1]} and d.tabs["gallery"].marks[ids[3]].value is False
+    d.tabs["gallery"].marks[ids[3]].value = True
     d.controls.top_n.value = 15                      # a re-search: the marked hits are still shown
     d.wait()
-    assert d.session.marks == {ids[1], ids[3]} and d.gallery.marks[ids[1]].value is True
-    d.export.marked_only.value = True
-    d.export.csv.click()
-    csv = pd.read_csv(io.BytesIO(_download(d.export.links.value)), dtype={"source_id": str})
+    assert d.session.marks == {ids[1], ids[3]} and d.tabs["gallery"].marks[ids[1]].value is True
+    d.tabs["export"].marked_only.value = True
+    d.tabs["export"].csv.click()
+    csv = pd.read_csv(io.BytesIO(_download(d.tabs["export"].links.value)), dtype={"source_id": str})
     assert sorted(csv["id"]) == sorted([ids[1], ids[3]])
     atlas = d.session.atlas
     row = csv.iloc[0]
@@ -198,22 +198,22 @@ def test_marks_survive_a_re_search_and_export_alone_with_provenance(copies_dash,
     assert row["scope"] == "all" and row["query_kind"] == "image" and row["query_input"] == "fox.jpg"
     assert row["query_sha256"] == sha256(data) and bool(row["duplicates_folded"]) is True
     assert row["software"].startswith("bioclip-nb ") and started <= datetime.fromisoformat(row["searched_at"]) <= datetime.now(UTC)
-    d.export.json.click()
-    body = json.loads(_download(d.export.links.value))
+    d.tabs["export"].json.click()
+    body = json.loads(_download(d.tabs["export"].links.value))
     assert sorted(h["id"] for h in body["hits"]) == sorted([ids[1], ids[3]])
     assert body["provenance"]["query_sha256"] == sha256(data) and body["hits"][0]["atlas_records"] == atlas.count
-    d.export.zip.click()
+    d.tabs["export"].zip.click()
     d.wait()
-    with zipfile.ZipFile(io.BytesIO(_download(d.export.links.value))) as zf:
+    with zipfile.ZipFile(io.BytesIO(_download(d.tabs["export"].links.value))) as zf:
         assert len(pd.read_csv(io.BytesIO(zf.read("hits.csv")))) == 2
         assert json.loads(zf.read("provenance.json"))["atlas_fingerprint"] == atlas.content_fingerprint
     other = (copies[0].parent / "copies-collection" / "Parus_major_3.jpg").read_bytes()
     _upload(d, "tit.jpg", other, search=False)       # a new query clears the marks, and says so
     assert d.session.marks == set() and "2 marks of the last results cleared" in d.status.value
-    d.export.marked_only.value = True
+    d.tabs["export"].marked_only.value = True
     d.controls.search.click()
     d.wait()
-    d.export.csv.click()
+    d.tabs["export"].csv.click()
     assert "No hit is marked" in d.status.value
 
 
@@ -235,22 +235,22 @@ def test_a_batch_of_five_uploads_gives_five_rows_each_opening_its_gallery(copies
                    "content": memoryview((folder / n).read_bytes()), "last_modified": NOW} for n in names)
     d.controls.upload.value = files
     d.wait()
-    assert d.tabs.selected_index == d.BATCH_TAB and len(d.batch_photos) == 5
-    assert d.batch.table.value.count("<tr>") == 6 and len(d.batch.opens.children) == 5
+    assert d.current_tab == "batch" and len(d.session.batch) == 5
+    assert d.tabs["batch"].table.value.count("<tr>") == 6 and len(d.tabs["batch"].opens.children) == 5
     for n in names:
-        assert n in d.batch.table.value
-    d.batch.opens.children[1].click()
+        assert n in d.tabs["batch"].table.value
+    d.tabs["batch"].opens.children[1].click()
     d.wait()
-    assert d.tabs.selected_index == 0 and d.session.query.label == names[1]
-    assert d.session.hits is not None and len(d.gallery.grid.children) == d.session.settings.top_n
+    assert d.current_tab == "gallery" and d.session.query.label == names[1]
+    assert d.session.hits is not None and len(d.tabs["gallery"].grid.children) == d.session.settings.top_n
     assert d.session.hits["genus"].iloc[0] == "Vulpes"
-    d.batch.csv.click()
-    table = pd.read_csv(io.BytesIO(_download(d.batch.links.value)))
+    d.tabs["batch"].csv.click()
+    table = pd.read_csv(io.BytesIO(_download(d.tabs["batch"].links.value)))
     assert table["file"].tolist() == names and (table["hits"] == 10).all()
     assert table["top_hit"].str.split().str[0].tolist() == ["Parus", "Vulpes", "Carabus", "Amanita", "Perca"]
     assert table["atlas_fingerprint"].nunique() == 1 and table["query_input"].tolist() == names
-    d.batch.dwc.click()                              # the same batch as a Darwin Core identification sheet
-    sheet = pd.read_csv(io.BytesIO(_download(d.batch.links.value)))
+    d.tabs["batch"].dwc.click()                              # the same batch as a Darwin Core identification sheet
+    sheet = pd.read_csv(io.BytesIO(_download(d.tabs["batch"].links.value)))
     assert sheet["associatedMedia"].tolist() == names and (sheet["basisOfRecord"] == "HumanObservation").all()
 
 
@@ -261,8 +261,8 @@ def test_a_bad_photo_in_a_batch_gets_its_row_and_the_rest_go_on(copies_dash, cop
                   for n, b in (("ok.jpg", good), ("broken.jpg", b"\xff\xd8 not a jpeg")))
     d.controls.upload.value = files
     d.wait()
-    assert "1 could not be used" in d.status.value and "broken.jpg" in d.batch.table.value
-    assert d.batch.opens.children[1].disabled and not d.batch.opens.children[0].disabled
+    assert "1 could not be used" in d.status.value and "broken.jpg" in d.tabs["batch"].table.value
+    assert d.tabs["batch"].opens.children[1].disabled and not d.tabs["batch"].opens.children[0].disabled
 
 
 def test_cli_summary_shares_the_batch_code(copies, capsys):
@@ -299,23 +299,23 @@ def test_a_prediction_restricted_to_a_genus_names_only_its_species(bioclip_atlas
     assert names and all(n.startswith("Vulpes ") for n in names)
     assert sorted(names) == ["Vulpes lagopus", "Vulpes vulpes"]
     assert abs(sum(p.score for p in d.session.predictions("species", 5)) - 1) < 1e-5
-    assert "Restricted to genus Vulpes" in d.prediction.within.value
+    assert "Restricted to genus Vulpes" in d.tabs["prediction"].within.value
     assert d.session.predictions("genus", 5)[0].name == "Vulpes"
-    d.prediction.checklist.value = ({"name": "garden.csv", "type": "text/csv", "size": 40, "last_modified": NOW,
+    d.tabs["prediction"].checklist.value = ({"name": "garden.csv", "type": "text/csv", "size": 40, "last_modified": NOW,
                                      "content": memoryview(b"species\nParus major\nBellis perennis\n")},)
     names = [p.name for p in d.session.predictions("species", 5)]
     assert set(names) <= {"Parus major", "Bellis perennis"}
-    assert "garden.csv (2 species)" in d.prediction.within.value
+    assert "garden.csv (2 species)" in d.tabs["prediction"].within.value
     d.controls.search.click()
     d.wait()
-    d.export.csv.click()
-    row = pd.read_csv(io.BytesIO(_download(d.export.links.value))).iloc[0]
+    d.tabs["export"].csv.click()
+    row = pd.read_csv(io.BytesIO(_download(d.tabs["export"].links.value))).iloc[0]
     assert row["prediction_within"] == "garden.csv (2 species)" and row["query_predicted"].split(" (")[0] in names
-    d.prediction.checklist.value = ({"name": "bad.csv", "type": "text/csv", "size": 20, "last_modified": NOW,
+    d.tabs["prediction"].checklist.value = ({"name": "bad.csv", "type": "text/csv", "size": 20, "last_modified": NOW,
                                      "content": memoryview(b"species\nDodo ineptus\n")},)
-    assert "Not restricted" in d.prediction.within.value and "Dodo ineptus" in d.prediction.within.value
-    d.prediction.clear.click()                       # the checklist goes; the taxon filter still restricts
-    assert "Restricted to genus Vulpes" in d.prediction.within.value and d.prediction.clear.disabled
+    assert "Not restricted" in d.tabs["prediction"].within.value and "Dodo ineptus" in d.tabs["prediction"].within.value
+    d.tabs["prediction"].clear.click()                       # the checklist goes; the taxon filter still restricts
+    assert "Restricted to genus Vulpes" in d.tabs["prediction"].within.value and d.tabs["prediction"].clear.disabled
     d.wait()
 
 
@@ -370,7 +370,7 @@ def test_a_copied_link_repeats_the_search_in_a_fresh_dashboard(copies, tmp_path)
     first.controls.top_n.value = 7
     first.controls.scope.value = "url"
     first.session.use_record(4)            # "more like this" on record 4
-    first._after_query()
+    first.after_query()
     first.search()
     first.wait()
     chosen = int(first.session.hits["id"].iloc[2])

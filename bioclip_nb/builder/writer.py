@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .. import index as ivf
+from ..core import index as ivf
 from ..layout import ATLAS_URL_SCHEME, FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, METADATA_FILE, RANKS, Manifest
 from ..names import clean
 

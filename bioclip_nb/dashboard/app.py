@@ -1,4 +1,4 @@
-"""The dashboard: wires the views to a ``SearchSession``.
+"""The dashboard: wires the session, the background jobs and the tabs (``tabs.REGISTRY``).
 
 >>> from bioclip_nb.dashboard import Dashboard
 >>> Dashboard.from_settings()        # the last expression of a cell: displays itself
@@ -11,37 +11,36 @@ from pathlib import Path
 import ipywidgets as w
 
 from ..config import Settings
-from ..encoders.within import Within
+from ..core.locate import locate_atlas
 from ..errors import AtlasError, ServerError
-from ..layout import RANKS, display_name
-from ..locate import locate_atlas
+from ..layout import display_name
 from . import html
-from .batchview import BatchActions, BatchView
 from .callbacks import guarded
-from .exporting import ExportActions
 from .jobs import Job, JobRunner
-from .linking import LinkActions
-from .places import PlacesView
-from .placing import PlacesActions
-from .plotsview import PlotsView
+from .linking import Links
 from .share import ShareLink, in_voila, query_string_from_env
 from .state import EXPECTED_ERRORS, Level, SearchSession, Status
-from .views import NO_TAXON, Controls, Detail, Export, Gallery, Prediction, show_mark
+from .tab import Tab
+from .tabs import REGISTRY
+from .views import NO_TAXON, Controls, Detail, show_mark
 
-PLOTS_TAB = 4
 
+class Dashboard:
+    """The bioclip-nb app. Build with :meth:`from_settings` (or hand in a session).
 
-class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
-    """The bioclip-nb app. Build with :meth:`from_settings` (or hand in a session)."""
+    It holds the session (all state), the background jobs and the tabs (``tabs``, by key, in
+    the order of ``tabs.REGISTRY``), and routes the controls' events; each tab owns its
+    widgets and actions."""
 
     def __init__(self, session: SearchSession, jobs: JobRunner | None = None, link: str = ""):
         self.session = session
         self.jobs = jobs or JobRunner()      # long work off the message thread (dashboard.jobs)
         self.link = link                     # a shared link's query string, repeated once the page is built
+        self.links = Links(self)             # the page's link, written and repeated
+        self.tabs: dict[str, Tab] = {}       # built with the page (``widget``)
         self._widget: w.Widget | None = None
         self._taxon_cache: dict[str, list[str]] = {}
-        self.batch_photos: list = []
-        self.batch_images: dict[int, bytes | None] = {}
+        self._quiet = False                  # controls changed by code, not by a person: no search
 
     @classmethod
     def from_settings(cls, atlas: str | Path | None = None, settings: Settings | None = None,
@@ -58,7 +57,7 @@ class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
         link = query_string_from_env() if link is None else link
         if server:
             return cls._served(server, settings, link)
-        from ..atlas import Atlas
+        from ..core.atlas import Atlas
         from ..encoders import load_encoder
         from ..images.fetch import machine_fetcher
         from ..occurrences import Occurrences
@@ -97,28 +96,19 @@ class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
     def _build(self) -> None:
         s = self.session
         self.controls = Controls(s)
-        self.gallery = Gallery(self.select, on_mark=self.mark, on_copies=self.show_copies)
-        self.prediction = Prediction(self.show_prediction, on_checklist=self.use_checklist, on_clear=self.clear_checklist)
         self.detail = Detail(self.more_like, on_mark=lambda marked: self.mark(self.session.selected, marked))
-        self.export = Export(self.prepare_csv, self.prepare_zip, on_json=self.prepare_json, on_dwc=self.prepare_dwc)
-        self.batch = BatchView(self.open_photo, self.prepare_batch_csv)
         self.share = ShareLink(write_url=in_voila())
-        self.share.observe(self._on_link_copied, names="copies")
+        self.share.observe(self.links.on_copied, names="copies")
         self.status = w.HTML()
-        self.taxonomy = w.HTML()
-        self.consensus = w.HTML()
-        self.plots = PlotsView(s)
-        self.where = PlacesView(self.filter_places, on_select=self.select)
-        self.tabs = w.Tab(children=[self.gallery.widget, self.prediction.widget, self.taxonomy, self.consensus,
-                                    self.plots.widget, self.export.widget, self.batch.widget, self.where.widget])
-        for i, title in enumerate(["Gallery", "Prediction", "Taxonomy", "Consensus", "Plots", "Export", "Batch",
-                                   "Where and when"]):
-            self.tabs.set_title(i, title)
+        self.tabs = {cls.key: cls(self) for cls in REGISTRY}
+        self.tab_bar = w.Tab(children=[t.widget for t in self.tabs.values()])
+        for i, tab in enumerate(self.tabs.values()):
+            self.tab_bar.set_title(i, tab.title)
         header = w.HTML(html.CSS + f"<h3 style='margin:4px 0'>bioclip-nb</h3><div style='font-size:12px;color:#555'>"
                         f"atlas {html.escape(str(s.atlas.path))} · {s.atlas.count:,} records · model "
                         f"{html.escape(display_name(s.atlas.model))} · similarity is cosine (1 = identical)"
                         + (f" · served by {html.escape(s.server)}" if s.server else "") + "</div>")
-        middle = w.VBox([self.status, self.share, self.tabs], layout=w.Layout(flex="1 1 auto", min_width="420px", padding="4px"))
+        middle = w.VBox([self.status, self.share, self.tab_bar], layout=w.Layout(flex="1 1 auto", min_width="420px", padding="4px"))
         self._widget = w.VBox([header, w.HBox([self.controls.widget, middle, self.detail.widget])])
         self._widget.add_class("bnb-dashboard")
         c = self.controls
@@ -127,15 +117,14 @@ class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
         c.url_button.on_click(lambda _b: self.use_url())
         c.search.on_click(lambda _b: self.search())
         c.taxon_rank.observe(self._on_taxon_rank, names="value")
-        self.tabs.observe(self._on_tab, names="selected_index")
-        self.plots.map_button.on_click(lambda _b: self.draw_map())
+        self.tab_bar.observe(self._on_tab, names="selected_index")
         for ctl in (c.scope, c.nprobe, c.top_n, c.taxon_name, c.fold):
             ctl.observe(self._on_setting, names="value")
         if s.atlas.scope_counts(compute=False) is None:      # not prepared: count once, in the background
             self.jobs.start("scope-counts", self._count_scopes, lambda exc: None)
-        self._render_status()
+        self.render_status()
         if self.link:
-            self.apply_link(self.link)
+            self.links.apply(self.link)
 
     def _count_scopes(self, job: Job) -> None:
         self.session.atlas.scope_counts()
@@ -146,9 +135,9 @@ class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
         an update sent while Voilà is still connecting the page can be lost."""
         counts = self.session.atlas.scope_counts(compute=False)
         if counts and not self.controls.has_scope_counts():
-            self._with_settings_quiet(lambda: self.controls.set_scope_counts(counts))
+            self.with_settings_quiet(lambda: self.controls.set_scope_counts(counts))
 
-    def _with_settings_quiet(self, fn) -> None:
+    def with_settings_quiet(self, fn) -> None:
         """Change controls without their change firing a search."""
         self._quiet = True
         try:
@@ -163,13 +152,13 @@ class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
         if not files:
             return
         if len(files) > 1:
-            self._run_batch(files)
+            self.tabs["batch"].run(files)
             return
         f = files[0]
-        self._set_busy(True, f"Encoding {f['name']}...")
+        self.set_busy(True, f"Encoding {f['name']}...")
         self.session.cancel_fetches()
         self.session.set_upload(bytes(f["content"]), name=f["name"])
-        self._after_query()
+        self.after_query()
 
     def upload_bytes(self, data: bytes, name: str = "upload.jpg") -> None:
         """Programmatic upload (same path as the widget's)."""
@@ -177,48 +166,53 @@ class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
 
     @guarded
     def use_text(self) -> None:
-        self._set_busy(True, "Encoding the text...")
+        self.set_busy(True, "Encoding the text...")
         self.session.set_text(self.controls.text.value)
-        self._after_query()
-        self._search()
+        self.after_query()
+        self.run_search()
 
     @guarded
     def use_url(self) -> None:
-        self._set_busy(True, "Fetching the image URL...")
+        self.set_busy(True, "Fetching the image URL...")
         self.session.set_url(self.controls.url.value)
-        self._after_query()
+        self.after_query()
 
     @guarded
     def more_like(self) -> None:
         if self.session.selected is None:
             return
-        self._set_busy(True, "Searching with the selected result...")
+        self.set_busy(True, "Searching with the selected result...")
         self.session.more_like(self.session.selected)
-        self._after_query()
-        self._search()
+        self.after_query()
+        self.run_search()
 
     @guarded
     def search(self) -> None:
-        self._search()
+        self.run_search()
 
-    def _search(self) -> None:
-        self._set_busy(True, "Searching...")
-        self._read_settings()
+    def run_search(self) -> None:
+        """Search with the current query and settings, and show the results in every tab."""
+        self.set_busy(True, "Searching...")
+        self.read_settings()
         generation = self.jobs.new_generation()     # the previous search's jobs stop here
         hits = self.session.search()
-        self.gallery.show(hits, self.session.marks)
-        self._render_results()
-        self._update_link()
+        self._show_scope_counts()
+        for tab in self.tabs.values():
+            tab.on_results()
+        s = self.session
+        if s.selected is not None:
+            self.detail.show(s, s.hit(s.selected), None)
+        self.links.update()
         if len(hits):
             self._start_fetch(generation)
 
     @guarded
     def _on_setting(self, change) -> None:
-        if getattr(self, "_quiet", False):
+        if self._quiet:
             return
-        self._read_settings()
+        self.read_settings()
         if self.session.encoding is not None and self.session.hits is not None:
-            self._search()       # re-search with the same encoding: no re-encode
+            self.run_search()       # re-search with the same encoding: no re-encode
 
     @guarded
     def _on_taxon_rank(self, change) -> None:
@@ -240,7 +234,7 @@ class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
         if hit_id is None:
             return
         self.session.set_mark(hit_id, marked)
-        self.gallery.set_mark(hit_id, marked)
+        self.tabs["gallery"].set_mark(hit_id, marked)
         if self.session.selected == int(hit_id):
             show_mark(self.detail.mark, marked)
         n = len(self.session.marks)
@@ -248,30 +242,9 @@ class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
                                      "just those. A new query clears the marks.")
 
     @guarded
-    def show_copies(self, hit_id: int) -> None:
-        """Open a folded card: select it; the detail panel lists every copy."""
-        self.select(hit_id)
-
-    @guarded
-    def use_checklist(self, files) -> None:
-        """Restrict the prediction to the names of an uploaded checklist CSV."""
-        if not files:
-            return
-        f = files[0]
-        self.session.checklist = Within.from_csv(bytes(f["content"]), f["name"])
-        self._render_prediction()
-        self._render_consensus()
-
-    @guarded
-    def clear_checklist(self) -> None:
-        self.session.checklist = None
-        self._render_prediction()
-        self._render_consensus()
-
-    @guarded
     def select(self, hit_id: int) -> None:
         row = self.session.select(hit_id)
-        self._update_link()
+        self.links.update()
         self.detail.show(self.session, row, self.session.images.get(int(hit_id)))   # the thumbnail at once
         session = self.session
 
@@ -279,7 +252,7 @@ class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
             full = session.full_image(hit_id, cancel=job.cancel)
             job.apply(lambda: self._show_if_selected(hit_id, row, full))
 
-        self.jobs.start("select", work, self._background_error, generation=self.jobs.generation)
+        self.jobs.start("select", work, self.background_error, generation=self.jobs.generation)
 
     def _show_if_selected(self, hit_id: int, row, full) -> None:
         if self.session.selected == int(hit_id):
@@ -290,26 +263,28 @@ class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
         session = self.session
 
         def work(job: Job) -> None:
-            session.fetch_images(on_result=lambda r: job.apply(lambda: self.gallery.fill(r)), cancel=job.cancel)
+            gallery = self.tabs["gallery"]
+            session.fetch_images(on_result=lambda r: job.apply(lambda: gallery.fill(r)), cancel=job.cancel)
             job.apply(self._gallery_done)
 
-        self.jobs.start("gallery", work, self._background_error, generation=generation)
+        self.jobs.start("gallery", work, self.background_error, generation=generation)
 
     def _gallery_done(self) -> None:
-        self._render_status()
+        self.render_status()
         if self.session.selected is not None and self.session.hits is not None:
-            self._show_selected_quietly()
-        self._start_occurrences()
+            self.show_selected_quietly()
+        self.tabs["where"].start_lookup()
 
-    def _background_error(self, exc: BaseException) -> None:
+    def background_error(self, exc: BaseException) -> None:
         """A background job failed: say so in the status line; the results stay listed."""
         message = str(exc) if isinstance(exc, EXPECTED_ERRORS) else (
             f"Something went wrong in the background ({type(exc).__name__}: {exc}); the results are still listed.")
         self.session.status = Status(message, Level.WARNING)
-        self.export.done()
-        self._render_status()
+        self.tabs["export"].done()
+        self.render_status()
 
-    def _show_selected_quietly(self) -> None:
+    def show_selected_quietly(self) -> None:
+        """Redraw the detail panel of the selected result (if it is still among the results)."""
         try:
             row = self.session.hit(self.session.selected)
             self.detail.show(self.session, row, self.session.images.get(self.session.selected))
@@ -321,78 +296,50 @@ class Dashboard(ExportActions, BatchActions, LinkActions, PlacesActions):
         self.jobs.wait(timeout)
 
     # ------------------------------------------------------------------ rendering
-    def _read_settings(self) -> None:
+    def read_settings(self) -> None:
+        """Copy the controls into the session's settings."""
         c, st = self.controls, self.session.settings
         st.top_n, st.nprobe, st.scope = int(c.top_n.value), int(c.nprobe.value), c.scope.value
         st.fold = bool(c.fold.value)
         name = (c.taxon_name.value or "").strip()
         st.taxon = {c.taxon_rank.value: name} if c.taxon_rank.value != NO_TAXON and name else {}
 
-    def _after_query(self) -> None:
+    def after_query(self) -> None:
+        """Show a new query: its picture, and every tab's first look at it."""
         self.controls.show_query(self.session.query.image if self.session.query else None)
-        self._render_prediction()
+        for tab in self.tabs.values():
+            tab.on_query()
         self.detail.show(self.session, None, None)
 
-    def _render_results(self) -> None:
-        self._show_scope_counts()
-        s = self.session
-        self.taxonomy.value = html.tree(s.tree())
-        self._render_consensus()
-        self._render_prediction()
-        self.export.links.value = ""
-        if s.selected is not None:
-            self.detail.show(s, s.hit(s.selected), None)
-        self._render_plots()
+    def clear_query_display(self) -> None:
+        """No single query is shown (a batch: each row opens its own)."""
+        self.controls.show_query(None)
+        self.detail.show(self.session, None, None)
 
-    def _render_consensus(self) -> None:
-        s = self.session
-        preds = {r: s.predictions(r, 1) for r in RANKS}
-        self.consensus.value = html.consensus(s.consensus(), preds, model=s.atlas.model)
+    @property
+    def current_tab(self) -> str:
+        """The key of the open tab."""
+        return list(self.tabs)[self.tab_bar.selected_index or 0]
 
-    def _render_plots(self) -> None:
-        self.plots.stale = True
-        if self.tabs.selected_index == PLOTS_TAB:
-            self.plots.render()
-
-    @guarded
-    def show_prediction(self) -> None:
-        """Redraw the Prediction tab (the rank dropdown's callback)."""
-        self._render_prediction()
-
-    @guarded
-    def draw_map(self) -> None:
-        self.session.status = Status("Drawing the atlas map (computed once per atlas; the page stays usable)...",
-                                     Level.WORKING)
-        plots = self.plots
-
-        def work(job: Job) -> None:
-            png = plots.map_png()
-            job.apply(lambda: self._map_ready(png))
-
-        self.jobs.start("map", work, self._background_error)
-
-    def _map_ready(self, png: bytes) -> None:
-        self.plots.show_map(png)
-        self.session.status = Status("Atlas map drawn.")
-        self._render_status()
+    def show_tab(self, key: str) -> None:
+        """Open the tab ``key`` (``tabs.REGISTRY`` gives the order; nothing else does)."""
+        self.tab_bar.selected_index = list(self.tabs).index(key)
 
     @guarded
     def _on_tab(self, change) -> None:
-        if change["new"] == PLOTS_TAB:
-            self.plots.render()
+        self.tabs[self.current_tab].on_shown()
 
-    def _render_prediction(self) -> None:
-        self.prediction.show(self.session)
-
-    def _render_status(self) -> None:
+    def render_status(self) -> None:
+        """Show the session's status line."""
         if self._widget is not None:
             st = self.session.status
             self.status.value = html.status(st.message, st.level.value)
 
-    def _set_busy(self, busy: bool, message: str | None = None) -> None:
+    def set_busy(self, busy: bool, message: str | None = None) -> None:
+        """Disable the Search button while working, with a message."""
         if self._widget is None:
             return
         self.controls.search.disabled = busy
         if busy and message:
             self.session.status = Status(message, Level.WORKING)
-            self._render_status()
+            self.render_status()

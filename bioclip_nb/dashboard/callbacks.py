@@ -14,7 +14,10 @@ log = logging.getLogger("bioclip_nb.dashboard")
 
 
 def guarded(method):
-    """Run a UI callback; turn any failure into the status line, never a traceback on the page."""
+    """Run a UI callback; turn any failure into the status line, never a traceback on the page.
+
+    For methods of the dashboard and of its tabs: both have ``session``, ``render_status()``
+    and ``set_busy()``."""
     @functools.wraps(method)
     def run(self, *args, **kwargs):
         try:
@@ -29,6 +32,6 @@ def guarded(method):
             self.session.status = Status(f"Something went wrong ({type(exc).__name__}: {exc}). "
                                          "The dashboard is still usable; try again.", Level.ERROR)
         finally:
-            self._render_status()
-            self._set_busy(False)
+            self.render_status()
+            self.set_busy(False)
     return run

@@ -16,7 +16,7 @@ from ..images.fetch import FetchResult
 from ..layout import ATLAS_URL_SCHEME, BIOCLIP2, RANKS, display_name
 from ..names import clean
 from ..names import scientific_name as binomial
-from ..results import safe_url
+from ..outputs.results import safe_url
 from ..taxonomy import Consensus, TaxonNode
 from .wording import WHY
 

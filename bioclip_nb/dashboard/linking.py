@@ -6,11 +6,12 @@ from __future__ import annotations
 from .callbacks import guarded
 from .share import UPLOAD_NOTE, LinkState
 from .state import Level, Status
+from .tab import Part
 from .views import NO_TAXON
 
 
-class LinkActions:
-    """Mixed into ``Dashboard``: needs ``session``, ``controls``, ``share`` and the search actions."""
+class Links(Part):
+    """The page's link: written after each change, repeated when a shared link opens."""
 
     def link_state(self) -> LinkState:
         """The current search as a link."""
@@ -26,24 +27,27 @@ class LinkActions:
             state.like = int(q.source)
         return state
 
-    def _update_link(self) -> None:
+    def update(self) -> None:
+        """Write the current search into the page's link."""
         q = self.session.query
-        self.share.query = self.link_state().to_query()
-        self.share.note = UPLOAD_NOTE if q is not None and q.kind == "image" else ""
+        self.app.share.query = self.link_state().to_query()
+        self.app.share.note = UPLOAD_NOTE if q is not None and q.kind == "image" else ""
 
-    def _on_link_copied(self, change) -> None:
+    def on_copied(self, change) -> None:
+        """The link was copied: say what it repeats (an uploaded photo cannot travel in it)."""
         q = self.session.query
         if q is not None and q.kind == "image":
             self.session.status = Status(UPLOAD_NOTE, Level.WARNING)
         else:
             self.session.status = Status("Link to this search copied: opening it repeats the search.")
-        self._render_status()
+        self.render_status()
 
     @guarded
-    def apply_link(self, query: str) -> None:
+    def apply(self, query: str) -> None:
         """Repeat the search a link describes: its settings, then its query, then its selection."""
+        app = self.app
         state = LinkState.parse(query)
-        c = self.controls
+        c = app.controls
 
         def settings() -> None:
             c.scope.value = state.scope
@@ -59,8 +63,8 @@ class LinkActions:
             else:
                 c.taxon_rank.value = NO_TAXON
 
-        self._with_settings_quiet(settings)
-        self._read_settings()
+        app.with_settings_quiet(settings)
+        app.read_settings()
         if not state.has_query:
             return
         if state.text:
@@ -71,7 +75,7 @@ class LinkActions:
             self.session.set_url(state.url)
         else:
             self.session.use_record(int(state.like))
-        self._after_query()
-        self._search()
+        app.after_query()
+        app.run_search()
         if state.selected is not None and self.session.hits is not None and state.selected in set(self.session.hits["id"]):
-            self.select(state.selected)
+            app.select(state.selected)

@@ -15,7 +15,7 @@ from collections import Counter
 import ipywidgets as w
 import pandas as pd
 
-from .. import plots
+from ..insight import plots
 from ..occurrences import COLUMNS, PlaceFilter, reusable, with_occurrences
 from . import html
 

@@ -6,21 +6,53 @@ from html import escape
 
 import ipywidgets as w
 
-from .state import SearchSession
+from .callbacks import guarded
+from .jobs import Job
+from .state import Level, Status
+from .tab import App, Tab
 
 
-class PlotsView:
-    """Cluster assignment and nprobe recall for the current query; the atlas map on request."""
+class PlotsTab(Tab):
+    """Cluster assignment and nprobe recall for the current query; the atlas map on request.
+    Drawn when the tab is opened (the figures cost more than a search)."""
 
-    def __init__(self, session: SearchSession):
-        self.session = session
+    key, title = "plots", "Plots"
+
+    def __init__(self, app: App):
+        super().__init__(app)
         self.cells = w.Image(format="png")
         self.recall = w.Image(format="png")
         self.map_button = w.Button(description="Draw the atlas map", tooltip="UMAP of the index cells (computed once per atlas)")
+        self.map_button.on_click(lambda _b: self.start_map())
         self.map = w.Image(format="png", layout=w.Layout(display="none"))
         self.note = w.HTML("<p>Search, then open this tab to see how the index found the results.</p>")
         self.widget = w.VBox([self.note, self.cells, self.recall, self.map_button, self.map])
         self.stale = True
+
+    def on_results(self) -> None:
+        self.stale = True
+        if self.app.current_tab == self.key:
+            self.render()
+
+    def on_shown(self) -> None:
+        self.render()
+
+    @guarded
+    def start_map(self) -> None:
+        """Draw the atlas map in the background (the first time per atlas computes a UMAP)."""
+        self.session.status = Status("Drawing the atlas map (computed once per atlas; the page stays usable)...",
+                                     Level.WORKING)
+
+        def work(job: Job) -> None:
+            png = self.map_png()
+            job.apply(lambda: self._map_ready(png))
+
+        self.app.jobs.start("map", work, self.app.background_error)
+
+    def _map_ready(self, png: bytes) -> None:
+        self.show_map(png)
+        self.session.status = Status("Atlas map drawn.")
+        self.render_status()
 
     def render(self) -> None:
         """Redraw for the current search (cheap; called when the tab is shown)."""

@@ -15,7 +15,7 @@ from enum import Enum
 
 import pandas as pd
 
-from .. import limits, provenance
+from .. import limits
 from ..encoders import Encoder, Encoding, EncodingCache
 from ..encoders.within import Within
 from ..errors import AtlasError, EncoderUnavailableError, ServerError, UploadError
@@ -24,7 +24,8 @@ from ..images.fetch import FetchResult
 from ..images.uploads import load_upload
 from ..layout import Rank, Scope
 from ..names import clean, scientific_name
-from ..provenance import sha256
+from ..outputs import provenance
+from ..outputs.provenance import sha256
 from ..taxonomy import Consensus, TaxonNode, neighbour_consensus, result_tree
 from .places import Places
 from .wording import describe_failures
@@ -96,6 +97,9 @@ class SearchSession:
         self.marks: set[int] = set()            # hits the user marked (cleared by a new query)
         self.checklist: Within | None = None    # a list of names the prediction is restricted to
         self._restricted: tuple[tuple, dict | None, str] | None = None
+        self._cleared = 0                       # marks the last new query cleared (said once)
+        self.batch: list = []                   # photos uploaded together (outputs.batch.Photo)
+        self.batch_images: dict[int, bytes | None] = {}   # their pictures, for the gallery's query
 
     @property
     def status(self) -> Status:
@@ -141,7 +145,7 @@ class SearchSession:
     def figures(self):
         """What draws the Plots tab: ``figures.LocalFigures`` of the atlas, or a server's."""
         if self._figures is None:
-            from ..figures import LocalFigures
+            from ..insight.figures import LocalFigures
             self._figures = LocalFigures(self.atlas)
         return self._figures
 
@@ -159,11 +163,11 @@ class SearchSession:
         enc = self.cache.get_or_encode(data, self.atlas.model, encode)
         self.timings = {"encode": time.perf_counter() - t0}
         self.encoded_by = ran[0] if ran else "cache"
-        self._new_query(Query(kind, name, display_bytes(img), source=source, sha256=sha256(data)), enc)
+        self.new_query(Query(kind, name, display_bytes(img), source=source, sha256=sha256(data)), enc)
         self.status = Status(f"{name}: encoded. Press Search, or change the settings." + self._marks_note())
         return enc
 
-    def _new_query(self, query: Query, encoding: Encoding) -> None:
+    def new_query(self, query: Query, encoding: Encoding) -> None:
         """A new query: its encoding replaces the last, and the marks of the last query's hits go."""
         self._cleared = len(self.marks)
         with self._lock:
@@ -172,7 +176,7 @@ class SearchSession:
             self._restricted = None
 
     def _marks_note(self) -> str:
-        n, self._cleared = getattr(self, "_cleared", 0), 0
+        n, self._cleared = self._cleared, 0
         return f" (a new query: {n} mark{'s' if n != 1 else ''} of the last results cleared)" if n else ""
 
     def set_text(self, text: str) -> None:
@@ -184,7 +188,7 @@ class SearchSession:
         vector = self.encoder.encode_text(text)
         self.timings = {"encode": time.perf_counter() - t0}
         self.encoded_by = None
-        self._new_query(Query("text", text, source=text), Encoding(vector, self.atlas.model, {}))
+        self.new_query(Query("text", text, source=text), Encoding(vector, self.atlas.model, {}))
         self.status = Status(f"Text query: {text}" + self._marks_note())
 
     def set_url(self, url: str) -> Encoding:
@@ -209,7 +213,7 @@ class SearchSession:
         vec = self.atlas.stored_vector(int(record_id))
         if vec is not None:
             image = self.images.get(int(record_id))
-            self._new_query(Query("result", label, image.data if image is not None and image.ok else None,
+            self.new_query(Query("result", label, image.data if image is not None and image.ok else None,
                                   source=str(record_id)), Encoding(vec, self.atlas.model, {}))
             self.timings = {"encode": 0.0}
             self.encoded_by = "stored vector"
@@ -349,6 +353,32 @@ class SearchSession:
         records = (self.hits.attrs.get("copies") or {}).get(int(hit_id), []) if self.hits is not None else []
         return pd.DataFrame.from_records(records)
 
+    # ------------------------------------------------------------------ batch
+    def run_batch(self, items: list[tuple[str, bytes]]) -> list:
+        """Encode and search photos uploaded together (``outputs.batch``: a bad one keeps its
+        reason), with the current settings; kept in :attr:`batch`."""
+        from ..outputs import batch
+        self.cancel_fetches()
+        photos = batch.encode_photos(self.encoder, items, cache=self.cache)
+        st = self.settings
+        batch.search_photos(self.atlas, self.encoder, photos, top_n=int(st.top_n), nprobe=int(st.nprobe),
+                            scope=st.scope, taxon=dict(st.taxon) or None, fold=st.fold, within=self.prediction_within())
+        self.batch = photos
+        self.batch_images = {i: _display_or_none(data) for i, (_n, data) in enumerate(items)
+                             if photos[i].encoding is not None}
+        bad = sum(p.error is not None for p in photos)
+        self.status = Status(f"{len(photos)} photos: one row each in the Batch tab; open one to see its results."
+                             + (f" {bad} could not be used (the table says why)." if bad else ""),
+                             Level.WARNING if bad else Level.INFO)
+        return photos
+
+    def open_batch_photo(self, i: int) -> None:
+        """Make photo ``i`` of the batch the query (its encoding is kept: no re-encoding)."""
+        photo = self.batch[i]
+        if photo.encoding is None:
+            raise ValueError(f"{photo.name} could not be used: {photo.error}")
+        self.new_query(Query("image", photo.name, self.batch_images.get(i), sha256=photo.sha256), photo.encoding)
+
     # ------------------------------------------------------------------ prediction
     def prediction_within(self) -> Within | None:
         """What the prediction is restricted to: the checklist, else the taxon filter, else nothing."""
@@ -413,6 +443,13 @@ def display_bytes(img) -> bytes:
     buf = io.BytesIO()
     copy.save(buf, format="JPEG", quality=88)
     return buf.getvalue()
+
+
+def _display_or_none(data: bytes) -> bytes | None:
+    try:
+        return display_bytes(load_upload(data))
+    except UploadError:  # the batch table already says why the photo could not be used
+        return None
 
 
 #: Errors bioclip-nb raises on purpose, with a message for the user.

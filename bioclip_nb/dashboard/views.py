@@ -9,8 +9,9 @@ from __future__ import annotations
 import ipywidgets as w
 import pandas as pd
 
-from .. import limits, plots
+from .. import limits
 from ..images.fetch import FetchResult
+from ..insight import plots
 from ..layout import RANKS, Scope, display_name
 from . import html
 from .state import SearchSession

@@ -154,15 +154,23 @@ class BioClipEncoder:
 
     @property
     def export_dir(self) -> Path:
-        """Where this model's exported visual tower and its check record live."""
+        """Where this model's exported visual tower and its check record live: the shared
+        prepared directory (``BIOCLIP_NB_DERIVED_DIR``, from ``prepare --derived-dir --runtime``)
+        if it holds a record made on this kind of machine, else the user's cache."""
         from ..config import Settings
-        return runtimes.export_dir(Settings.from_env().cache_dir, self.model_id, self.weights)
+        settings = Settings.from_env()
+        if settings.derived is not None:
+            shared = runtimes.export_dir(settings.derived, self.model_id, self.weights)
+            if runtimes.current_record(shared) is not None:
+                return shared
+        return runtimes.export_dir(settings.cache_dir, self.model_id, self.weights)
 
-    def prepare_runtime(self, log_to=log.info) -> runtimes.RuntimeRecord:
+    def prepare_runtime(self, log_to=log.info, cache_dir: Path | None = None) -> runtimes.RuntimeRecord:
         """Export the visual tower, check and time each runtime against torch (once per weights,
-        machine and library versions; another process building it is waited for)."""
+        machine and library versions; another process building it is waited for). ``cache_dir``:
+        where to keep it (``prepare --derived-dir``), instead of :attr:`export_dir`."""
         import torch
-        directory = self.export_dir
+        directory = self.export_dir if cache_dir is None else runtimes.export_dir(cache_dir, self.model_id, self.weights)
         with runtimes.build_lock(directory, wait=True):
             record = runtimes.current_record(directory)
             if record is not None:

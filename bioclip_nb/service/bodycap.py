@@ -5,13 +5,24 @@ body in memory (measured before this existed: a 160 MB JSON body to ``/v1/search
 13 GB while pydantic parsed it). This ASGI middleware reads each body itself, at most the
 route's cap plus one chunk, answers 413 the moment the declared length or the bytes read pass
 the cap, and otherwise hands the body on unchanged. The caps live in ``limits.BODY_CAPS``.
+
+Before answering 413 it reads and drops the rest of a body of moderate size (up to
+:data:`DRAIN_BYTES` more, for at most :data:`DRAIN_SECONDS`): a server that closes a
+connection with unread bytes makes the kernel reset it, and the client may then lose the
+answer that says why.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 
 from .protocol import error_body
+
+#: How much more of a refused body is read (and dropped) so the client receives the 413.
+DRAIN_BYTES = 64 * 2**20
+DRAIN_SECONDS = 10.0
 
 
 class BodyCap:
@@ -35,6 +46,8 @@ class BodyCap:
         cap = self.cap_for(scope["path"])
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > cap:
+            if int(declared) <= cap + DRAIN_BYTES:
+                await _drain(receive)
             await _too_large(send, cap)
             return
         body, more = bytearray(), True
@@ -45,6 +58,8 @@ class BodyCap:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > cap:
+                if more:
+                    await _drain(receive)
                 await _too_large(send, cap)
                 return
         replayed = False
@@ -57,6 +72,20 @@ class BodyCap:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+async def _drain(receive) -> None:
+    """Read and drop what is left of the body: at most :data:`DRAIN_BYTES`, :data:`DRAIN_SECONDS`."""
+    async def drop() -> None:
+        read = 0
+        while read <= DRAIN_BYTES:
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                return
+            read += len(message.get("body", b""))
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(drop(), DRAIN_SECONDS)
 
 
 async def _too_large(send, cap: int) -> None:

@@ -40,8 +40,8 @@ from ..errors import (
     UnsupportedQueryError,
     UploadError,
 )
-from ..figures import SearchFigures
 from ..images.fetch import FetchResult, FetchStatus, as_they_come, unless_cancelled
+from ..insight.figures import SearchFigures
 from ..layout import Scope
 from .protocol import API, FETCH_HEADER, encoding_from_json, hits_from_json, predictions_from_json, vector_to_json
 from .statefile import read_record

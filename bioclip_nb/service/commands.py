@@ -24,7 +24,7 @@ def note(message: str) -> None:
 
 
 def cmd_serve(args) -> int:
-    from ..locate import locate_atlas
+    from ..core.locate import locate_atlas
     from .run import serve
     settings = Settings.from_env()
     return serve(locate_atlas(args.atlas, settings), settings, host=args.host, port=args.port, device=args.device, runtime=args.runtime,
@@ -100,7 +100,7 @@ def search_connection(args, atlas: Path | None, settings: Settings):
     if record is None:
         if os.environ.get(ENV_AUTOSTART, "1").strip().lower() in ("0", "no", "false", "off"):
             return None
-        from ..locate import locate_atlas
+        from ..core.locate import locate_atlas
         record = _start(atlas or locate_atlas(None, settings), settings, args.device, args.runtime)
         if record is None:
             return None

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..encoders.base import Encoding, Prediction
 from ..layout import Rank
-from ..results import plain
+from ..outputs.results import plain
 
 #: Every route lives under this prefix (a future incompatible API gets ``/v2``).
 API = "/v1"

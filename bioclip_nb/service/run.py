@@ -72,7 +72,7 @@ def serve(atlas: Path, settings: Settings, host: str = "127.0.0.1", port: int = 
     """Serve ``atlas`` until stopped (SIGTERM/SIGINT), or idle for ``idle_minutes`` (0: never)."""
     import uvicorn
 
-    from ..atlas import Atlas
+    from ..core.atlas import Atlas
     from .server import Limits, create_app
     from .warm import Warm
 
@@ -153,7 +153,7 @@ def start_background(atlas: Path, settings: Settings, device: str = "auto", runt
     from .client import Client, ServerUnavailableError
     log = settings.home / "server.log"
     settings.home.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "bioclip_nb.cli", "serve", "--atlas", str(atlas), "--port", "0",
+    cmd = [sys.executable, "-m", "bioclip_nb.commands.cli", "serve", "--atlas", str(atlas), "--port", "0",
            "--device", device, *(["--runtime", runtime] if runtime else []), "--idle-minutes", f"{idle_minutes:g}"]
     env = dict(os.environ, BIOCLIP_NB_HOME=str(settings.home), BIOCLIP_NB_SERVER_LOG=str(log))
     with open(log, "ab") as out:

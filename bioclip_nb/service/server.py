@@ -37,7 +37,7 @@ from ..errors import AtlasError, EncoderUnavailableError, UnsupportedQueryError,
 from ..images.fetch import FetchResult
 from ..images.uploads import MAX_UPLOAD_BYTES, load_upload
 from ..layout import Scope
-from ..results import plain
+from ..outputs.results import plain
 from .bodycap import BodyCap
 from .protocol import (
     API,
@@ -280,7 +280,7 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
     @router.post("/figures")
     def figures(body: FiguresBody) -> dict:
         """The Plots tab's cell and recall pictures (PNG, base64) and its note."""
-        from ..figures import search_figures
+        from ..insight.figures import search_figures
         atlas.check_settings(body.top_n, body.nprobe)
         if not body.vector:
             raise ValueError("vector: the query's embedding is needed for the figures")
@@ -294,7 +294,7 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
                                   "description": "the atlas map as PNG"}})
     def atlas_map(body: FiguresBody) -> Response:
         """The atlas map with the query's cells and hits (PNG)."""
-        from ..figures import map_figure
+        from ..insight.figures import map_figure
         atlas.check_settings(body.top_n, body.nprobe)
         png = map_figure(atlas, body.vector or None, body.nprobe, _hits(body.hit_ids, body.hit_similarity))
         return Response(png, media_type="image/png")

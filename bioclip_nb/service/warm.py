@@ -7,8 +7,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..atlas import Atlas
 from ..config import Settings
+from ..core.atlas import Atlas
 from ..encoders import Encoder, Encoding, EncodingCache, load_encoder
 from ..errors import EncoderUnavailableError
 from ..images.fetch import ImageFetcher, machine_fetcher

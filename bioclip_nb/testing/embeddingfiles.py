@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from ..embeddings import arrow_batches
+from ..core.embeddings import arrow_batches
 from ..layout import METADATA_FILE, RANKS
 
 

@@ -16,7 +16,7 @@ from bioclip_nb.service.statefile import ServerRecord, read_record
 def cli(*args: str, home: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``bioclip-nb ARGS`` as a user would, with its own home."""
     full = dict(os.environ, BIOCLIP_NB_HOME=str(home), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "bioclip_nb.cli", *args], env=full, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bioclip_nb.commands.cli", *args], env=full, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -43,7 +43,7 @@ def server_process(atlas: Path, home: Path, *args: str, env: dict | None = None)
     """``bioclip-nb serve --atlas ATLAS --port 0 --idle-minutes 0 ARGS``; yields ``(process, record)``."""
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "serve.log", "a")
-    cmd = [sys.executable, "-m", "bioclip_nb.cli", "serve", "--atlas", str(atlas), "--port", "0", "--idle-minutes", "0",
+    cmd = [sys.executable, "-m", "bioclip_nb.commands.cli", "serve", "--atlas", str(atlas), "--port", "0", "--idle-minutes", "0",
            *args]
     proc = subprocess.Popen(cmd, env=dict(os.environ, BIOCLIP_NB_HOME=str(home), **(env or {})), stdout=log,
                             stderr=subprocess.STDOUT)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Settings
-from .errors import AtlasError
-from .layout import INDEX_FILE, METADATA_FILE
+from ..config import Settings
+from ..errors import AtlasError
+from ..layout import INDEX_FILE, METADATA_FILE
 
 
 def locate_atlas(explicit: str | Path | None = None, settings: Settings | None = None,
@@ -24,5 +24,5 @@ def locate_atlas(explicit: str | Path | None = None, settings: Settings | None =
     if not build_demo:
         raise AtlasError("no atlas configured: pass --atlas DIR, set BIOCLIP_NB_ATLAS, "
                          "run `bioclip-nb download`, or build the demo with `bioclip-nb demo`")
-    from .demo.specimens import ensure_demo_atlas
+    from ..demo.specimens import ensure_demo_atlas
     return ensure_demo_atlas(settings.demo_dir)

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._version import __version__
-from .config import Settings
-from .layout import BIOCLIP2, INDEX_FILE, METADATA_FILE
+from .._version import __version__
+from ..config import Settings
+from ..layout import BIOCLIP2, INDEX_FILE, METADATA_FILE
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def weights(needed: bool) -> Line:
     """BioCLIP 2 in the Hugging Face cache; a problem only when the atlas was built with it."""
     from huggingface_hub import constants
 
-    from .encoders import bioclip_available
+    from ..encoders import bioclip_available
     cache = constants.HF_HUB_CACHE
     if bioclip_available(BIOCLIP2):
         return Line("model", True, f"BioCLIP 2 weights and Tree of Life labels are in the Hugging Face cache ({cache})")
@@ -74,8 +74,8 @@ def weights(needed: bool) -> Line:
 
 def atlas(explicit: Path | None, settings: Settings) -> tuple[list[Line], str | None]:
     """The atlas lines and the atlas's model id (None if it cannot be opened)."""
-    from .errors import AtlasError
-    from .locate import locate_atlas
+    from ..core.locate import locate_atlas
+    from ..errors import AtlasError
     try:
         path = locate_atlas(explicit, settings, build_demo=False)
     except AtlasError:
@@ -88,7 +88,7 @@ def atlas(explicit: Path | None, settings: Settings) -> tuple[list[Line], str | 
                          "234M-record atlas), or --atlas DIR / BIOCLIP_NB_ATLAS")], None
     sizes = [f"{rel}: {_size(path / rel)}" for rel in (INDEX_FILE, METADATA_FILE)]
     try:
-        from .atlas import Atlas
+        from ..core.atlas import Atlas
         with Atlas.open(path, settings=settings) as opened:
             found = f"{path}: {opened.count:,} records, {opened.nlist:,} cells, model {opened.model} ({'; '.join(sizes)})"
             return [Line("atlas", True, found), _derived(opened), full_vectors(opened)], opened.model
@@ -97,7 +97,7 @@ def atlas(explicit: Path | None, settings: Settings) -> tuple[list[Line], str | 
 
 
 def _derived(opened) -> Line:
-    from .quantizer import SIDECAR
+    from ..core.quantizer import SIDECAR
     names = {"scope counts": "scope_counts.json", "atlas map": "map-xy.npy"}
     if opened.nlist >= 1024:
         names["HNSW quantizer"] = SIDECAR
@@ -125,9 +125,9 @@ def full_vectors(opened) -> Line:
 def runtime(model: str | None, settings: Settings) -> Line:
     """Which runtime encodes photos for the atlas's model on this CPU (read from the record of
     its equivalence check; nothing is loaded)."""
-    from .encoders.bioclip import weights_file
-    from .encoders.runtimes import current_record, export_dir, weights_hash
-    from .layout import model_spec
+    from ..encoders.bioclip import weights_file
+    from ..encoders.runtimes import current_record, export_dir, weights_hash
+    from ..layout import model_spec
     spec = model_spec(model) if model else None
     if spec is None or spec.kind != "bioclip":
         return Line("runtime", True, "numpy (the stand-in model needs no faster runtime)" if spec else
@@ -164,8 +164,8 @@ def writable(topic: str, directory: Path, fix: str) -> Line:
 
 
 def server(settings: Settings) -> Line:
-    from .errors import ServerError
-    from .service.client import Client, resolve
+    from ..errors import ServerError
+    from ..service.client import Client, resolve
     try:
         url, token = resolve(None, None, settings)
     except ServerError:
@@ -179,7 +179,7 @@ def server(settings: Settings) -> Line:
 
 def run_checks(explicit_atlas: Path | None = None, settings: Settings | None = None, out=print) -> int:
     """Print every check; exit status 1 if any needs fixing."""
-    from .layout import model_spec
+    from ..layout import model_spec
     settings = settings or Settings.from_env()
     atlas_lines, model = _safely(lambda: atlas(explicit_atlas, settings), ([], None))
     spec = model_spec(model) if model else None

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layout import VECTORS_FILE
+from ..layout import VECTORS_FILE
 
 #: The prepared vectors, their presence bitmap and their record, in an atlas's derived data.
 PREPARED_FILE = "full-vector-rows.npy"

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .layout import ATLAS_URL_SCHEME, RESULT_COLUMNS
-from .names import clean, scientific_name
+from ..layout import ATLAS_URL_SCHEME, RESULT_COLUMNS
+from ..names import clean, scientific_name
 
 if TYPE_CHECKING:
-    from .images.fetch import FetchResult
+    from ..images.fetch import FetchResult
 
 #: Columns shown by ``--format table``.
 TABLE_COLUMNS = ("rank", "similarity", "genus", "species", "common_name", "family", "source_dataset", "id")

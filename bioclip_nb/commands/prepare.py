@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from .atlas import Atlas
-from .layout import Scope
+from ..core.atlas import Atlas
+from ..layout import Scope
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,12 @@ class Step:
 
 
 def _map(atlas: Atlas) -> object:
-    from .explore import atlas_map
+    from ..insight.explore import atlas_map
     return atlas_map(atlas)
 
 
 def _quantizer(atlas: Atlas) -> object:
-    from .quantizer import build_sidecar
+    from ..core.quantizer import build_sidecar
     return build_sidecar(atlas.index, atlas.cache_dir)
 
 

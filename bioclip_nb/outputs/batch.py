@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import limits
-from .encoders import Encoding, EncodingCache
-from .encoders.within import Within
-from .errors import UploadError
-from .images.uploads import load_upload
-from .names import clean, scientific_name
+from .. import limits
+from ..encoders import Encoding, EncodingCache
+from ..encoders.within import Within
+from ..errors import UploadError
+from ..images.uploads import load_upload
+from ..names import clean, scientific_name
+from ..taxonomy import neighbour_consensus
 from .provenance import Provenance, columns, sha256, with_prediction
 from .results import per_query
-from .taxonomy import neighbour_consensus
 
 #: The summary table's columns, in order.
 SUMMARY_COLUMNS = ("file", "prediction", "prediction_score", "prediction_within", "consensus", "consensus_agreement",
@@ -47,7 +47,7 @@ class Photo:
         if self.encoding is None:
             return []
         if self.predictions is not None:
-            from .layout import Rank
+            from ..layout import Rank
             return list(self.predictions.get(Rank.parse(rank), ()))[:k]
         return self.encoding.predict(rank, k)
 

@@ -12,17 +12,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import batch, darwincore, limits, results
-from .errors import UsageError
-from .provenance import Provenance, for_search, stamp
+from .. import limits
+from ..errors import UsageError
+from ..outputs import batch, darwincore, results
+from ..outputs.provenance import Provenance, for_search, stamp
 
 
 def cmd_search(args) -> int:
     """Run ``bioclip-nb search``; returns the exit code."""
-    from .config import Settings
-    from .errors import ServerError
-    from .locate import locate_atlas
-    from .service.commands import note, search_connection
+    from ..config import Settings
+    from ..core.locate import locate_atlas
+    from ..errors import ServerError
+    from ..service.commands import note, search_connection
     given = sum([bool(args.images), args.text is not None, args.vectors is not None])
     if given != 1:
         raise UsageError("give exactly one of IMAGE..., --text or --vectors")
@@ -43,10 +44,10 @@ def cmd_search(args) -> int:
         finally:
             conn.close()
     if text is None:
-        from .atlas import Atlas
-        from .encoders import load_encoder
-        from .images.fetch import machine_fetcher
-        from .occurrences import Occurrences
+        from ..core.atlas import Atlas
+        from ..encoders import load_encoder
+        from ..images.fetch import machine_fetcher
+        from ..occurrences import Occurrences
         with Atlas.open(named or locate_atlas(None, settings), settings=settings) as atlas:
             text = search(args, atlas, lambda: load_encoder(atlas.model, device=args.device, runtime=args.runtime,
                                                                    background=False),
@@ -57,8 +58,8 @@ def cmd_search(args) -> int:
 
 def _named_atlas(explicit, settings):
     """The atlas the user named (``--atlas``, ``BIOCLIP_NB_ATLAS``, the downloaded data), or None."""
-    from .errors import AtlasError
-    from .locate import locate_atlas
+    from ..core.locate import locate_atlas
+    from ..errors import AtlasError
     try:
         return locate_atlas(explicit, settings, build_demo=False)
     except AtlasError:
@@ -68,7 +69,7 @@ def _named_atlas(explicit, settings):
 def search(args, atlas, encoder_factory, occurrences_factory=None) -> str:
     """Encode the queries and search ``atlas`` (an ``Atlas`` or a server's ``RemoteAtlas``); the
     output text. ``occurrences_factory()`` gives what looks up GBIF records (``--with-occurrences``)."""
-    from .encoders.within import Within
+    from ..encoders.within import Within
     nprobe = args.nprobe if args.nprobe is not None else limits.default_nprobe(atlas.nlist)
     try:
         limits.check_nprobe(nprobe, atlas.nlist)
@@ -116,7 +117,7 @@ def _occurrences(args, hits: pd.DataFrame, factory) -> pd.DataFrame:
     """``hits`` with GBIF's place, date and licence when ``--with-occurrences`` asked for them."""
     if not (args.with_occurrences or args.format == "dwc") or factory is None or not len(hits):
         return hits
-    from .occurrences import with_occurrences
+    from ..occurrences import with_occurrences
     return with_occurrences(hits, factory().lookup(hits))
 
 
@@ -154,7 +155,7 @@ def _read_vectors(path: Path, dim: int) -> np.ndarray:
 
 
 def _upload_error(path: str, message: str):
-    from .errors import UploadError
+    from ..errors import UploadError
     return UploadError(message if str(Path(path).name) in message else f"{path}: {message}")
 
 

@@ -15,11 +15,11 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from . import index as ivf
-from . import rerank
-from .atlas import Atlas
-from .cache import save_array_quietly, write_quietly
-from .fullvectors import normalise
+from ..cache import save_array_quietly, write_quietly
+from ..core import index as ivf
+from ..core import rerank
+from ..core.atlas import Atlas
+from ..core.fullvectors import normalise
 
 #: Up to this many records, the recall sweep's truth is brute force over the full vectors;
 #: above it, the deepest search re-ranked with them (a scan of 234M vectors per query is not

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._version import __version__
-from .layout import taxon_text
+from .._version import __version__
+from ..layout import taxon_text
 
 CHUNK = 2**20
 

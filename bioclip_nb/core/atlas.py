@@ -14,22 +14,17 @@ inferred (BioCLIP 2's vectors). The file names and the manifest are defined in `
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import folding, limits, probing, rerank
-from . import index as ivf
-from .cache import save_array_quietly, write_quietly
-from .config import Settings
-from .errors import AtlasError, ModelMismatchError
-from .fullvectors import FullVectors
-from .layout import (
+from .. import limits
+from ..config import Settings
+from ..errors import AtlasError, ModelMismatchError
+from ..layout import (
     INDEX_FILE,
     MANIFEST_FILE,
     METADATA_FILE,
@@ -41,12 +36,12 @@ from .layout import (
     model_spec,
     parse_taxon,
 )
+from . import folding, probing, rerank
+from . import index as ivf
+from .derived import DerivedData
+from .fullvectors import FullVectors
 from .metadata import MAX_LOOKUP, MetadataStore
 
-#: Scope bitmaps kept in memory per atlas, in bytes (one is 29 MB at 234M records).
-BITMAP_CACHE_BYTES = 256 * 2**20
-#: The most candidates a folded search asks for per query while refilling its page.
-FOLD_CANDIDATES = 2000
 #: A scope holding records in at least this share of the cells is searched the ordinary way first.
 LARGE_SCOPE = 0.5
 #: The measured re-ranking pool factor, in an atlas's derived data (``Atlas.calibrate_pool``).
@@ -64,9 +59,8 @@ class Atlas:
         self.manifest = manifest
         self.settings = settings
         self.fingerprint = fingerprint
+        self.data = DerivedData(settings, fingerprint)     # derived data: prepared, cached, in memory
         self._content_fingerprint: str | None = None
-        self._bitmaps: OrderedDict[str, np.ndarray | None] = OrderedDict()
-        self._counts: OrderedDict[str, np.ndarray] = OrderedDict()
         self._centroids: np.ndarray | None = None
         self._lock = threading.RLock()
         self._full: FullVectors | None = None
@@ -129,7 +123,6 @@ class Atlas:
         ntotal = int(self.index.ntotal)
         if self.derived("validated.json").is_file():
             return
-        marker = self.cache_dir / "validated.json"
         rows = self.metadata.count()
         if rows < ntotal:
             raise AtlasError(f"{self.path / INDEX_FILE} holds {ntotal:,} vectors but {self.path / METADATA_FILE} "
@@ -141,7 +134,7 @@ class Atlas:
             raise AtlasError(f"{self.path / METADATA_FILE} has rows for only {covered:,} of the {ntotal:,} "
                              f"ids in {self.path / INDEX_FILE} (ids must be 0..{ntotal - 1}); "
                              "the files do not belong together. Rebuild the atlas.")
-        write_quietly(marker, json.dumps({"ntotal": ntotal, "rows": rows}).encode())
+        self.data.write_json("validated.json", {"ntotal": ntotal, "rows": rows})
 
     def close(self) -> None:
         """Release the metadata connection."""
@@ -183,14 +176,14 @@ class Atlas:
     @property
     def cache_dir(self) -> Path:
         """This atlas's derived-data cache (under ``$BIOCLIP_NB_HOME/cache``)."""
-        return self.settings.atlas_cache_dir(self.fingerprint)
+        return self.data.cache_dir
 
     @property
     def content_fingerprint(self) -> str:
         """A fingerprint of the index and metadata files' contents, the same on every machine
         (``provenance.content_fingerprint``); computed once."""
         if self._content_fingerprint is None:
-            from .provenance import content_fingerprint
+            from ..outputs.provenance import content_fingerprint
             self._content_fingerprint = content_fingerprint([self.path / INDEX_FILE, self.path / METADATA_FILE])
         return self._content_fingerprint
 
@@ -217,25 +210,18 @@ class Atlas:
                 "records_without_vector": max(self.count - covered, 0), "path": str(full.path)}
 
     def derived(self, name: str) -> Path:
-        """Where this atlas's derived file ``name`` is: the shared prepared directory
-        (``BIOCLIP_NB_DERIVED_DIR``) if it holds it, else the per-user cache (where it is
-        written when computed)."""
-        if self.settings.derived is not None:
-            shared = self.settings.derived / self.fingerprint / name
-            if shared.is_file():
-                return shared
-        return self.cache_dir / name
+        """Where this atlas's derived file ``name`` is (``DerivedData.path``): the shared prepared
+        directory (``BIOCLIP_NB_DERIVED_DIR``) if it holds it, else the per-user cache."""
+        return self.data.path(name)
 
     def scope_counts(self, compute: bool = True) -> dict[str, int] | None:
         """Records in each scope (one scan of the table, then kept); None if they were never
         computed and ``compute`` is False."""
-        path = self.derived("scope_counts.json")
-        if path.is_file():
-            return json.loads(path.read_text())
-        if not compute:
-            return None
+        counts = self.data.read_json("scope_counts.json")
+        if counts is not None or not compute:
+            return counts
         counts = self.metadata.scope_counts()
-        write_quietly(self.cache_dir / "scope_counts.json", json.dumps(counts).encode())
+        self.data.write_json("scope_counts.json", counts)
         return counts
 
     # ------------------------------------------------------------------ scopes
@@ -260,42 +246,11 @@ class Atlas:
         return out, "+".join(keys)
 
     def _cached_bitmap(self, key: str, ids_fn) -> np.ndarray | None:
-        with self._lock:
-            if key in self._bitmaps:
-                self._bitmaps.move_to_end(key)
-                return self._bitmaps[key]
         def compute() -> np.ndarray | None:
             ids = ids_fn()
             return None if ids is None else ivf.ids_to_bitmap(ids, self.count)
 
-        bitmap = self._derived_array(f"{key}.npy", compute, lambda b: len(b) == (self.count + 7) // 8)
-        self._keep(self._bitmaps, key, bitmap)
-        return bitmap
-
-    def _keep(self, store: OrderedDict, key: str, value: np.ndarray | None) -> None:
-        """Remember a derived array in memory, bounded in bytes (a bitmap is 29 MB and a cell
-        count 0.5 MB at 234M records): least recently used out."""
-        with self._lock:
-            store[key] = value
-            store.move_to_end(key)
-            while len(store) > 1 and sum(v.nbytes for v in store.values() if v is not None) > BITMAP_CACHE_BYTES:
-                store.popitem(last=False)
-
-    def _derived_array(self, name: str, compute, fits) -> np.ndarray | None:
-        """A derived array: the prepared or cached copy when it fits this atlas, else computed
-        now and kept in the cache (best effort: a read-only home only costs recomputation)."""
-        path = self.derived(name)
-        if path.is_file():
-            try:
-                found = np.load(path)
-                if fits(found):
-                    return found
-            except (OSError, ValueError):
-                pass
-        made = compute()
-        if made is not None:
-            save_array_quietly(self.cache_dir / name, made)
-        return made
+        return self.data.remembered("bitmaps", key, f"{key}.npy", compute, lambda b: len(b) == (self.count + 7) // 8)
 
     def cell_counts(self, scope: Scope | str = Scope.ALL, taxon=None) -> np.ndarray | None:
         """In-scope records per IVF cell (None for the whole atlas): one pass over the lists'
@@ -306,14 +261,8 @@ class Atlas:
         return self._cell_counts(key, bitmap)
 
     def _cell_counts(self, key: str, bitmap: np.ndarray) -> np.ndarray:
-        with self._lock:
-            if key in self._counts:
-                self._counts.move_to_end(key)
-                return self._counts[key]
-        counts = self._derived_array(f"cells-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy",
-                                     lambda: probing.cell_counts(self.index, bitmap), lambda c: len(c) == self.nlist)
-        self._keep(self._counts, key, counts)
-        return counts
+        return self.data.remembered("cells", key, f"cells-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy",
+                                    lambda: probing.cell_counts(self.index, bitmap), lambda c: len(c) == self.nlist)
 
     @property
     def centroids(self) -> np.ndarray:
@@ -420,8 +369,8 @@ class Atlas:
 
     def _read_pool_factor(self) -> int | None:
         try:
-            return int(json.loads(self.derived(POOL_FILE).read_text())["factor"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return int(self.data.read_json(POOL_FILE)["factor"])
+        except (KeyError, TypeError, ValueError):
             return None
 
     def calibrate_pool(self, queries: int = 128, seed: int = 0) -> dict:
@@ -441,7 +390,7 @@ class Atlas:
         nprobe = limits.default_nprobe(self.nlist)
         found = rerank.calibrate(lambda qs, pool: ivf.search(self.index, qs, pool, nprobe), q, full, self.metric)
         found["nprobe"] = nprobe
-        write_quietly(self.cache_dir / POOL_FILE, json.dumps(found).encode())
+        self.data.write_json(POOL_FILE, found)
         with self._lock:
             self._pool_factor = int(found["factor"])
         return found
@@ -468,31 +417,22 @@ class Atlas:
 
     def _search_folded(self, queries: np.ndarray, top_n: int, nprobe: int, bitmap: np.ndarray | None, key: str,
                        batch: bool, full: FullVectors | None) -> tuple[pd.DataFrame, np.ndarray, float]:
-        """Search, fold copies, and ask for more candidates until every page holds ``top_n``
-        distinct images or the scope has no more. Returns the hits, the cells each query
-        scanned, and when searching ended."""
-        pages: dict[int, folding.Folded] = {}
-        depth = np.zeros(len(queries), dtype=np.int64)
-        todo = np.arange(len(queries))
-        asked = min(2 * top_n + 10, FOLD_CANDIDATES)
-        while len(todo):
+        """Search with copies folded (``folding.refill``: more candidates until every page holds
+        ``top_n`` distinct images). Returns the hits, the cells each query scanned, and when
+        searching ended."""
+        def candidates(todo: np.ndarray, asked: int):
             dist, ids, known, scanned, cells = self._candidates(queries[todo], asked, nprobe, bitmap, key, full,
                                                                 want_cells=True)
-            t_search = time.perf_counter()
-            candidates = self._hits(dist, ids, True, scanned, known)
-            depth[todo] = scanned
-            for j, q in enumerate(todo):
-                frame = candidates[candidates["query"] == j]
-                vectors = self.hit_vectors(frame["id"].to_numpy(), queries[q], nprobe if cells is None else cells[j])
-                pages[int(q)] = folding.fold(frame.assign(query=int(q)), vectors, top_n, asked, self.same_image)
-            todo = np.array([q for q in todo if not folding.complete(pages[int(q)], top_n)], dtype=np.int64)
-            if asked >= FOLD_CANDIDATES:
-                break
-            asked = min(asked * 2, FOLD_CANDIDATES)
-        hits = pd.concat([pages[q].hits for q in sorted(pages)], ignore_index=True)
+            return self._hits(dist, ids, True, scanned, known), scanned, cells
+
+        def vectors(ids: np.ndarray, q: int, cells) -> np.ndarray:
+            return self.hit_vectors(ids, queries[q], nprobe if cells is None else cells)
+
+        hits, depth, t_search = folding.refill(len(queries), top_n, candidates, vectors, self.same_image)
         if not batch:
+            copies = hits.attrs["copies"]
             hits = hits.drop(columns="query")
-        hits.attrs["copies"] = {int(i): folding.records(c) for q in sorted(pages) for i, c in pages[q].copies.items()}
+            hits.attrs["copies"] = copies
         return hits, depth, t_search
 
     @property

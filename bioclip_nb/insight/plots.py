@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from .encoders.base import Prediction
-from .layout import BIOCLIP2, display_name
+from ..encoders.base import Prediction
+from ..layout import BIOCLIP2, display_name
 
 
 def _axes(ax, figsize=(6, 3)):

@@ -13,8 +13,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from .errors import AtlasError
-from .layout import GBIF_OCCURRENCE, HIT_COLUMNS, METADATA_FILE, RANKS, REQUIRED_COLUMNS, Rank, Scope
+from ..errors import AtlasError
+from ..layout import GBIF_OCCURRENCE, HIT_COLUMNS, METADATA_FILE, RANKS, REQUIRED_COLUMNS, Rank, Scope
 
 MAX_LOOKUP = 1000
 #: Columns read as text whatever their type in the file (ENUM, VARCHAR, UUID).

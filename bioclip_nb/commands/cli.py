@@ -12,10 +12,10 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import limits
-from ._version import __version__
-from .errors import AtlasError, EncoderUnavailableError, UploadError, UsageError
-from .layout import BIOCLIP2, PIXEL_MODEL, Scope, parse_taxon
+from .. import limits
+from .._version import __version__
+from ..errors import AtlasError, EncoderUnavailableError, UploadError, UsageError
+from ..layout import BIOCLIP2, PIXEL_MODEL, Scope, parse_taxon
 
 
 class _Parser(argparse.ArgumentParser):
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _runtime_arg(p: argparse.ArgumentParser) -> None:
-    from .encoders.runtimes import RUNTIMES
+    from ..encoders.runtimes import RUNTIMES
     p.add_argument("--runtime", choices=RUNTIMES, default=None,
                    help="how the encoder runs on a CPU: auto (the fastest that passed this machine's equivalence "
                         "check against torch), or one by name (default: $BIOCLIP_NB_RUNTIME, else auto)")
@@ -236,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _open_atlas(args):
-    from .atlas import Atlas
-    from .locate import locate_atlas
+    from ..core.atlas import Atlas
+    from ..core.locate import locate_atlas
     return Atlas.open(locate_atlas(args.atlas))
 
 
@@ -248,7 +248,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_quantizer(args) -> int:
-    from .quantizer import build_sidecar
+    from ..core.quantizer import build_sidecar
     with _open_atlas(args) as atlas:
         if atlas.nlist <= 1:
             raise ValueError(f"{atlas.path} has a flat index: there is no coarse quantizer to speed up")
@@ -262,9 +262,9 @@ def cmd_prepare(args) -> int:
     import dataclasses
     import time
 
-    from .atlas import Atlas
-    from .config import Settings
-    from .locate import locate_atlas
+    from ..config import Settings
+    from ..core.atlas import Atlas
+    from ..core.locate import locate_atlas
     from .prepare import prepare
     settings = Settings.from_env()
     if args.derived_dir is not None:
@@ -277,8 +277,8 @@ def cmd_prepare(args) -> int:
         seconds = prepare(atlas, with_map=not args.no_map, with_quantizer=not args.no_quantizer)
         report = {}
         if args.embeddings is not None:
-            from .embeddings import prepare_embeddings
-            from .fullvectors import DEFAULT_PRECISION
+            from ..core.embeddings import prepare_embeddings
+            from ..core.fullvectors import DEFAULT_PRECISION
             report = prepare_embeddings(atlas, args.embeddings, atlas.cache_dir, args.precision or DEFAULT_PRECISION)
             atlas.reload_full_vectors()
             report["rerank_pool"] = atlas.calibrate_pool()
@@ -286,7 +286,7 @@ def cmd_prepare(args) -> int:
                              f"{report['records_without_vector']:,} have no published vector and keep their PQ "
                              f"estimate (exact=False); {report['rows_not_in_atlas']:,} parquet rows are not in this atlas\n")
         where = atlas.cache_dir
-        runtime = _prepare_runtime(atlas.model) if args.runtime else None
+        runtime = _prepare_runtime(atlas.model, settings.cache_dir) if args.runtime else None
     print(json.dumps({"atlas": str(atlas.path), "derived": str(where), "open_and_validate_s": round(opened, 3),
                       "seconds": {k: round(v, 3) for k, v in seconds.items()},
                       **({"full_vectors": report} if report else {}),
@@ -296,22 +296,23 @@ def cmd_prepare(args) -> int:
     return 0
 
 
-def _prepare_runtime(model_id: str) -> dict:
-    """Export and check the fast CPU runtime of ``model_id`` now; its record as JSON."""
+def _prepare_runtime(model_id: str, cache_dir: Path) -> dict:
+    """Export and check the fast CPU runtime of ``model_id`` now, into ``cache_dir``; its record
+    as JSON."""
     import dataclasses
 
-    from .encoders import load_encoder
+    from ..encoders import load_encoder
     encoder = load_encoder(model_id, device="cpu", runtime="torch")
     if not hasattr(encoder, "prepare_runtime"):
         sys.stderr.write(f"{model_id} runs in numpy; it has no runtime to prepare\n")
         return {"model": model_id, "chosen": "numpy"}
-    record = encoder.prepare_runtime(log_to=lambda m: sys.stderr.write(m + "\n"))
+    record = encoder.prepare_runtime(log_to=lambda m: sys.stderr.write(m + "\n"), cache_dir=cache_dir)
     return dataclasses.asdict(record)
 
 
 def cmd_download(args) -> int:
-    from .builder.download import download_embeddings, download_published
-    from .config import Settings
+    from ..builder.download import download_embeddings, download_published
+    from ..config import Settings
     dest = args.dir or Settings.from_env().data_dir
     if args.embeddings:
         path = download_embeddings(dest / "embeddings" if args.dir is None else dest, args.embeddings)
@@ -323,7 +324,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from .builder.pipeline import build_atlas
+    from ..builder.pipeline import build_atlas
     result = build_atlas(args.source, args.out, model=args.model, scheduler=args.scheduler,
                          batch_size=args.batch_size, force=args.force, copy_images=not args.no_copy_images)
     sys.stderr.write(f"built {result.count:,} images ({result.skipped} skipped, listed in "
@@ -334,8 +335,8 @@ def cmd_build(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .config import Settings
-    from .demo.specimens import build_demo, build_synthetic, ensure_demo_atlas
+    from ..config import Settings
+    from ..demo.specimens import build_demo, build_synthetic, ensure_demo_atlas
     settings = Settings.from_env()
     if args.synthetic:
         dest = args.dir or settings.home / f"synthetic-{args.synthetic}"
@@ -353,15 +354,15 @@ def cmd_demo(args) -> int:
 def cmd_dashboard(args) -> int:
     import os
 
-    from .atlas import Atlas
-    from .config import Settings
-    from .locate import locate_atlas
+    from ..config import Settings
+    from ..core.atlas import Atlas
+    from ..core.locate import locate_atlas
     from .webapp import ServeOptions, describe, serve
     settings = Settings.from_env()
     atlas = locate_atlas(args.atlas, settings)  # builds the demo here, with progress, if it is needed
     env = dict(os.environ)
     if args.server:
-        from .service.commands import server_for_dashboard
+        from ..service.commands import server_for_dashboard
         env["BIOCLIP_NB_SERVER"] = server_for_dashboard(args.server, atlas, settings)
         print(f"kernels use the bioclip-nb server {env['BIOCLIP_NB_SERVER']} (no model or index in them)", flush=True)
     else:
@@ -380,7 +381,7 @@ def cmd_check(args) -> int:
 
 def _service(name: str):
     def run(args) -> int:
-        from .service import commands
+        from ..service import commands
         return getattr(commands, name)(args)
     return run
 

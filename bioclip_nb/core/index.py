@@ -13,8 +13,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .errors import AtlasError
-from .layout import INDEX_FILE
+from ..errors import AtlasError
+from ..layout import INDEX_FILE
 
 #: Read flags: without ``IO_FLAG_SKIP_PRECOMPUTE_TABLE`` FAISS rebuilds the IVF-PQ precomputed
 #: table on every open (measured: 4.9 s and +1.23 GB for ``IVF65536,PQ16``).

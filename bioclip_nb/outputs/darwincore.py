@@ -15,8 +15,8 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from .layout import GBIF_OCCURRENCE, RANKS, display_name
-from .names import clean, scientific_name
+from ..layout import GBIF_OCCURRENCE, RANKS, display_name
+from ..names import clean, scientific_name
 
 #: The columns written, all Darwin Core Occurrence-core terms (tests check the list).
 HIT_TERMS = ("occurrenceID", "basisOfRecord", "scientificName", "kingdom", "phylum", "class", "order", "family",
@@ -83,7 +83,7 @@ def hits_table(hits: pd.DataFrame) -> pd.DataFrame:
 
 def photo_row(photo, model: str, searched_at: str) -> dict[str, object]:
     """One photo of a batch (``batch.Photo``) as an identification sheet row."""
-    from .taxonomy import neighbour_consensus
+    from ..taxonomy import neighbour_consensus
     row: dict[str, object] = dict.fromkeys(PHOTO_TERMS)
     row.update(occurrenceID=f"sha256:{photo.sha256}" if photo.sha256 else photo.name, associatedMedia=photo.name,
                basisOfRecord="HumanObservation", identificationVerificationStatus="unverified")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from .atlas import Atlas
+    from ..core.atlas import Atlas
 
 
 @dataclass(frozen=True)

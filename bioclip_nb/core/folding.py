@@ -22,17 +22,21 @@ representatives with ``copies`` (group size) and the folded rows of each group.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .names import clean
+from ..names import clean
 
 #: Two raw vectors at least this similar (cosine) are taken for the same image.
 SAME_IMAGE = 0.995
 #: The same for vectors decoded from PQ codes: identical codes only (see above).
 SAME_IMAGE_DECODED = 0.99999
+#: The most candidates a folded search asks for per query while refilling its page.
+FOLD_CANDIDATES = 2000
 
 
 @dataclass(frozen=True)
@@ -120,5 +124,39 @@ def fold_rate(frame: pd.DataFrame, vectors: np.ndarray | None, similarity: float
 def records(frame: pd.DataFrame) -> list[dict]:
     """Folded copies as plain records (what ``hits.attrs["copies"]`` holds: JSON-safe, so the
     server can send them and pandas can copy them with the frame)."""
-    from .results import hits_to_records
+    from ..outputs.results import hits_to_records
     return hits_to_records(frame)
+
+
+def refill(n_queries: int, top_n: int,
+           candidates: Callable[[np.ndarray, int], tuple[pd.DataFrame, np.ndarray, object]],
+           vectors: Callable[[np.ndarray, int, object], np.ndarray],
+           similarity: float) -> tuple[pd.DataFrame, np.ndarray, float]:
+    """Fold each query's page, asking for twice as many candidates until it holds ``top_n``
+    distinct images (or :data:`FOLD_CANDIDATES` were asked for).
+
+    ``candidates(queries, asked)`` gives the hits of those queries (numbered within them, in
+    ``query``), the cells each scanned, and the cells themselves (None: its nearest); and
+    ``vectors(ids, query, cells)`` the vectors of one query's hits. Returns the pages (with
+    ``query``; ``attrs["copies"]`` maps a hit's id to its folded copies' records), the cells
+    each query scanned, and when the last search ended."""
+    pages: dict[int, Folded] = {}
+    depth = np.zeros(n_queries, dtype=np.int64)
+    todo = np.arange(n_queries)
+    asked = min(2 * top_n + 10, FOLD_CANDIDATES)
+    t_search = time.perf_counter()
+    while len(todo):
+        found, scanned, cells = candidates(todo, asked)
+        t_search = time.perf_counter()
+        depth[todo] = scanned
+        for j, q in enumerate(todo):
+            frame = found[found["query"] == j]
+            vecs = vectors(frame["id"].to_numpy(), int(q), None if cells is None else cells[j])
+            pages[int(q)] = fold(frame.assign(query=int(q)), vecs, top_n, asked, similarity)
+        todo = np.array([q for q in todo if not complete(pages[int(q)], top_n)], dtype=np.int64)
+        if asked >= FOLD_CANDIDATES:
+            break
+        asked = min(asked * 2, FOLD_CANDIDATES)
+    hits = pd.concat([pages[q].hits for q in sorted(pages)], ignore_index=True)
+    hits.attrs["copies"] = {int(i): records(c) for q in sorted(pages) for i, c in pages[q].copies.items()}
+    return hits, depth, t_search
