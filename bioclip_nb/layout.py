@@ -48,10 +48,6 @@ class Choice(str, Enum):
 
 
 # --------------------------------------------------------------------------- taxonomy
-#: The rank columns, kingdom to species (the species column holds the epithet only).
-RANKS: tuple[str, ...] = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
-
-
 class Rank(Choice):
     """A Linnaean rank, valued by its metadata column name."""
 
@@ -67,6 +63,10 @@ class Rank(Choice):
     def index(self) -> int:
         """0 for kingdom .. 6 for species."""
         return RANKS.index(self.value)
+
+
+#: The rank columns, kingdom to species (the species column holds the epithet only).
+RANKS: tuple[str, ...] = tuple(rank.value for rank in Rank)
 
 
 def parse_taxon(items: dict[str, str] | list[str] | tuple[str, ...] | None) -> dict[Rank, str]:

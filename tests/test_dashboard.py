@@ -373,3 +373,18 @@ def test_a_bare_library_error_is_shown_and_logged(dash, dash_root, monkeypatch, 
     with caplog.at_level("WARNING", logger="bioclip_nb.dashboard"):
         dash.upload_bytes(b"not a photo at all", "notes.jpg")     # a user's mistake: a message, no log
     assert "text file" in dash.status.value and not caplog.records
+
+
+def test_a_photo_only_model_says_so_before_anyone_types(dash_root, host, tmp_path):
+    """The stand-in embeds photos only and predicts nothing (``layout.MODELS``): its text box is
+    disabled and says why, and the Prediction tab names the model as the reason."""
+    from bioclip_nb.config import Settings
+    from bioclip_nb.layout import PIXEL_MODEL
+    atlas = build_dash_atlas(dash_root, host.base, PIXEL_MODEL)
+    d = Dashboard.from_settings(atlas=atlas, settings=Settings(home=tmp_path / "home"), device="cpu")
+    d.widget
+    assert d.controls.text.disabled and d.controls.text_button.disabled
+    assert "cannot search by text" in d.controls.text.placeholder
+    d.upload_bytes(query_file(dash_root, "Vulpes").read_bytes(), "fox.jpg")
+    assert "does not predict taxa" in d.tabs["prediction"].note.value
+    d.wait()

@@ -8,6 +8,7 @@ taxonomically sorted, some uuids missing, some rows of images the atlas lacks) w
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -287,3 +288,23 @@ def test_the_dashboard_says_the_page_was_re_ranked_and_exports_record_it(own, tm
     assert d.session.provenance().ranked_by == "full vectors (atlas vectors.npy)"
     exported = d.session.export_hits()
     assert exported["exact"].all()
+
+
+@pytest.mark.parametrize("count", [1, 7, 8, 9, 1000, 12_345])
+def test_coverage_is_counted_without_unpacking_the_bitmap_whole(count):
+    """``covered`` counts the presence bitmap in slices (or takes prepare's record), to the bit."""
+    from bioclip_nb.core.fullvectors import FullVectors
+    has = np.random.default_rng(count).random(count) < 0.6
+    bits = np.packbits(has, bitorder="little")
+    rows = np.zeros((count, 4), np.int8)
+    assert FullVectors(rows, bits, "int8", "test", Path(".")).covered() == int(has.sum())
+    assert FullVectors(rows, bits, "int8", "test", Path("."), recorded_covered=5).covered() == 5
+
+
+def test_a_card_claims_three_digits_only_for_an_exact_similarity():
+    from bioclip_nb.dashboard.html import caption
+    row = pd.Series({"rank": 3, "common_name": "Arctic fox", "genus": "Vulpes", "species": "lagopus",
+                     "similarity": 0.91234, "exact": True})
+    assert "similarity 0.912" in caption(row) and "≈" not in caption(row)
+    estimated = caption(row.copy().replace({True: False}))
+    assert "similarity ≈ 0.91<" in estimated and "compressed codes" in estimated

@@ -55,8 +55,9 @@ def test_batch_encoding_is_one_pass_per_batch(enc):
 
 
 def test_a_folder_of_photos_goes_through_in_batches(enc):
-    """bioclip_nb.outputs.batch feeds the local model batches of its batch size (4 on a CPU); a bad
-    file keeps its error, a repeated one is encoded once, the answers equal one-by-one encodes."""
+    """bioclip_nb.outputs.batch feeds the local model batches (of 4 here; its own size by
+    default, 1 on a CPU); a bad file keeps its error, a repeated one is encoded once, the
+    answers equal one-by-one encodes."""
     from bioclip_nb import batch
     from bioclip_nb.encoders import EncodingCache
     files = [(f"p{i}.png", encode(photo(seed=20 + i), "PNG")) for i in range(6)]
@@ -65,10 +66,14 @@ def test_a_folder_of_photos_goes_through_in_batches(enc):
     calls, done = [], []
     handle = enc.model.visual.register_forward_hook(lambda _m, inp, _o: calls.append(len(inp[0])))
     try:
-        photos = batch.encode_photos(enc, files, cache=EncodingCache(), progress=done.append)
+        photos = batch.encode_photos(enc, files, cache=EncodingCache(), progress=done.append, batch_size=4)
+        by_default = []
+        handle.remove()
+        handle = enc.model.visual.register_forward_hook(lambda _m, inp, _o: by_default.append(len(inp[0])))
+        batch.encode_photos(enc, files[:3], cache=EncodingCache())
     finally:
         handle.remove()
-    assert enc.batch_size == 4 and calls == [4, 2]
+    assert calls == [4, 2] and enc.batch_size == 1 and by_default == [1, 1, 1]
     assert done == list(range(1, 9))
     assert [p.error is None for p in photos] == [True, True, True, False, True, True, True, True]
     assert "notes.jpg" in photos[3].error

@@ -354,7 +354,7 @@ def cmd_demo(args) -> int:
 def cmd_dashboard(args) -> int:
     import os
 
-    from ..config import Settings
+    from ..config import ENV_SERVER, Settings
     from ..core.atlas import Atlas
     from ..core.locate import locate_atlas
     from .webapp import ServeOptions, describe, serve
@@ -363,8 +363,8 @@ def cmd_dashboard(args) -> int:
     env = dict(os.environ)
     if args.server:
         from ..service.commands import server_for_dashboard
-        env["BIOCLIP_NB_SERVER"] = server_for_dashboard(args.server, atlas, settings)
-        print(f"kernels use the bioclip-nb server {env['BIOCLIP_NB_SERVER']} (no model or index in them)", flush=True)
+        env[ENV_SERVER] = server_for_dashboard(args.server, atlas, settings)
+        print(f"kernels use the bioclip-nb server {env[ENV_SERVER]} (no model or index in them)", flush=True)
     else:
         Atlas.open(atlas).close()              # refuse a broken atlas before starting a server
     options = ServeOptions(port=args.port, ip=args.ip, open_browser=not args.no_browser, cull_idle=args.cull_idle)

@@ -51,6 +51,10 @@ def encode(unit: np.ndarray, precision: str) -> np.ndarray:
     raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
 
 
+#: Set bits in each byte value (numpy 1.26 has no bitwise_count).
+_ONES = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
 def normalise(rows: np.ndarray) -> np.ndarray:
     """Rows as unit-length float32 (an all-zero row stays zero)."""
     out = np.asarray(rows, dtype=np.float32)
@@ -70,6 +74,7 @@ class FullVectors:
     precision: str
     source: str
     path: Path
+    recorded_covered: int | None = None     # ids with a vector, as ``prepare`` recorded it
 
     @classmethod
     def of_atlas(cls, atlas_path: Path, derived) -> FullVectors | None:
@@ -93,8 +98,10 @@ class FullVectors:
             present = np.load(present_path, mmap_mode="r")
         except (OSError, ValueError):
             return None
+        covered = record.get("records_with_vector")
         return cls(data, present, str(record.get("precision", data.dtype.name)),
-                   f"prepared {record.get('precision')} from {record.get('source', 'published embeddings')}", data_path)
+                   f"prepared {record.get('precision')} from {record.get('source', 'published embeddings')}", data_path,
+                   int(covered) if isinstance(covered, int) else None)
 
     @property
     def count(self) -> int:
@@ -120,10 +127,19 @@ class FullVectors:
         return out
 
     def covered(self) -> int:
-        """How many ids have a full vector."""
+        """How many ids have a full vector: as recorded by ``prepare``, else counted from the
+        bitmap in slices (29 MB at 234M records, never unpacked whole)."""
         if self.present is None:
             return self.count
-        return int(np.unpackbits(np.asarray(self.present), bitorder="little")[:self.count].sum())
+        if self.recorded_covered is not None:
+            return self.recorded_covered
+        bits = np.asarray(self.present)
+        full, rest = divmod(self.count, 8)
+        step = 1 << 22
+        total = sum(int(_ONES[bits[i:min(i + step, full)]].sum(dtype=np.int64)) for i in range(0, full, step))
+        if rest:
+            total += int(np.unpackbits(bits[full:full + 1], bitorder="little")[:rest].sum())
+        return total
 
     def get(self, ids) -> tuple[np.ndarray, np.ndarray]:
         """``(vectors, has)``: unit float32 rows for ``ids`` (zeros where ``has`` is False),

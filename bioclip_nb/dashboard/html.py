@@ -63,7 +63,16 @@ def caption(row: pd.Series) -> str:
     head = escape(common) if common else '<span class="bnb-missing-name">no common name</span>'
     return (f'<div class="bnb-caption"><b>#{int(row["rank"])}</b> {head}<br>'
             f'<span class="sci">{escape(scientific(row))}</span><br>'
-            f'<span class="sim">similarity {float(row["similarity"]):.3f}</span></div>')
+            f'<span class="sim">{similarity_text(row)}</span></div>')
+
+
+def similarity_text(row: pd.Series) -> str:
+    """'similarity 0.912', or 'similarity ≈ 0.91' where it is the index's estimate (``exact``
+    False: the record has no full vector, or the atlas none), with fewer digits claimed."""
+    sim = float(row["similarity"])
+    if bool(row.get("exact", True)):
+        return f"similarity {sim:.3f}"
+    return f'<span title="estimated from the index\'s compressed codes">similarity ≈ {sim:.2f}</span>'
 
 
 def placeholder(result: FetchResult | None) -> str:

@@ -12,7 +12,7 @@ import pandas as pd
 from .. import limits
 from ..images.fetch import FetchResult
 from ..insight import plots
-from ..layout import RANKS, Scope, display_name
+from ..layout import RANKS, Scope, display_name, model_spec
 from . import html
 from .state import SearchSession
 from .wording import SCOPE_LABELS
@@ -44,8 +44,13 @@ class Controls:
         self.upload = w.FileUpload(accept="image/*,.heic,.heif,.avif", multiple=True,
                                    description="Upload photo(s)", layout=w.Layout(width="100%"),
                                    tooltip="one photo, or several for a batch (one row each)")
-        self.text = w.Text(placeholder="Search by name or description", layout=w.Layout(width="100%"))
-        self.text_button = w.Button(description="Use text", layout=w.Layout(width="100%"))
+        spec = model_spec(atlas.model)
+        texts = spec is None or spec.embeds_text          # an unknown hf-hub model is tried
+        self.text = w.Text(placeholder="Search by name or description" if texts else
+                           f"{display_name(atlas.model)} cannot search by text", disabled=not texts,
+                           layout=w.Layout(width="100%"))
+        self.text_button = w.Button(description="Use text", layout=w.Layout(width="100%"), disabled=not texts,
+                                    tooltip="" if texts else "this atlas's model embeds photos only")
         self.url = w.Text(placeholder="https://... image URL", layout=w.Layout(width="100%"))
         self.url_button = w.Button(description="Use image URL", layout=w.Layout(width="100%"))
         self.scope = w.Dropdown(style={"description_width": "90px"}, options=scope_options(atlas.scope_counts(compute=False)),
@@ -195,14 +200,25 @@ class Prediction:
         if session.encoding is None:
             self.note.value, self.image.layout.display = "<p>No query yet.</p>", "none"
         elif not preds:
-            self.note.value = ("<p>No prediction: the query was text, a result, or the atlas's model "
-                               f"({html.escape(display_name(session.atlas.model))}) does not predict taxa.</p>")
+            self.note.value = f"<p>No prediction: {html.escape(_no_prediction(session))}.</p>"
             self.image.layout.display = "none"
         else:
             self.note.value = ""
             self.image.value = plots.to_png(plots.prediction_bars(preds, ax=plots.new_axes((6, 2.8)), rank_label=self.rank.value,
                                                                          model=session.atlas.model))
             self.image.layout.display = None
+
+
+def _no_prediction(session: SearchSession) -> str:
+    """Why a query has no prediction, in a phrase."""
+    spec, q = model_spec(session.atlas.model), session.query
+    if spec is not None and not spec.predicts:
+        return f"the atlas's model ({display_name(session.atlas.model)}) does not predict taxa"
+    if q is not None and q.kind == "text":
+        return "the query is text; a prediction comes from a photo"
+    if q is not None and q.kind == "result":
+        return "the query is a record's stored vector; the model predicts from photos it is shown"
+    return "the model gave none for this query"
 
 
 class Detail:

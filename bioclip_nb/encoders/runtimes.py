@@ -50,9 +50,10 @@ FAST_RUNTIMES = ("onnxruntime-int8", "openvino", "onnxruntime")
 RUNTIMES = ("auto", "torch", *FAST_RUNTIMES)
 #: The worst cosine to torch fp32 a runtime may have on the check images.
 CHECK_COSINE = 0.995
-#: Photos per forward pass on a CPU: batches of 4 took 5-8% less per photo than single photos
-#: for torch, ONNX Runtime and OpenVINO, batches of 8 more (docs/benchmarks.md, "Encoder runtimes").
-CPU_BATCH = 4
+#: Photos per forward pass on a CPU: one. On 2 cores, batches of 4 or 8 took from 3% less to
+#: 14% more per photo than single photos, varying by runtime and run (docs/benchmarks.md,
+#: "Encoder runtimes"): one core's worth of work per photo already fills the machine.
+CPU_BATCH = 1
 #: Bumped when the export or the check changes, so old records are redone.
 FORMAT = 1
 RECORD = "runtime.json"

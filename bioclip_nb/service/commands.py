@@ -9,12 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import Settings
+from ..config import ENV_AUTOSTART, Settings
 from ..errors import ServerError
 from .statefile import ServerRecord, read_record
 
 #: ``BIOCLIP_NB_AUTOSTART=0`` stops ``bioclip-nb search`` from starting a server by itself.
-ENV_AUTOSTART = "BIOCLIP_NB_AUTOSTART"
 
 
 def note(message: str) -> None:

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..config import Settings
+from ..config import ENV_HOME, ENV_SERVER_LOG, Settings
 from .statefile import ServerRecord, new_token, read_record, remove_record, write_private, write_record
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -89,7 +89,7 @@ def serve(atlas: Path, settings: Settings, host: str = "127.0.0.1", port: int = 
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACE_SECONDS, access_log=False)
     server = uvicorn.Server(config)
     record = ServerRecord(url=url, token=token, pid=os.getpid(), atlas=str(opened.path), model=opened.model,
-                          started=time.time(), idle_minutes=idle_minutes, log=os.environ.get("BIOCLIP_NB_SERVER_LOG"))
+                          started=time.time(), idle_minutes=idle_minutes, log=os.environ.get(ENV_SERVER_LOG))
     where = write_record(settings.home, record)
     if not is_loopback(host):
         announce(f"warning: listening on {host}, beyond this machine; every request must carry the token "
@@ -155,7 +155,7 @@ def start_background(atlas: Path, settings: Settings, device: str = "auto", runt
     settings.home.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "bioclip_nb.commands.cli", "serve", "--atlas", str(atlas), "--port", "0",
            "--device", device, *(["--runtime", runtime] if runtime else []), "--idle-minutes", f"{idle_minutes:g}"]
-    env = dict(os.environ, BIOCLIP_NB_HOME=str(settings.home), BIOCLIP_NB_SERVER_LOG=str(log))
+    env = dict(os.environ, **{ENV_HOME: str(settings.home), ENV_SERVER_LOG: str(log)})
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True)
     deadline = time.monotonic() + wait
