@@ -182,10 +182,15 @@ class BioClipEncoder:
     def _top1(self, feats: np.ndarray) -> np.ndarray:
         """The top-1 species label of each row of features (what the check compares)."""
         import torch
+        f = torch.nn.functional.normalize(torch.from_numpy(feats).float(), dim=-1).to(self.device)
+        return self._logits(f, self._valid).argmax(dim=-1).cpu().numpy()
+
+    def _logits(self, feats, allowed):
+        """The Tree of Life logits of unit features, labels outside ``allowed`` at -inf."""
+        import torch
         with torch.no_grad():
-            f = torch.nn.functional.normalize(torch.from_numpy(feats).float(), dim=-1)
-            logits = (f @ self._txt.cpu()).masked_fill(~self._valid.cpu(), float("-inf"))
-        return logits.argmax(dim=-1).numpy()
+            logits = self.model.logit_scale.exp().float() * feats @ self._txt
+            return logits.masked_fill(~allowed, float("-inf"))
 
     def _prepare_then_use(self) -> None:
         try:
@@ -234,9 +239,7 @@ class BioClipEncoder:
             return [{} for _ in range(len(feats))]
         allowed = self._valid if within is None else self._valid & self._keep(within)
         with torch.no_grad():
-            logits = self.model.logit_scale.exp().float() * feats @ self._txt
-            logits = logits.masked_fill(~allowed, float("-inf"))
-            probs = torch.softmax(logits, dim=-1).cpu().numpy().astype(np.float64)
+            probs = torch.softmax(self._logits(feats, allowed), dim=-1).cpu().numpy().astype(np.float64)
         return [{rank: self.labels.top(p, rank, k) for rank in Rank} for p in probs]
 
     def predict(self, embedding: np.ndarray, within: Within | None = None,
