@@ -1,7 +1,8 @@
 """Run every benchmark, each against its baseline in the same run, and write the report.
 
     python -m benchmarks            # full: the 234M rehearsal, 1M vectors, 10M metadata rows, 65,536 centroids
-    python -m benchmarks --quick    # reduced sizes (CI runs this so the code never rots)
+    python -m benchmarks --quick    # reduced sizes (tens of minutes), same tables
+    python -m benchmarks --smoke    # the smallest sizes that run every line (the test suite runs this)
 
 Writes ``docs/benchmarks.md`` and ``docs/benchmarks.json`` (``--out`` to change).
 """
@@ -35,6 +36,7 @@ from . import (
     service,
     umap_map,
 )
+from .common import SMOKE_ENV
 
 SUITE = [("scale", scale), ("rehearsal", rehearsal), ("probing", probing), ("search", search), ("scopes", scopes),
          ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("encoder", encoder),
@@ -44,11 +46,30 @@ SUITE = [("scale", scale), ("rehearsal", rehearsal), ("probing", probing), ("sea
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="reduced sizes (minutes, for CI)")
+    p.add_argument("--quick", action="store_true", help="reduced sizes (tens of minutes)")
+    p.add_argument("--smoke", action="store_true",
+                   help="the smallest sizes that run every line, so the code never rots (numbers meaningless)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs")
     p.add_argument("--only", nargs="*", help="run only these: " + ", ".join(n for n, _ in SUITE))
     p.add_argument("--workdir", type=Path, default=None, help="where to keep the synthetic atlases (reused)")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.quick = True
+    previous = os.environ.get(SMOKE_ENV)
+    os.environ[SMOKE_ENV] = "1" if args.smoke else ""      # read by the modules and by the processes they start
+    try:
+        run_suite(args)
+    finally:
+        if previous is None:
+            os.environ.pop(SMOKE_ENV, None)
+        else:
+            os.environ[SMOKE_ENV] = previous
+    print(args.out / "benchmarks.md")
+    return 0
+
+
+def run_suite(args: argparse.Namespace) -> None:
+    """Run the benchmarks ``args`` name, writing the report after each."""
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bioclip-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     results, timings = {}, {}
@@ -61,8 +82,6 @@ def main(argv: list[str] | None = None) -> int:
         timings[name] = time.perf_counter() - t0
         print(results[name]["markdown"], file=sys.stderr, flush=True)
         write(args.out, results, timings, args.quick, partial=bool(args.only))   # each result kept as it comes
-    print(args.out / "benchmarks.md")
-    return 0
 
 
 def write(out: Path, results: dict, timings: dict, quick: bool, partial: bool) -> None:

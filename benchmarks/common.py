@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
+
+#: Set by ``python -m benchmarks --smoke`` (the test suite's run) and inherited by child processes.
+SMOKE_ENV = "BIOCLIP_NB_BENCH_SMOKE"
+
+
+def smoke() -> bool:
+    """Whether this is a smoke run: the smallest sizes that still run every line of every
+    benchmark (what the test suite does so the code never rots); its numbers mean nothing."""
+    return os.environ.get(SMOKE_ENV) == "1"
 
 
 def best_of(fn: Callable[[], object], repeat: int = 3, warmup: int = 1) -> float:

@@ -33,7 +33,7 @@ from bioclip_nb.core.fullvectors import PREPARED_FILE, PRESENT_FILE, RECORD_FILE
 from bioclip_nb.testing.embeddingfiles import write_published_embeddings
 
 from . import demo_baseline, scale
-from .common import table
+from .common import smoke, table
 from .folding import demo_queries
 
 NPROBES = (1, 4, 16, 64)
@@ -96,7 +96,7 @@ def published_part(quick: bool, workdir: Path) -> tuple[list[dict], list[dict]]:
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from helpers.atlases import build_synthetic_atlas
-    n = 100_000 if quick else 1_000_000
+    n = (20_000 if smoke() else 100_000) if quick else 1_000_000
     root = workdir / f"published-{n}"
     shutil.rmtree(root, ignore_errors=True)          # built afresh: an interrupted run leaves half an atlas
     factory = "IVF256,PQ16" if quick else "IVF1024,PQ16"
@@ -107,16 +107,16 @@ def published_part(quick: bool, workdir: Path) -> tuple[list[dict], list[dict]]:
     parquet_bytes = sum(f.stat().st_size for f in written.files)
     present = np.ones(n, bool)
     present[written.missing_ids] = False
-    q = moved(built.vectors[present], 100 if quick else 200, seed=3)
+    q = moved(built.vectors[present], (30 if smoke() else 100) if quick else 200, seed=3)
     truth = truth_of(q, built.vectors, present)
     recall, storage = [], []
     for precision in ("int8", "float16"):
         settings = Settings(home=root / f"home-{precision}")
         with Atlas.open(built.path, settings=settings) as atlas:
             report = prepare_embeddings(atlas, root / "parquet", atlas.cache_dir, precision, progress=False)
-            atlas.reload_full_vectors()
+            atlas.exactness.reload()
             t1 = time.perf_counter()
-            pool = atlas.calibrate_pool()
+            pool = atlas.exactness.calibrate()
             calibrate_s = time.perf_counter() - t1
             rows = recall_rows(atlas, f"published layout ({precision})", q, truth, built.vectors)
             at16 = next(r for r in rows if r["nprobe"] == 16)
@@ -145,7 +145,7 @@ def write_full_vectors(atlas: Atlas, planted: np.ndarray, planted_ids: np.ndarra
     del data
     np.save(out / PRESENT_FILE, np.full((atlas.count + 7) // 8, 255, np.uint8))
     (out / RECORD_FILE).write_text(json.dumps({"complete": True, "precision": "int8", "source": "benchmark rows"}))
-    atlas.reload_full_vectors()
+    atlas.exactness.reload()
     return out / PREPARED_FILE
 
 
@@ -172,7 +172,7 @@ def latency_rows(n: int, workdir: Path, factors: tuple[int, ...], queries: int) 
         rows.append(_row(n, "PQ codes only (baseline)", "-", "-", base, base))
         vec_file = write_full_vectors(atlas, np.load(path / "planted.npy"), np.load(path / "planted_ids.npy"))
         for factor in factors:
-            atlas._pool_factor = factor
+            atlas.exactness.pool_factor = factor
             warm = [_timed(lambda q=q: atlas.search(q, top_n=K, nprobe=nprobe)) for q in planted]
             cold = []
             for q in planted:
@@ -205,8 +205,8 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
     published, storage = published_part(quick, workdir)
     recall += published
     factors = tuple(sorted({10, storage[0]["pool_factor"]}))
-    sizes = (scale.QUICK_RECORDS,) if quick else (2_000_000, 20_000_000)
-    latency = [r for n in sizes for r in latency_rows(n, workdir, factors, 30 if quick else 100)]
+    sizes = (scale.quick_records(),) if quick else (2_000_000, 20_000_000)
+    latency = [r for n in sizes for r in latency_rows(n, workdir, factors, (5 if smoke() else 30) if quick else 100)]
     md = "**recall@10 against brute force, PQ codes only (baseline) and re-ranked with full vectors**\n\n"
     md += table(["atlas", "records", "nprobe", "pool per result", "recall@10 PQ", "recall@10 re-ranked",
                  "max similarity error PQ", "max similarity error re-ranked", "hits exact"],
@@ -225,7 +225,7 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
     md += ("\n\nThe demo atlas is a smoke test of the pipeline (drawn specimens, a colour-histogram stand-in encoder), "
            "not evidence of retrieval quality on real photos. The published-layout atlas's hierarchical synthetic "
            "vectors sit in tight clusters that 16-byte codes cannot resolve, so it needs a larger pool than real data "
-           "may; the pool is measured per atlas (`Atlas.calibrate_pool`, done by `prepare`). Latency rows use the "
+           "may; the pool is measured per atlas (`Exactness.calibrate`, done by `prepare`). Latency rows use the "
            "rehearsal atlases with random full vectors; 'cold' evicts the vector file's pages before each query, as a "
            "234M-record file (180 GB as int8) that cannot stay in memory would be read.")
     return {"title": "Exact answers: re-ranking with full vectors", "markdown": md,

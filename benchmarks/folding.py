@@ -24,7 +24,7 @@ from bioclip_nb.config import Settings
 from bioclip_nb.layout import PIXEL_MODEL, QUERIES_DIR
 
 from . import demo_baseline, scale
-from .common import table
+from .common import smoke, table
 
 TOP_N, NPROBE = 20, 16
 
@@ -71,10 +71,10 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
     """The suite's entry: the demo atlas (built in ``workdir`` if needed) and the rehearsal."""
     demo = demo_baseline.demo_atlas(quick, workdir)
     rows = [measure(demo, demo_queries(demo), "demo")]
-    n = scale.QUICK_RECORDS if quick else scale.PUBLISHED_RECORDS
+    n = scale.quick_records() if quick else scale.PUBLISHED_RECORDS
     rehearsal = (workdir / f"rehearsal-{n}") if quick else scale.default_dir(n)
     scale.build(rehearsal, n)
-    rows.append(measure(rehearsal, np.load(rehearsal / "planted.npy")[: 60 if quick else 300], "rehearsal"))
+    rows.append(measure(rehearsal, np.load(rehearsal / "planted.npy")[: (20 if smoke() else 60) if quick else 300], "rehearsal"))
     md = table(["atlas", "records", "vectors compared", "queries", "top-20 hits folded", "queries with a copy",
                 "short pages", "ms/query plain", "ms/query folded"],
                [[r["atlas"], f"{r['records']:,}", "raw" if r["raw_vectors"] else "PQ-decoded (identical codes)",

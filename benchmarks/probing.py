@@ -77,7 +77,7 @@ def measure(rehearsal: Path, n_queries: int = 50, home: Path | None = None) -> d
 
 def run(quick: bool = False, workdir: Path | None = None) -> dict:
     """The suite's entry: on the quick rehearsal (built here if needed), or the full one."""
-    n = scale.QUICK_RECORDS if quick else scale.PUBLISHED_RECORDS
+    n = scale.quick_records() if quick else scale.PUBLISHED_RECORDS
     rehearsal = (workdir / f"rehearsal-{n}") if (workdir is not None and quick) else scale.default_dir(n)
     scale.build(rehearsal, n)
     m = measure(rehearsal)              # a fresh home: "first use" is really the first

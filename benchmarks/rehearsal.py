@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import scale
-from .common import table
+from .common import smoke, table
 
 OPEN_CHILD = r"""
 import json, sys, time, psutil, numpy as np
@@ -65,7 +65,7 @@ def opening(rehearsal: Path) -> list[list]:
     planted = str(rehearsal / "planted.npy")
     rows = []
     for label, flag in (("previous: mmap, precomputed table built on open", "1"), ("ours: mmap, table skipped", "0")):
-        runs = [_child(OPEN_CHILD, path, flag, planted) for _ in range(3)]
+        runs = [_child(OPEN_CHILD, path, flag, planted) for _ in range(1 if smoke() else 3)]
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         rows.append([label, med["open_s"], med["open_mb"], med["first_search_s"], med["after_search_mb"]])
     return rows
@@ -152,12 +152,12 @@ def dashboard_ready(rehearsal: Path, home: Path) -> list[list]:
     derived = home / "derived"
     subprocess.run([sys.executable, "-m", "bioclip_nb.commands.cli", "prepare", "--atlas", str(rehearsal), "--derived-dir",
                     str(derived), "--no-map"], check=True, capture_output=True)
-    runs = [_child(DASH_CHILD, str(rehearsal), str(home / f"user{i}"), str(derived))["ready_s"] for i in range(3)]
+    runs = [_child(DASH_CHILD, str(rehearsal), str(home / f"user{i}"), str(derived))["ready_s"] for i in range(1 if smoke() else 3)]
     return [["dashboard built on the atlas after prepare (fresh process, imports included)", statistics.median(runs)]]
 
 
 def run(quick: bool = False, workdir: Path | None = None, records: int | None = None) -> dict:
-    n = records or (scale.QUICK_RECORDS if quick else scale.PUBLISHED_RECORDS)
+    n = records or (scale.quick_records() if quick else scale.PUBLISHED_RECORDS)
     # the quick rehearsal lives in the run's workdir; full-size ones are cached under $BIOCLIP_NB_HOME
     base = workdir if (workdir is not None and quick) else None
     main_dir = (base / f"rehearsal-{n}") if base is not None else scale.default_dir(n)

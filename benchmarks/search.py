@@ -19,7 +19,7 @@ from bioclip_nb.config import Settings
 from bioclip_nb.demo import build_synthetic, synthetic
 from bioclip_nb.insight.explore import exact_neighbours, nprobe_steps
 
-from .common import table
+from .common import smoke, table
 
 
 def atlas_for(n: int, workdir: Path) -> tuple[Path, np.ndarray]:
@@ -33,8 +33,8 @@ def atlas_for(n: int, workdir: Path) -> tuple[Path, np.ndarray]:
 
 
 def run(quick: bool = False, workdir: Path | None = None) -> dict:
-    n = 100_000 if quick else 1_000_000
-    n_queries = 50 if quick else 200
+    n = (20_000 if smoke() else 100_000) if quick else 1_000_000
+    n_queries = (20 if smoke() else 50) if quick else 200
     workdir = Path(workdir or tempfile.mkdtemp())
     path, vectors = atlas_for(n, workdir)
     rng = np.random.default_rng(7)

@@ -32,7 +32,7 @@ import numpy as np
 from bioclip_nb.layout import BIOCLIP2
 
 from . import scale
-from .common import table
+from .common import smoke, table
 
 KERNEL = r"""
 import json, os, sys, time, psutil
@@ -198,10 +198,12 @@ def throughput(atlas: Path, hf: Path, work: Path, clients: int = 8, each: int = 
 
 def run(quick: bool = False, workdir: Path | None = None) -> dict:
     arch, n_labels, n, n_kernels = ("ViT-B-32", 20_000, 3, 2) if quick else ("ViT-L-14", 200_000, 20, 4)
+    if smoke():
+        n_labels, n = 2_000, 2
     work = (workdir or Path(tempfile.mkdtemp(prefix="bioclip-service-"))) / "service"
     hf = work / f"hf-{arch}"
     install_model(hf, arch, n_labels)
-    records = scale.QUICK_RECORDS if quick else scale.PUBLISHED_RECORDS
+    records = scale.quick_records() if quick else scale.PUBLISHED_RECORDS
     atlas = (workdir / f"rehearsal-{records}") if (quick and workdir) else scale.default_dir(records)
     scale.build(atlas, records)
     cli_rows, raw = cli_searches(atlas, hf, work, n)

@@ -22,6 +22,7 @@ import pandas as pd
 from .encoders.base import Encoder as EncoderLike
 from .images.fetch import FetchResult
 from .insight.figures import SearchFigures
+from .request import SearchRequest
 
 __all__ = ["AtlasLike", "EncoderLike", "FetcherLike", "FiguresLike"]
 
@@ -39,8 +40,9 @@ class AtlasLike(Protocol):
     fingerprint: str
     content_fingerprint: str
 
-    def search(self, vectors, top_n: int = ..., nprobe: int = ..., scope=..., taxon=None, model: str | None = None,
+    def search(self, vectors, top_n: int = ..., nprobe: int | None = None, scope=..., taxon=None, model: str | None = None,
                fold: bool = False, exact: bool | None = None) -> pd.DataFrame: ...
+    # (the arguments are a ``request.SearchRequest``'s: build one and call ``request.run(atlas, ...)``)
 
     def lookup(self, ids) -> pd.DataFrame: ...
 
@@ -75,6 +77,6 @@ class FetcherLike(Protocol):
 class FiguresLike(Protocol):
     """The Plots tab's pictures."""
 
-    def search(self, vector, nprobe: int, top_n: int, scope: str, taxon, hits: pd.DataFrame) -> SearchFigures: ...
+    def search(self, vector, request: SearchRequest, hits: pd.DataFrame) -> SearchFigures: ...
 
     def map(self, vector, nprobe: int, hits: pd.DataFrame | None) -> bytes: ...

@@ -47,9 +47,12 @@ def test_search_vectors_inat_genus_json(capsys, published_atlas, tmp_path):
     code, out, err = run(capsys, "search", "--vectors", str(q), "--atlas", str(published_atlas.path),
                          "--scope", "inat", "--taxon", f"genus={genus}", "--format", "json")
     assert code == 0, err
-    hits = json.loads(out)
+    body = json.loads(out)
+    assert list(body) == ["software", "searches"] and len(body["searches"]) == 1
+    hits = body["searches"][0]["hits"]
     assert isinstance(hits, list) and len(hits) == 10
-    assert list(hits[0]) == CONTRACT + EXTRAS
+    assert list(hits[0]) == CONTRACT + EXTRAS[:1]
+    assert list(body["searches"][0]["provenance"]) == EXTRAS[1:] + ["depth_note"]
     assert hits[0]["id"] == member
     assert all(h["genus"] == genus and h["publisher"] == "iNaturalist.org" and h["has_url"] for h in hits)
     assert all(h["url"].startswith("https://") for h in hits)
@@ -60,7 +63,7 @@ def test_search_several_vectors_gives_list_of_arrays(capsys, published_atlas, tm
     np.save(q, published_atlas.vectors[:3])
     code, out, _ = run(capsys, "search", "--vectors", str(q), "--atlas", str(published_atlas.path), "--top-n", "4")
     assert code == 0
-    arrays = json.loads(out)
+    arrays = [s["hits"] for s in json.loads(out)["searches"]]
     assert [len(a) for a in arrays] == [4, 4, 4]
     assert [a[0]["id"] for a in arrays] == [0, 1, 2]
 
@@ -79,7 +82,7 @@ def test_search_csv_and_table_to_file(capsys, published_atlas, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["search", "--vectors", "q.npy", "--top-n", "5000"], "--top-n must be from 1 to 1000"),
+    (["search", "--vectors", "q.npy", "--top-n", "5000"], "--top-n must be a whole number from 1 to 1000, got 5000"),
     (["search", "--vectors", "q.npy", "--scope", "some"], "invalid choice: 'some'"),
     (["search", "--vectors", "q.npy", "--taxon", "class"], "must look like RANK=NAME"),
     (["search", "--vectors", "q.npy", "--taxon", "tribe=Bombini"], "unknown rank 'tribe'"),

@@ -26,6 +26,7 @@ from bioclip_nb.faces import AtlasLike, EncoderLike, FetcherLike, FiguresLike
 from bioclip_nb.images.fetch import ImageFetcher
 from bioclip_nb.insight.figures import LocalFigures
 from bioclip_nb.layout import BIOCLIP2, VECTORS_FILE
+from bioclip_nb.request import SearchRequest
 from bioclip_nb.service.client import connect
 
 KINDS = ("raw vectors", "PQ codes only")
@@ -96,6 +97,25 @@ def test_search_with_scope_taxon_fold_and_exactness(pair, atlases):
         assert a["exact"].all() == (kind == KINDS[0] and kwargs.get("exact") is not False)
 
 
+def test_one_request_runs_alike_and_is_refused_alike(published_atlas, tmp_path):
+    """A ``SearchRequest`` searches either face the same way, and a request outside the legal
+    ranges (the atlas's own depth included) is refused by both with the same words."""
+    q = published_atlas.vectors[11]
+    with Atlas.open(published_atlas.path, settings=Settings(home=tmp_path / "local")) as local, \
+            server_process(published_atlas.path, tmp_path / "server") as (_proc, record):
+        remote = connect(record.url, record.token).atlas
+        request = SearchRequest(top_n=6, scope="url", fold=True)
+        _same_hits(request.run(local, q), request.run(remote, q))
+        for bad in ({"nprobe": local.nlist + 1}, {"nprobe": 0}, {"top_n": 1001}, {"scope": "everywhere"},
+                    {"taxon": {"tribe": "Vulpini"}}):
+            messages = []
+            for atlas in (local, remote):
+                with pytest.raises(ValueError) as caught:
+                    atlas.search(q, **bad)
+                messages.append(str(caught.value))
+            assert messages[0] == messages[1], bad
+
+
 def test_lookups_and_stored_vectors(pair):
     kind, local, remote = pair
     ids = [5, 0, 17, 5]
@@ -141,12 +161,12 @@ def test_figures_say_the_same(pair, atlases):
         messages = []
         for faces in (local, remote):
             with pytest.raises(ValueError) as caught:
-                faces.figures.search(q, 1, 5, "all", None, hits)
+                faces.figures.search(q, SearchRequest(top_n=5, nprobe=1), hits)
             messages.append(str(caught.value))
         assert messages[0] == messages[1] and "flat index" in messages[0]
         return
-    a = local.figures.search(q, 1, 5, "all", None, hits)
-    b = remote.figures.search(q, 1, 5, "all", None, hits)
+    a = local.figures.search(q, SearchRequest(top_n=5, nprobe=1), hits)
+    b = remote.figures.search(q, SearchRequest(top_n=5, nprobe=1), hits)
     assert a.note == b.note and a.cells_png[:8] == b.cells_png[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -101,7 +101,7 @@ def test_taxon_filter_with_completion(dash, dash_root):
     assert set(dash.session.hits["genus"]) == {"Parus"}
     dash.controls.taxon_rank.value = "(no filter)"
     dash.wait()
-    assert dash.controls.taxon_name.disabled and dash.session.settings.taxon == {}
+    assert dash.controls.taxon_name.disabled and dash.session.request.taxon == {}
 
 
 def test_tree_consensus_and_detail(dash, dash_root):
@@ -140,7 +140,7 @@ def test_exports(dash, dash_root):
     from bioclip_nb.outputs.results import image_filename
     _upload_and_search(dash, query_file(dash_root, "Carabus"))
     hits = dash.session.hits
-    dash.tabs["export"].csv.click()
+    dash.tabs["export"].buttons["csv"].click()
     link = dash.tabs["export"].links.value
     assert 'download="bioclip-nb-results.csv"' in link
     df = pd.read_csv(io.StringIO(_download(link).decode()), dtype={"source_id": str})
@@ -150,7 +150,7 @@ def test_exports(dash, dash_root):
     expected = (f"{first['genus']} {first['species']}: image published by {first['publisher']} via "
                 f"{first['source_dataset'].upper()} ({link0})")
     assert df["attribution"].iloc[0] == expected
-    dash.tabs["export"].zip.click()
+    dash.tabs["export"].buttons["zip"].click()
     dash.wait()
     assert dash.tabs["export"].progress.layout.display == "none" and "ZIP ready" in dash.status.value
     with zipfile.ZipFile(io.BytesIO(_download(dash.tabs["export"].links.value))) as zf:
@@ -320,7 +320,7 @@ def test_a_search_runs_while_a_zip_is_prepared(dash, dash_root, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(results, "to_zip", slow_zip)
-    dash.tabs["export"].zip.click()                       # returns at once
+    dash.tabs["export"].buttons["zip"].click()                       # returns at once
     assert dash.jobs.running("zip") and dash.tabs["export"].progress.layout.display is None
     q = query_file(dash_root, "Vulpes")
     dash.controls.upload.value = ({"name": q.name, "type": "image/jpeg", "size": q.stat().st_size,

@@ -62,7 +62,7 @@ def test_cli_search_on_demo_query(demo_atlas, capsys):
     code = main(["search", str(demo_atlas / "queries" / q["file"]), "--atlas", str(demo_atlas), "--top-n", "5"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert len(json.loads(out)) == 5
+    assert len(json.loads(out)["searches"][0]["hits"]) == 5
 
 
 @pytest.mark.slow      # builds the 10,070-drawing demo atlas (about 2 minutes)

@@ -207,7 +207,7 @@ def test_the_recall_sweep_measures_pq_and_reranked_against_exact_truth(own, tmp_
 def test_the_pool_is_measured_per_atlas_and_kept(own, tmp_path):
     settings = Settings(home=tmp_path)
     with Atlas.open(own.path, settings=settings) as atlas:
-        found = atlas.calibrate_pool()
+        found = atlas.exactness.calibrate()
         assert found["recall"][found["factor"]] >= rerank.TARGET
         assert all(r < rerank.TARGET for f, r in found["recall"].items() if f < found["factor"])
     with Atlas.open(own.path, settings=settings) as again:
@@ -218,9 +218,9 @@ def test_cli_json_csv_and_the_wire_carry_exact(own, tmp_path, capsys):
     np.save(tmp_path / "q.npy", queries_near(own.vectors, 1, seed=7)[0])
     base = ["search", "--atlas", str(own.path), "--vectors", str(tmp_path / "q.npy"), "--top-n", "5", "--local"]
     assert main([*base, "--format", "json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert [r["exact"] for r in rows] == [True] * 5
-    assert {r["ranked_by"] for r in rows} == {"full vectors (atlas vectors.npy)"}
+    search = json.loads(capsys.readouterr().out)["searches"][0]
+    assert [r["exact"] for r in search["hits"]] == [True] * 5
+    assert search["provenance"]["ranked_by"] == "full vectors (atlas vectors.npy)"
     assert main([*base, "--format", "csv"]) == 0
     table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
     assert table["exact"].all()

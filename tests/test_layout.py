@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
+import re
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 import faiss
@@ -212,3 +215,51 @@ def test_concurrent_cache_writes_never_mix(tmp_path):
     assert done == [True] * len(payloads)           # no writer lost its file to another's rename
     assert target.read_bytes() in payloads
     assert [p.name for p in tmp_path.iterdir()] == ["entry.json"]
+
+
+_SEARCH_DEFAULT = re.compile(r"\b(nprobe|top_n|NPROBE|TOP_N)\b[^\n]*\b(16|1000)\b|\bmin\s*\(\s*16\b")
+
+
+def _code_lines(source: str) -> list[str]:
+    """``source``'s lines with strings and comments removed (what the code itself writes)."""
+    lines: dict[int, list[str]] = {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type not in (tokenize.STRING, tokenize.COMMENT):
+            lines.setdefault(tok.start[0], []).append(tok.string)
+    return [" ".join(parts) for _, parts in sorted(lines.items())]
+
+
+def _default_writers(paths) -> list[str]:
+    found = []
+    for path in paths:
+        if path.suffix == ".ipynb":
+            cells = json.loads(path.read_text())["cells"]
+            sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+        else:
+            sources = [path.read_text()]
+        found += [f"{path.name}: {line}" for src in sources for line in _code_lines(src) if _SEARCH_DEFAULT.search(line)]
+    return found
+
+
+def test_search_defaults_and_limits_are_written_once():
+    """The depth (16) and the Top N limit (1000) live in ``limits``; everything else reads them,
+    through ``request.SearchRequest`` or by name."""
+    notebooks = sorted((PACKAGE.parent / "notebooks").glob("*.ipynb"))
+    writers = _default_writers([p for p in sorted(PACKAGE.rglob("*.py")) if p.name != "limits.py"] + notebooks)
+    assert writers == []
+    # the scan sees a default written again, in code or in a tutorial
+    assert _default_writers([_scratch("hits = atlas.search(q, nprobe = 16)\n")]) != []
+    assert _default_writers([_scratch("n = min(16, atlas.nlist)  # the default\n")]) != []
+    assert _default_writers([_scratch('"""nprobe 16 is the default"""\n')]) == []
+
+
+def _scratch(code: str) -> Path:
+    import tempfile
+    path = Path(tempfile.mkdtemp()) / "scratch.py"
+    path.write_text(code)
+    return path
+
+
+def test_the_top_level_stays_small():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 16, top

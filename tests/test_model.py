@@ -243,7 +243,7 @@ def test_cli_search_by_image_end_to_end(tiny_model_atlas, capsys):
                  "--nprobe", "8", "--top-n", "3"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    first = [hits[0]["id"] for hits in json.loads(out)]
+    first = [s["hits"][0]["id"] for s in json.loads(out)["searches"]]
     assert first == [7, 123]
 
 

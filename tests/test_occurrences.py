@@ -131,7 +131,7 @@ def test_cli_with_occurrences_and_darwin_core(copies, gbif, capsys, monkeypatch,
                  "--with-occurrences", "--top-n", "8"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    rows = json.loads(out)
+    rows = json.loads(out)["searches"][0]["hits"]
     located = [r for r in rows if r["latitude"] is not None]
     assert located and all(r["occurrence_status"] in ("ok", "no occurrence record") for r in rows)
     assert {r["license"] for r in located} <= {"CC BY 4.0", "CC BY-NC 4.0", "CC0 1.0"}
@@ -185,18 +185,18 @@ def test_the_where_and_when_tab_narrows_the_gallery_and_the_exports(copies, gbif
     expected = set(hits.loc[hits["month"] == month, "id"].astype(int))
     assert len(d.tabs["gallery"].grid.children) == len(expected) < 20
     assert set(d.tabs["gallery"].tiles) == expected and "Showing" in d.status.value
-    d.tabs["export"].csv.click()
+    d.tabs["export"].buttons["csv"].click()
     csv = pd.read_csv(io.BytesIO(_download(d.tabs["export"].links.value)))
     assert set(csv["id"]) == expected and (csv["month"] == month).all()
     assert {"latitude", "longitude", "event_date", "license", "rights_holder", "citation"} <= set(csv.columns)
-    d.tabs["export"].dwc.click()
+    d.tabs["export"].buttons["dwc"].click()
     dwc = pd.read_csv(io.BytesIO(_download(d.tabs["export"].links.value)))
     assert set(dwc.columns) <= DWC_TERMS and len(dwc) == len(expected) and (dwc["month"] == month).all()
     d.tabs["where"].months.value = (1, 12)
     d.tabs["where"].reusable.value = True                           # reusable licences only
     kept = set(hits.loc[hits["license"].isin(["CC BY 4.0", "CC0 1.0"]), "id"].astype(int))
     assert set(d.tabs["gallery"].tiles) == kept
-    d.tabs["export"].zip.click()
+    d.tabs["export"].buttons["zip"].click()
     d.wait()
     with zipfile.ZipFile(io.BytesIO(_download(d.tabs["export"].links.value))) as zf:
         attribution = zf.read("ATTRIBUTION.txt").decode()

@@ -201,7 +201,7 @@ def test_cli_prepare_runtime_then_search_uses_it(tiny_bioclip, fresh_home, biocl
         code = main(["search", *queries, "--atlas", atlas, "--local", "--runtime", rt, "--top-n", "5", "--nprobe", "4"])
         out, err = capsys.readouterr()
         assert code == 0, err
-        answers[rt] = [[h["id"] for h in hits] for hits in json.loads(out)]
+        answers[rt] = [[h["id"] for h in s["hits"]] for s in json.loads(out)["searches"]]
     assert answers["torch"][0][0] == 11 and answers["torch"][1][0] == 150
     assert answers["onnxruntime"] == answers["torch"] == answers["openvino"]
     code = main(["prepare", "--atlas", str(bioclip_atlas / "pixel-atlas"), "--no-map", "--no-quantizer", "--runtime"])

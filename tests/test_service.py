@@ -23,6 +23,7 @@ from bioclip_nb.errors import ServerUnavailableError
 from bioclip_nb.images.fetch import FetchStatus, ImageFetcher
 from bioclip_nb.images.uploads import MAX_UPLOAD_BYTES, load_upload
 from bioclip_nb.layout import BIOCLIP2
+from bioclip_nb.request import SearchRequest
 from bioclip_nb.service.client import Client, connect
 from bioclip_nb.service.statefile import STATE_FILE, ServerRecord, read_record, write_record
 from bioclip_nb.testing.imagehost import ImageHost
@@ -164,7 +165,7 @@ def _untimed(rows):
     """Results without the search time (two searches seconds apart differ only there)."""
     if isinstance(rows, pd.DataFrame):
         return rows.drop(columns="searched_at")
-    return [{k: v for k, v in r.items() if k != "searched_at"} for r in rows]
+    return [{**s, "provenance": {k: v for k, v in s["provenance"].items() if k != "searched_at"}} for s in rows["searches"]]
 
 
 @pytest.mark.slow
@@ -379,7 +380,7 @@ def test_the_plots_come_from_the_server_as_they_would_locally(published_atlas, t
     with server_process(published_atlas.path, home) as (_, record):
         conn = connect(record.url, record.token)
         hits = conn.atlas.search(query, top_n=10, nprobe=4)
-        remote = conn.figures.search(query, 4, 10, "all", None, hits)
+        remote = conn.figures.search(query, SearchRequest(nprobe=4), hits)
         png = conn.figures.map(query, 4, hits)
     with Atlas.open(published_atlas.path) as local:
         assert LocalFigures(local).search(query, 4, 10, "all", None, hits).note == remote.note

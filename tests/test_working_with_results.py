@@ -187,22 +187,22 @@ def test_marks_survive_a_re_search_and_export_alone_with_provenance(copies_dash,
     d.wait()
     assert d.session.marks == {ids[1], ids[3]} and d.tabs["gallery"].marks[ids[1]].value is True
     d.tabs["export"].marked_only.value = True
-    d.tabs["export"].csv.click()
+    d.tabs["export"].buttons["csv"].click()
     csv = pd.read_csv(io.BytesIO(_download(d.tabs["export"].links.value)), dtype={"source_id": str})
     assert sorted(csv["id"]) == sorted([ids[1], ids[3]])
     atlas = d.session.atlas
     row = csv.iloc[0]
     assert list(csv.columns[-len(PROVENANCE) - 1:-1]) == PROVENANCE      # then the attribution
     assert row["model"] == atlas.model and row["atlas_fingerprint"] == atlas.content_fingerprint
-    assert row["atlas_records"] == atlas.count and row["nprobe"] == d.session.settings.nprobe
+    assert row["atlas_records"] == atlas.count and row["nprobe"] == d.session.request.nprobe
     assert row["scope"] == "all" and row["query_kind"] == "image" and row["query_input"] == "fox.jpg"
     assert row["query_sha256"] == sha256(data) and bool(row["duplicates_folded"]) is True
     assert row["software"].startswith("bioclip-nb ") and started <= datetime.fromisoformat(row["searched_at"]) <= datetime.now(UTC)
-    d.tabs["export"].json.click()
-    body = json.loads(_download(d.tabs["export"].links.value))
+    d.tabs["export"].buttons["json"].click()
+    body = json.loads(_download(d.tabs["export"].links.value))["searches"][0]
     assert sorted(h["id"] for h in body["hits"]) == sorted([ids[1], ids[3]])
-    assert body["provenance"]["query_sha256"] == sha256(data) and body["hits"][0]["atlas_records"] == atlas.count
-    d.tabs["export"].zip.click()
+    assert body["provenance"]["query_sha256"] == sha256(data) and body["provenance"]["atlas_records"] == atlas.count
+    d.tabs["export"].buttons["zip"].click()
     d.wait()
     with zipfile.ZipFile(io.BytesIO(_download(d.tabs["export"].links.value))) as zf:
         assert len(pd.read_csv(io.BytesIO(zf.read("hits.csv")))) == 2
@@ -213,7 +213,7 @@ def test_marks_survive_a_re_search_and_export_alone_with_provenance(copies_dash,
     d.tabs["export"].marked_only.value = True
     d.controls.search.click()
     d.wait()
-    d.tabs["export"].csv.click()
+    d.tabs["export"].buttons["csv"].click()
     assert "No hit is marked" in d.status.value
 
 
@@ -242,14 +242,14 @@ def test_a_batch_of_five_uploads_gives_five_rows_each_opening_its_gallery(copies
     d.tabs["batch"].opens.children[1].click()
     d.wait()
     assert d.current_tab == "gallery" and d.session.query.label == names[1]
-    assert d.session.hits is not None and len(d.tabs["gallery"].grid.children) == d.session.settings.top_n
+    assert d.session.hits is not None and len(d.tabs["gallery"].grid.children) == d.session.request.top_n
     assert d.session.hits["genus"].iloc[0] == "Vulpes"
-    d.tabs["batch"].csv.click()
+    d.tabs["batch"].buttons["summary"].click()
     table = pd.read_csv(io.BytesIO(_download(d.tabs["batch"].links.value)))
     assert table["file"].tolist() == names and (table["hits"] == 10).all()
     assert table["top_hit"].str.split().str[0].tolist() == ["Parus", "Vulpes", "Carabus", "Amanita", "Perca"]
     assert table["atlas_fingerprint"].nunique() == 1 and table["query_input"].tolist() == names
-    d.tabs["batch"].dwc.click()                              # the same batch as a Darwin Core identification sheet
+    d.tabs["batch"].buttons["dwc"].click()                              # the same batch as a Darwin Core identification sheet
     sheet = pd.read_csv(io.BytesIO(_download(d.tabs["batch"].links.value)))
     assert sheet["associatedMedia"].tolist() == names and (sheet["basisOfRecord"] == "HumanObservation").all()
 
@@ -308,7 +308,7 @@ def test_a_prediction_restricted_to_a_genus_names_only_its_species(bioclip_atlas
     assert "garden.csv (2 species)" in d.tabs["prediction"].within.value
     d.controls.search.click()
     d.wait()
-    d.tabs["export"].csv.click()
+    d.tabs["export"].buttons["csv"].click()
     row = pd.read_csv(io.BytesIO(_download(d.tabs["export"].links.value))).iloc[0]
     assert row["prediction_within"] == "garden.csv (2 species)" and row["query_predicted"].split(" (")[0] in names
     d.tabs["prediction"].checklist.value = ({"name": "bad.csv", "type": "text/csv", "size": 20, "last_modified": NOW,

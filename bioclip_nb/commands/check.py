@@ -111,7 +111,7 @@ def _derived(opened) -> Line:
 
 def full_vectors(opened) -> Line:
     """Whether searches of the atlas are ranked exactly (full vectors) or by its PQ codes alone."""
-    info = opened.full_vectors_info()
+    info = opened.exactness.info()
     if info is None:
         return Line("exactness", True, "no full vectors: results are ranked by 16-byte PQ codes (approximate order "
                     "and similarity)", warning=True,

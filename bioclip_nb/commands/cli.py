@@ -16,6 +16,7 @@ from .. import limits
 from .._version import __version__
 from ..errors import AtlasError, EncoderUnavailableError, UploadError, UsageError
 from ..layout import BIOCLIP2, PIXEL_MODEL, Scope, parse_taxon
+from ..outputs import formats
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,10 +26,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _top_n(text: str) -> int:
-    value = _int(text, "--top-n")
-    if not limits.MIN_TOP_N <= value <= limits.MAX_TOP_N:
-        raise argparse.ArgumentTypeError(f"--top-n must be from {limits.MIN_TOP_N} to {limits.MAX_TOP_N}, got {value}")
-    return value
+    try:
+        return limits.check_top_n(_int(text, "--top-n"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("--" + str(exc).replace("top_n", "top-n", 1)) from None
 
 
 def _positive(text: str) -> int:
@@ -87,13 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     _atlas_arg(s)
     s.add_argument("--top-n", type=_top_n, default=limits.DEFAULT_TOP_N,
                    help=f"hits per query, {limits.MIN_TOP_N}-{limits.MAX_TOP_N} (default {limits.DEFAULT_TOP_N})")
-    s.add_argument("--nprobe", type=_positive, default=None, help="IVF cells to scan (default min(16, nlist))")
+    s.add_argument("--nprobe", type=_positive, default=None, help=f"IVF cells to scan (default min({limits.DEFAULT_NPROBE}, nlist))")
     s.add_argument("--scope", choices=[sc.value for sc in Scope], default=Scope.ALL.value, help="records to search (default all)")
     s.add_argument("--taxon", type=_taxon, action="append", default=[], metavar="RANK=NAME",
                    help="keep only hits with this name at this rank, e.g. class=Aves (repeatable)")
-    s.add_argument("--format", choices=["json", "table", "csv", "summary", "dwc"], default="json",
-                   help="output format (default json); summary: one CSV row per photo (prediction, consensus, top "
-                        "hit); dwc: Darwin Core CSV (for photos, one row each with the prediction as identification)")
+    s.add_argument("--format", choices=formats.cli_keys(), default="json",
+                   help="output format (default json): " + "; ".join(f"{f.key}: {f.help}" for f in formats.FORMATS if f.in_cli))
     s.add_argument("--with-occurrences", action="store_true",
                    help="add each GBIF hit's place, date and licence from GBIF's occurrence API ($BIOCLIP_NB_GBIF_API)")
     s.add_argument("--no-fold", dest="fold", action="store_false",
@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=_positive, default=8866, help="port (default 8866)")
     v.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     v.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    v.add_argument("--base-url", default="/", metavar="PATH",
+                   help="serve under this path (behind a proxy, e.g. /user/NAME/bioclip-nb/; default /)")
+    v.add_argument("--exit-with-parent", action="store_true",
+                   help="stop (with Voila and its kernels) when the process that started this one exits "
+                        "(how the JupyterLab launcher starts it)")
     v.add_argument("--cull-idle", type=_minutes, default=30.0, metavar="MINUTES",
                    help="shut down kernels idle this long, page open or not (default 30; 0: never)")
     v.add_argument("--server", nargs="?", const="auto", default=None, metavar="URL",
@@ -280,8 +285,8 @@ def cmd_prepare(args) -> int:
             from ..core.embeddings import prepare_embeddings
             from ..core.fullvectors import DEFAULT_PRECISION
             report = prepare_embeddings(atlas, args.embeddings, atlas.cache_dir, args.precision or DEFAULT_PRECISION)
-            atlas.reload_full_vectors()
-            report["rerank_pool"] = atlas.calibrate_pool()
+            atlas.exactness.reload()
+            report["rerank_pool"] = atlas.exactness.calibrate()
             sys.stderr.write(f"full vectors for {report['records_with_vector']:,} of {report['records']:,} records; "
                              f"{report['records_without_vector']:,} have no published vector and keep their PQ "
                              f"estimate (exact=False); {report['rows_not_in_atlas']:,} parquet rows are not in this atlas\n")
@@ -357,7 +362,12 @@ def cmd_dashboard(args) -> int:
     from ..config import ENV_SERVER, Settings
     from ..core.atlas import Atlas
     from ..core.locate import locate_atlas
-    from .webapp import ServeOptions, describe, serve
+    from .webapp import ServeOptions, describe, exit_with_parent, serve
+    if args.exit_with_parent:
+        parent = os.getppid()
+        exit_with_parent()
+        if os.getppid() != parent:             # the parent died before the signal was armed
+            return 0
     settings = Settings.from_env()
     atlas = locate_atlas(args.atlas, settings)  # builds the demo here, with progress, if it is needed
     env = dict(os.environ)
@@ -367,10 +377,12 @@ def cmd_dashboard(args) -> int:
         print(f"kernels use the bioclip-nb server {env[ENV_SERVER]} (no model or index in them)", flush=True)
     else:
         Atlas.open(atlas).close()              # refuse a broken atlas before starting a server
-    options = ServeOptions(port=args.port, ip=args.ip, open_browser=not args.no_browser, cull_idle=args.cull_idle)
+    base_url = "/" + args.base_url.strip("/") + "/" if args.base_url.strip("/") else "/"
+    options = ServeOptions(port=args.port, ip=args.ip, open_browser=not args.no_browser, cull_idle=args.cull_idle,
+                           base_url=base_url)
     host = "localhost" if args.ip in ("127.0.0.1", "localhost") else args.ip
     print(f"bioclip-nb dashboard on {atlas}", flush=True)
-    print(describe(options, f"http://{host}:{args.port}/"), flush=True)
+    print(describe(options, f"http://{host}:{args.port}{base_url}"), flush=True)
     return serve(atlas, options, env=env)
 
 

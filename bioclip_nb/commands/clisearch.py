@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import limits
 from ..errors import UsageError
-from ..outputs import batch, darwincore, results
-from ..outputs.provenance import Provenance, for_search, stamp
+from ..outputs import batch, formats, results
+from ..outputs.provenance import Provenance, for_search
+from ..request import SearchRequest
 
 
 def cmd_search(args) -> int:
@@ -29,8 +29,8 @@ def cmd_search(args) -> int:
         raise UsageError("give exactly one of IMAGE..., --text or --vectors")
     if args.predict_within and not args.images:
         raise UsageError("--predict-within restricts the prediction for image queries; give IMAGE...")
-    if args.format == "summary" and not args.images:
-        raise UsageError("--format summary describes photos; give IMAGE...")
+    if formats.get(args.format).searches is None and not args.images:
+        raise UsageError(f"--format {args.format} describes photos; give IMAGE...")
     settings = Settings.from_env()
     named = _named_atlas(args.atlas, settings)         # None: the server's atlas, else the demo
     conn, text = search_connection(args, named, settings), None
@@ -70,47 +70,41 @@ def search(args, atlas, encoder_factory, occurrences_factory=None) -> str:
     """Encode the queries and search ``atlas`` (an ``Atlas`` or a server's ``RemoteAtlas``); the
     output text. ``occurrences_factory()`` gives what looks up GBIF records (``--with-occurrences``)."""
     from ..encoders.within import Within
-    nprobe = args.nprobe if args.nprobe is not None else limits.default_nprobe(atlas.nlist)
     try:
-        limits.check_nprobe(nprobe, atlas.nlist)
+        request = SearchRequest(top_n=args.top_n, nprobe=args.nprobe, scope=args.scope, taxon=args.taxon,
+                                fold=args.fold).for_atlas(atlas.nlist)
     except ValueError as exc:
         raise UsageError(f"--{exc}") from None
     within = Within.parse(args.predict_within) if args.predict_within else None
-    settings = {"top_n": args.top_n, "nprobe": nprobe, "scope": args.scope, "taxon": args.taxon or None, "fold": args.fold}
-    base = for_search(atlas, nprobe, args.scope, args.taxon, folded=args.fold)
+    base = for_search(atlas, request)
+    fmt = formats.get(args.format)
     if args.images:
         encoder = encoder_factory()
         photos = batch.encode_photos(encoder, batch.files(args.images))
-        if args.format not in ("summary", "dwc"):         # tables with a row per photo say what went wrong
+        if fmt.photos is None:                          # tables with a row per photo say what went wrong
             for path, photo in zip(args.images, photos):
                 if photo.error:
                     raise _upload_error(path, photo.error)
-        batch.search_photos(atlas, encoder, photos, within=within, strict=True, **settings)
-        if args.format == "summary":
-            return batch.summary_csv(photos, base)
-        if args.format == "dwc":
-            return darwincore.photos_table(photos, encoder.model_id, base.searched_at).to_csv(index=False)
+        batch.search_photos(atlas, encoder, photos, request, within=within, strict=True)
+        if fmt.photos is not None:
+            return formats.write_photos(fmt.key, formats.PhotoBatch(photos, base, encoder.model_id)).decode("utf-8")
         provs = [batch.photo_provenance(base, photo) for photo in photos]
         hits = _stack([p.hits for p in photos])
         labels = [_label(str(path), photo) for path, photo in zip(args.images, photos)]
-        return _render(args.format, _occurrences(args, hits, occurrences_factory), provs, labels)
-    if args.vectors is not None:
+    elif args.vectors is not None:
         vectors = _read_vectors(args.vectors, atlas.dim)
         labels = [f"{args.vectors}[{i}]" for i in range(len(vectors))]
         provs = [Provenance(**{**base.__dict__, "query_kind": "vectors", "query": label}) for label in labels]
-        hits = atlas.search(vectors, model=None, **settings)
+        hits = request.run(atlas, vectors)
     else:
         encoder = encoder_factory()
         vectors = encoder.encode_text(args.text)[None, :]
         labels = [f"text: {args.text}"]
         provs = [Provenance(**{**base.__dict__, "query_kind": "text", "query": args.text})]
-        hits = atlas.search(vectors, model=encoder.model_id, **settings)
-    if "query" not in hits:
-        hits = hits.assign(query=0)
-    hits = _occurrences(args, hits, occurrences_factory)
-    if args.format == "dwc":
-        return darwincore.hits_table(hits).to_csv(index=False)
-    return _render(args.format, hits, provs, labels)
+        hits = request.run(atlas, vectors, model=encoder.model_id)
+    hits = _occurrences(args, hits if "query" in hits else hits.assign(query=0), occurrences_factory)
+    pages = formats.Searches([f.drop(columns="query") for f in results.per_query(hits, len(provs))], provs, labels)
+    return formats.write_searches(fmt.key, pages).decode("utf-8")
 
 
 def _occurrences(args, hits: pd.DataFrame, factory) -> pd.DataFrame:
@@ -119,16 +113,6 @@ def _occurrences(args, hits: pd.DataFrame, factory) -> pd.DataFrame:
         return hits
     from ..occurrences import with_occurrences
     return with_occurrences(hits, factory().lookup(hits))
-
-
-def _render(fmt: str, hits: pd.DataFrame, provs: list[Provenance], labels: list[str]) -> str:
-    frames = results.per_query(hits, len(provs))
-    if fmt == "json":
-        return results.to_json([stamp(f.drop(columns="query"), p) for f, p in zip(frames, provs)]) + "\n"
-    if fmt == "csv":
-        out = stamp(hits, provs)
-        return results.to_csv(out if len(provs) > 1 else out.drop(columns="query"))
-    return results.to_table(frames, labels)
 
 
 def _stack(frames: list[pd.DataFrame | None]) -> pd.DataFrame:

@@ -46,7 +46,7 @@ def steps(atlas: Atlas, with_map: bool = True, with_quantizer: bool = True) -> l
         out.append(Step(f"bitmap and cell counts: {scope.value}",
                         lambda a, s=scope: (a.bitmap(s), a.cell_counts(s))))
     if atlas.full_vectors is not None:
-        out.append(Step("re-ranking pool", lambda a: a.calibrate_pool()))
+        out.append(Step("re-ranking pool", lambda a: a.exactness.calibrate()))
     if atlas.nlist > 1:
         if with_quantizer and atlas.nlist >= 1024:
             out.append(Step("HNSW coarse quantizer", _quantizer))

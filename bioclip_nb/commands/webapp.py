@@ -36,6 +36,7 @@ class ServeOptions:
     ip: str = "127.0.0.1"
     open_browser: bool = True
     cull_idle: float = 30.0          # minutes; 0 turns culling off
+    base_url: str = "/"              # the path Voilà serves under (behind jupyter-server-proxy: .../bioclip-nb/)
 
 
 def notebook_path() -> Path:
@@ -47,6 +48,8 @@ def voila_command(options: ServeOptions) -> list[str]:
     """The Voilà command line for the dashboard notebook under ``options``."""
     cmd = [sys.executable, "-m", "voila", str(notebook_path()), f"--port={options.port}",
            f"--Voila.ip={options.ip}", "--VoilaConfiguration.show_tracebacks=False"]
+    if options.base_url != "/":
+        cmd.append(f"--Voila.base_url={options.base_url}")
     if options.cull_idle > 0:
         seconds = max(1, round(options.cull_idle * 60))
         cmd += [f"--MappingKernelManager.cull_idle_timeout={seconds}",
@@ -68,10 +71,17 @@ def describe(options: ServeOptions, url: str) -> str:
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     os.setsid()                  # its own process group: a terminal's Ctrl+C reaches us, we stop it
+    exit_with_parent()
+
+
+def exit_with_parent() -> None:
+    """Have Linux send this process SIGTERM when its parent dies (``PR_SET_PDEATHSIG``): a
+    dashboard started by a Jupyter server (``launcher``) stops, with Voilà and its kernels, when
+    that server goes away without stopping it. Elsewhere a no-op."""
     if sys.platform.startswith("linux"):
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)         # PR_SET_PDEATHSIG: SIGTERM when this parent dies
+        libc.prctl(1, signal.SIGTERM)         # PR_SET_PDEATHSIG
 
 
 def stop_tree(proc: subprocess.Popen, grace: float = GRACE) -> None:

@@ -14,7 +14,6 @@ inferred (BioCLIP 2's vectors). The file names and the manifest are defined in `
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from pathlib import Path
 
@@ -36,16 +35,16 @@ from ..layout import (
     model_spec,
     parse_taxon,
 )
+from ..request import SearchRequest
 from . import folding, probing, rerank
 from . import index as ivf
 from .derived import DerivedData
+from .exactness import Exactness
 from .fullvectors import FullVectors
 from .metadata import MAX_LOOKUP, MetadataStore
 
 #: A scope holding records in at least this share of the cells is searched the ordinary way first.
 LARGE_SCOPE = 0.5
-#: The measured re-ranking pool factor, in an atlas's derived data (``Atlas.calibrate_pool``).
-POOL_FILE = "rerank-pool.json"
 
 
 class Atlas:
@@ -62,10 +61,7 @@ class Atlas:
         self.data = DerivedData(settings, fingerprint)     # derived data: prepared, cached, in memory
         self._content_fingerprint: str | None = None
         self._centroids: np.ndarray | None = None
-        self._lock = threading.RLock()
-        self._full: FullVectors | None = None
-        self._full_checked = False
-        self._pool_factor: int | None = None
+        self.exactness = Exactness(self)                    # full vectors and the re-ranking pool
         self.quantizer = "flat"
 
     # ------------------------------------------------------------------ opening
@@ -196,18 +192,8 @@ class Atlas:
             "index_type": type(self.index).__name__, "quantizer": self.quantizer, "format_version": self.manifest.format_version,
             "created": self.manifest.created, "source": self.manifest.source,
             "scope_counts": self.scope_counts(),
-            "full_vectors": self.full_vectors_info(),
+            "full_vectors": self.exactness.info(),
         }
-
-    def full_vectors_info(self) -> dict | None:
-        """Where this atlas's full vectors come from and how many records have one (None: the
-        atlas has none, and searches rank by PQ codes alone)."""
-        full = self.full_vectors
-        if full is None:
-            return None
-        covered = full.covered()
-        return {"source": full.source, "precision": full.precision, "records_with_vector": min(covered, self.count),
-                "records_without_vector": max(self.count - covered, 0), "path": str(full.path)}
 
     def derived(self, name: str) -> Path:
         """Where this atlas's derived file ``name`` is (``DerivedData.path``): the shared prepared
@@ -290,17 +276,14 @@ class Atlas:
             raise ValueError("a query vector is all zeros; it has no direction to search")
         return np.ascontiguousarray(arr / norms, dtype=np.float32)
 
-    def check_settings(self, top_n: int, nprobe: int) -> None:
-        """Refuse a ``top_n`` or an ``nprobe`` outside the legal ranges (``limits``)."""
-        limits.check_top_n(top_n)
-        limits.check_nprobe(nprobe, self.nlist)
-
-    def search(self, vectors, top_n: int = limits.DEFAULT_TOP_N, nprobe: int = limits.DEFAULT_NPROBE, scope: Scope | str = Scope.ALL,
+    def search(self, vectors, top_n: int = limits.DEFAULT_TOP_N, nprobe: int | None = None, scope: Scope | str = Scope.ALL,
                taxon=None, model: str | None = None, fold: bool = False, exact: bool | None = None) -> pd.DataFrame:
         """Nearest records to one vector ``(dim,)`` or a batch ``(n, dim)``.
 
         Returns a DataFrame with ``RESULT_COLUMNS`` (plus ``query``, the query number, for a
-        batch), ordered by query then rank. With a scope or taxon filter, the cells that hold
+        batch), ordered by query then rank. The arguments are a ``request.SearchRequest``'s
+        (``SearchRequest.run`` passes them); ``nprobe`` None scans ``limits.default_nprobe``
+        cells. With a scope or taxon filter, the cells that hold
         in-scope records are scanned nearest first until at least ``nprobe`` of them and
         ``top_n`` in-scope records have been covered, so a page is full whenever the scope holds
         ``top_n`` records; ``cells_scanned`` says how many cells each query scanned.
@@ -318,9 +301,9 @@ class Atlas:
         """
         batch = np.asarray(vectors).ndim == 2
         queries = self.check_vectors(vectors, model)
-        self.check_settings(top_n, nprobe)
-        full = self._full_for(exact)
-        scope = Scope.parse(scope)
+        req = SearchRequest.for_nlist(self.nlist, top_n=top_n, nprobe=nprobe, scope=scope, taxon=taxon, fold=bool(fold), exact=exact)
+        top_n, nprobe, scope, taxon, fold = req.top_n, req.nprobe, Scope(req.scope), req.taxon or None, req.fold
+        full = self.exactness.for_search(req.exact)
         t0 = time.perf_counter()
         bitmap, key = self._scope(scope, taxon)
         t1 = time.perf_counter()
@@ -340,69 +323,13 @@ class Atlas:
 
     @property
     def full_vectors(self) -> FullVectors | None:
-        """The atlas's full vectors (its ``vectors.npy``, or prepared from published embeddings
-        by ``bioclip-nb prepare --embeddings``), or None: then searches rank by PQ codes alone."""
-        with self._lock:
-            if not self._full_checked:
-                found = FullVectors.of_atlas(self.path, self.derived)
-                self._full = found if found is not None and found.fits(self.count, self.dim) else None
-                self._full_checked = True
-            return self._full
-
-    def reload_full_vectors(self) -> None:
-        """Look for the full vectors again (after ``prepare --embeddings`` wrote them)."""
-        with self._lock:
-            self._full, self._full_checked, self._pool_factor = None, False, None
+        """The atlas's full vectors, or None: searches then rank by PQ codes alone (``exactness``)."""
+        return self.exactness.full_vectors
 
     @property
     def pool_factor(self) -> int:
-        """Candidates re-ranked per result asked for (``rerank``): measured for this atlas and
-        kept with its derived data; measured now for an atlas of up to
-        ``rerank.CALIBRATE_ON_OPEN`` records, else ``rerank.POOL_FACTOR`` until ``prepare``."""
-        with self._lock:
-            if self._pool_factor is None:
-                found = self._read_pool_factor()
-                if found is None and self.full_vectors is not None and self.count <= rerank.CALIBRATE_ON_OPEN:
-                    found = self.calibrate_pool()["factor"]
-                self._pool_factor = found or rerank.POOL_FACTOR
-            return self._pool_factor
-
-    def _read_pool_factor(self) -> int | None:
-        try:
-            return int(self.data.read_json(POOL_FILE)["factor"])
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    def calibrate_pool(self, queries: int = 128, seed: int = 0) -> dict:
-        """Measure the pool factor (``rerank.calibrate``) on ``queries`` of the atlas's own full
-        vectors, each moved (cosine about 0.8 to it) as a new photo of the same kind of organism
-        would be; keep it with the derived data and return the measurement."""
-        full = self.full_vectors
-        if full is None:
-            raise ValueError(f"the atlas {self.path} has no full vectors, so there is nothing to re-rank with")
-        rng = np.random.default_rng(seed)
-        ids = np.unique(rng.integers(0, self.count, size=4 * queries))
-        rows, has = full.get(ids)
-        rows = rows[has][:queries]
-        noise = rng.standard_normal(rows.shape).astype(np.float32)
-        moved = rows + 0.75 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
-        q = self.check_vectors(moved)
-        nprobe = limits.default_nprobe(self.nlist)
-        found = rerank.calibrate(lambda qs, pool: ivf.search(self.index, qs, pool, nprobe), q, full, self.metric)
-        found["nprobe"] = nprobe
-        self.data.write_json(POOL_FILE, found)
-        with self._lock:
-            self._pool_factor = int(found["factor"])
-        return found
-
-    def _full_for(self, exact: bool | None) -> FullVectors | None:
-        if exact is False:
-            return None
-        full = self.full_vectors
-        if exact and full is None:
-            raise ValueError(f"the atlas {self.path} has no full vectors to rank exactly with; prepare them with "
-                             "`bioclip-nb prepare --atlas DIR --embeddings PARQUET_DIR`, or search with exact=False")
-        return full
+        """Candidates re-ranked per result asked for (``exactness.Exactness.pool_factor``)."""
+        return self.exactness.pool_factor
 
     def _candidates(self, queries: np.ndarray, k: int, nprobe: int, bitmap: np.ndarray | None, key: str,
                     full: FullVectors | None, want_cells: bool = False):

@@ -14,6 +14,7 @@ from ..config import Settings
 from ..core.locate import locate_atlas
 from ..errors import AtlasError, ServerError
 from ..layout import display_name
+from ..request import SearchRequest
 from . import html
 from .callbacks import guarded
 from .jobs import Job, JobRunner
@@ -298,11 +299,11 @@ class Dashboard:
     # ------------------------------------------------------------------ rendering
     def read_settings(self) -> None:
         """Copy the controls into the session's settings."""
-        c, st = self.controls, self.session.settings
-        st.top_n, st.nprobe, st.scope = int(c.top_n.value), int(c.nprobe.value), c.scope.value
-        st.fold = bool(c.fold.value)
+        c = self.controls
         name = (c.taxon_name.value or "").strip()
-        st.taxon = {c.taxon_rank.value: name} if c.taxon_rank.value != NO_TAXON and name else {}
+        self.session.request = SearchRequest(
+            top_n=int(c.top_n.value), nprobe=int(c.nprobe.value), scope=c.scope.value, fold=bool(c.fold.value),
+            taxon={c.taxon_rank.value: name} if c.taxon_rank.value != NO_TAXON and name else {}).for_atlas(self.session.atlas.nlist)
 
     def after_query(self) -> None:
         """Show a new query: its picture, and every tab's first look at it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipywidgets as w
 
 from ..encoders.within import Within
-from ..outputs import batch, darwincore
+from ..outputs import batch, formats
 from ..outputs.provenance import for_search
 from . import html
 from .callbacks import guarded
@@ -18,19 +18,24 @@ from .views import close_all
 
 
 class BatchView:
-    """The table, an Open button per photo, and the table's CSV download."""
+    """The table, an Open button per photo, and a download per one-row-per-photo format."""
 
-    def __init__(self, on_open, on_csv):
+    ICONS = {"summary": "table", "dwc": "leaf"}
+
+    def __init__(self, on_open, on_prepare):
         self._on_open = on_open
         self.table = w.HTML(html.batch_table(None))
         self.opens = w.VBox([])
-        self.csv = w.Button(description="Prepare table CSV", icon="table", disabled=True)
-        self.csv.on_click(lambda _b: on_csv())
-        self.dwc = w.Button(description="Darwin Core sheet", icon="leaf", disabled=True,
-                            tooltip="one row per photo, BioCLIP 2's prediction as an unverified identification")
-        self.dwc.on_click(lambda _b: on_csv(darwin_core=True))
+        self.buttons: dict[str, w.Button] = {}
+        for key in formats.photo_keys():
+            fmt = formats.get(key)
+            b = w.Button(description=f"Prepare {fmt.label}", icon=self.ICONS.get(key, "download"), disabled=True,
+                         tooltip=fmt.help, layout=w.Layout(width="auto"))
+            b.on_click(lambda _b, key=key: on_prepare(key))
+            self.buttons[key] = b
         self.links = w.HTML()
-        self.widget = w.VBox([self.table, w.HTML("<b>Open a photo's results</b>"), self.opens, w.HBox([self.csv, self.dwc]), self.links])
+        self.widget = w.VBox([self.table, w.HTML("<b>Open a photo's results</b>"), self.opens,
+                              w.HBox(list(self.buttons.values())), self.links])
 
     def show(self, photos: list[batch.Photo]) -> None:
         self.table.value = html.batch_table(batch.summary(photos))
@@ -43,7 +48,8 @@ class BatchView:
             buttons.append(b)
         self.opens.children = buttons
         close_all(old)
-        self.csv.disabled = self.dwc.disabled = not photos
+        for b in self.buttons.values():
+            b.disabled = not photos
         self.links.value = ""
 
 
@@ -54,7 +60,7 @@ class BatchTab(Tab, BatchView):
 
     def __init__(self, app: App):
         Tab.__init__(self, app)
-        BatchView.__init__(self, self.open_photo, self.prepare_csv)
+        BatchView.__init__(self, self.open_photo, self.prepare)
 
     def run(self, files) -> None:
         """Encode and search the uploaded files (``FileUpload`` values), one row each."""
@@ -74,20 +80,14 @@ class BatchTab(Tab, BatchView):
         self.app.show_tab("gallery")
 
     @guarded
-    def prepare_csv(self, darwin_core: bool = False) -> None:
-        """The batch's table, or its Darwin Core identification sheet, as a download link."""
+    def prepare(self, key: str) -> None:
+        """The batch in the format ``key`` (the summary table, the Darwin Core sheet) as a download link."""
         s = self.session
-        photos, st = s.batch, s.settings
-        if not photos:
+        if not s.batch:
             raise ValueError("No batch yet: upload several photos at once.")
         within: Within | None = s.prediction_within()
-        base = for_search(s.atlas, st.nprobe, st.scope, st.taxon, folded=st.fold)
-        if darwin_core:
-            sheet = darwincore.photos_table(photos, s.atlas.model, base.searched_at).to_csv(index=False)
-            self.links.value = html.download_link(sheet.encode("utf-8"), "bioclip-nb-identifications-dwc.csv",
-                                                  "text/csv", "Download the Darwin Core sheet")
-            return
-        data = batch.summary_csv(photos, base).encode("utf-8")
-        self.links.value = html.download_link(data, "bioclip-nb-batch.csv", "text/csv",
-                                              "Download the table (CSV)" + (f", predictions within {within.label}"
+        fmt = formats.get(key)
+        data = formats.write_photos(key, formats.PhotoBatch(s.batch, for_search(s.atlas, s.request), s.atlas.model))
+        self.links.value = html.download_link(data, f"bioclip-nb-batch-{key}{fmt.suffix}", fmt.mime,
+                                              f"Download the {fmt.label}" + (f", predictions within {within.label}"
                                                                             if within else ""))

@@ -1,12 +1,10 @@
-"""The Export tab: CSV, JSON, Darwin Core and a ZIP of images, of all results or the marked
-ones, each carrying the search's provenance (``provenance``)."""
+"""The Export tab: a button per export format (``outputs.formats``) for all results or the
+marked ones, each file carrying the search's provenance. The ZIP fetches in the background."""
 
 from __future__ import annotations
 
-import json
-
-from ..outputs import darwincore, results
-from ..outputs.provenance import describe
+from ..outputs import formats
+from ..outputs.formats import ExportFormat, Searches
 from . import html
 from .callbacks import guarded
 from .jobs import Job
@@ -22,55 +20,43 @@ class ExportTab(Tab, Export):
 
     def __init__(self, app: App):
         Tab.__init__(self, app)
-        Export.__init__(self, self.prepare_csv, self.prepare_zip, on_json=self.prepare_json, on_dwc=self.prepare_dwc)
+        shown = [f for f in formats.FORMATS if f.searches is not None and f.key != "table"]
+        Export.__init__(self, shown, self.prepare)
 
     def on_results(self) -> None:
         self.links.value = ""          # links to the last results' files would mislead
 
-    def _to_export(self):
-        return self.session.export_hits(marked_only=bool(self.marked_only.value))
-
-    def _which(self) -> str:
-        return "-marked" if self.marked_only.value else ""
-
-    @guarded
-    def prepare_csv(self) -> None:
-        data = results.to_csv(self._to_export()).encode("utf-8")
-        self.links.value = html.download_link(data, f"bioclip-nb-results{self._which()}.csv", "text/csv",
-                                                     "Download CSV")
+    def pages(self) -> Searches:
+        """The shown page (all hits, or the marked ones) with its provenance."""
+        s = self.session
+        return Searches.one(s.export_hits(marked_only=bool(self.marked_only.value)), s.provenance())
 
     @guarded
-    def prepare_json(self) -> None:
-        hits = self._to_export()
-        body = {"provenance": describe(self.session.provenance()), "hits": results.hits_to_records(hits)}
-        data = json.dumps(body, ensure_ascii=False, indent=1).encode("utf-8")
-        self.links.value = html.download_link(data, f"bioclip-nb-results{self._which()}.json",
-                                                     "application/json", "Download JSON")
+    def prepare(self, key: str) -> None:
+        """Write the results in the format ``key`` and offer the file (the ZIP in the background)."""
+        fmt = formats.get(key)
+        if key == "zip":
+            return self._prepare_zip(fmt)
+        data = fmt.searches(self.pages())
+        self.links.value = html.download_link(data, fmt.filename(bool(self.marked_only.value)), fmt.mime,
+                                              f"Download {fmt.label}")
 
-    @guarded
-    def prepare_dwc(self) -> None:
-        data = darwincore.hits_table(self._to_export()).to_csv(index=False).encode("utf-8")
-        self.links.value = html.download_link(data, f"bioclip-nb-darwin-core{self._which()}.csv", "text/csv",
-                                                     "Download Darwin Core CSV")
-
-    @guarded
-    def prepare_zip(self) -> None:
-        session = self.session
-        hits = self._to_export()
-        prov = describe(session.provenance())
-        name = f"bioclip-nb-results{self._which()}.zip"
+    def _prepare_zip(self, fmt: ExportFormat) -> None:
+        session, pages = self.session, self.pages()
+        name = fmt.filename(bool(self.marked_only.value))
         self.links.value = ""
-        self.start(len(hits))
+        self.start(len(pages.frames[0]))
         session.status = Status("Preparing the ZIP (images + CSV)...", Level.WORKING)
 
         def work(job: Job) -> None:
             self.app.jobs.wait(name="gallery")      # the images the gallery is still fetching
-            data = results.to_zip(hits, dict(session.images),
-                                  progress=lambda done: job.apply(lambda: self.step(done)),
-                                  cancel=job.cancel, provenance=prov)
+            pages.images = dict(session.images)
+            pages.progress = lambda done: job.apply(lambda: self.step(done))
+            pages.cancel = job.cancel
+            data = fmt.searches(pages)
             if data is None:
                 return
-            link = html.download_link(data, name, "application/zip", "Download ZIP (images + CSV)")
+            link = html.download_link(data, name, fmt.mime, "Download ZIP (images + CSV)")
             job.apply(lambda: self._zip_ready(link))
 
         jobs = self.app.jobs

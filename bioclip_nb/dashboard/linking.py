@@ -16,7 +16,7 @@ class Links(Part):
     def link_state(self) -> LinkState:
         """The current search as a link."""
         s, q = self.session, self.session.query
-        st = s.settings
+        st = s.request
         state = LinkState(scope=st.scope, taxon=dict(st.taxon), nprobe=int(st.nprobe), top_n=int(st.top_n),
                           fold=bool(st.fold), selected=s.selected if s.hits is not None else None)
         if q is not None and q.kind == "text":

@@ -65,8 +65,7 @@ class PlotsTab(Tab):
                                "so there are no cells or search depth to show.</p>")
             self.cells.layout.display = self.recall.layout.display = self.map_button.layout.display = "none"
             return
-        st = s.settings
-        figs = s.figures.search(s.encoding.embedding, int(st.nprobe), int(st.top_n), st.scope, st.taxon or None, s.hits)
+        figs = s.figures.search(s.encoding.embedding, s.request, s.hits)
         self.cells.value, self.recall.value = figs.cells_png, figs.recall_png
         self.note.value = f"<p>{escape(figs.note)}</p>"
         if self.map.layout.display != "none":
@@ -85,4 +84,4 @@ class PlotsTab(Tab):
         """The atlas map with the current query's cells and hits, as PNG (no widget touched)."""
         s = self.session
         vector = s.encoding.embedding if s.encoding is not None else None
-        return s.figures.map(vector, int(s.settings.nprobe), s.hits)
+        return s.figures.map(vector, int(s.request.nprobe), s.hits)

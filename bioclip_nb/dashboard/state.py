@@ -10,22 +10,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 import pandas as pd
 
-from .. import limits
 from ..encoders import Encoder, Encoding, EncodingCache
 from ..encoders.within import Within
 from ..errors import AtlasError, EncoderUnavailableError, ServerError, UploadError
 from ..faces import AtlasLike, FetcherLike, FiguresLike
 from ..images.fetch import FetchResult
 from ..images.uploads import load_upload
-from ..layout import Rank, Scope
+from ..layout import Rank
 from ..names import clean, scientific_name
 from ..outputs import provenance
 from ..outputs.provenance import sha256
+from ..request import SearchRequest
 from ..taxonomy import Consensus, TaxonNode, neighbour_consensus, result_tree
 from .places import Places
 from .wording import describe_failures
@@ -57,15 +57,6 @@ class Query:
     sha256: str = ""               # of the uploaded or fetched image's bytes
 
 
-@dataclass
-class SearchSettings:
-    top_n: int = limits.DEFAULT_TOP_N
-    nprobe: int = limits.DEFAULT_NPROBE
-    scope: str = Scope.ALL.value
-    taxon: dict[str, str] = field(default_factory=dict)
-    fold: bool = True              # fold copies of one image into one card
-
-
 class SearchSession:
     """One user's search state. Thread-safe where fetching runs in the background."""
 
@@ -81,7 +72,7 @@ class SearchSession:
         self._encoder: Encoder | None = None
         self.fetcher = fetcher
         self.cache = cache or EncodingCache()
-        self.settings = SearchSettings(nprobe=limits.default_nprobe(atlas.nlist))
+        self.request = SearchRequest(fold=True).for_atlas(atlas.nlist)   # the controls' settings (folded cards)
         self.query: Query | None = None
         self.encoding: Encoding | None = None
         self.encoded_by: str | None = None      # the runtime that encoded the query ("cache": none)
@@ -231,10 +222,7 @@ class SearchSession:
         if self.encoding is None:
             raise ValueError("Nothing to search with yet: upload a photo, type a name, or paste a URL.")
         self.cancel_fetches()
-        s = self.settings
-        hits = self.atlas.search(self.encoding.embedding, top_n=int(s.top_n), nprobe=int(s.nprobe),
-                                 scope=s.scope, taxon=dict(s.taxon) or None, model=self.encoding.model_id,
-                                 fold=bool(s.fold))
+        hits = self.request.run(self.atlas, self.encoding.embedding, model=self.encoding.model_id)
         self.searches += 1
         self.cells_scanned = (hits.attrs.get("cells_scanned") or [None])[0]
         for step, seconds in hits.attrs.get("timings", {}).items():
@@ -336,7 +324,8 @@ class SearchSession:
             (self.marks.add if marked else self.marks.discard)(int(hit_id))
 
     def export_hits(self, marked_only: bool = False) -> pd.DataFrame:
-        """The hits to export, with the provenance columns: all of them, or the marked ones."""
+        """The hits to export (all of them, or the marked ones) with their GBIF place and date
+        when looked up; each export format adds :meth:`provenance` (``outputs.formats``)."""
         if self.hits is None or not len(self.hits):
             raise ValueError("Nothing to export yet: search first.")
         hits = self.places.shown(self.hits)
@@ -346,7 +335,7 @@ class SearchSession:
             hits = hits[hits["id"].isin(self.marks)]
         if not len(hits):
             raise ValueError("No result passes the Where and when filters: widen them to export.")
-        return provenance.stamp(self.places.annotate(hits), self.provenance())
+        return self.places.annotate(hits)
 
     def copies(self, hit_id: int) -> pd.DataFrame:
         """The folded copies of a shown hit (empty when it stands for one image)."""
@@ -360,9 +349,7 @@ class SearchSession:
         from ..outputs import batch
         self.cancel_fetches()
         photos = batch.encode_photos(self.encoder, items, cache=self.cache)
-        st = self.settings
-        batch.search_photos(self.atlas, self.encoder, photos, top_n=int(st.top_n), nprobe=int(st.nprobe),
-                            scope=st.scope, taxon=dict(st.taxon) or None, fold=st.fold, within=self.prediction_within())
+        batch.search_photos(self.atlas, self.encoder, photos, self.request, within=self.prediction_within())
         self.batch = photos
         self.batch_images = {i: _display_or_none(data) for i, (_n, data) in enumerate(items)
                              if photos[i].encoding is not None}
@@ -382,7 +369,7 @@ class SearchSession:
     # ------------------------------------------------------------------ prediction
     def prediction_within(self) -> Within | None:
         """What the prediction is restricted to: the checklist, else the taxon filter, else nothing."""
-        return self.checklist or Within.of_taxon(self.settings.taxon)
+        return self.checklist or Within.of_taxon(self.request.taxon)
 
     def predictions(self, rank: Rank | str = Rank.SPECIES, k: int = 5):
         """The model's top ``k`` at ``rank``, restricted (see :meth:`prediction_within`) when asked."""
@@ -415,11 +402,11 @@ class SearchSession:
     # ------------------------------------------------------------------ provenance
     def provenance(self) -> provenance.Provenance:
         """How the current results were obtained (every export carries it)."""
-        q, s = self.query, self.settings
+        q = self.query
         top = self.predictions(Rank.SPECIES, 1)
         within = self.prediction_within() if top and self.restriction_note().startswith("Restricted") else None
         return provenance.for_search(
-            self.atlas, s.nprobe, s.scope, s.taxon, folded=s.fold, query_kind=q.kind if q else "",
+            self.atlas, self.request, query_kind=q.kind if q else "",
             query=(q.source or q.label) if q else "", query_sha256=q.sha256 if q else "",
             predicted=f"{top[0].name} ({top[0].score:.3f})" if top and top[0].name else "",
             prediction_within=within.label if within else "", ranked_by=provenance.ranking(self.hits))

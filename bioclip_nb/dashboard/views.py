@@ -54,19 +54,19 @@ class Controls:
         self.url = w.Text(placeholder="https://... image URL", layout=w.Layout(width="100%"))
         self.url_button = w.Button(description="Use image URL", layout=w.Layout(width="100%"))
         self.scope = w.Dropdown(style={"description_width": "90px"}, options=scope_options(atlas.scope_counts(compute=False)),
-                                value=session.settings.scope, description="Scope", layout=w.Layout(width="100%"))
+                                value=session.request.scope, description="Scope", layout=w.Layout(width="100%"))
         self.taxon_rank = w.Dropdown(style={"description_width": "90px"}, options=[NO_TAXON, *RANKS], value=NO_TAXON, description="Taxon rank",
                                      layout=w.Layout(width="100%"))
         self.taxon_name = w.Combobox(style={"description_width": "90px"}, placeholder="pick or type a name", ensure_option=False, disabled=True,
                                      description="Name", continuous_update=False, layout=w.Layout(width="100%"))
         top = min(atlas.nlist, limits.MAX_SLIDER_NPROBE)
         wide = {"description_width": "90px"}
-        self.nprobe = w.IntSlider(style=wide, value=min(session.settings.nprobe, top), min=1, max=max(1, top), description="Search depth",
+        self.nprobe = w.IntSlider(style=wide, value=min(session.request.nprobe, top), min=1, max=max(1, top), description="Search depth",
                                   continuous_update=False, disabled=atlas.nlist == 1, layout=w.Layout(width="100%"),
                                   tooltip="nprobe: how many index cells are scanned")
-        self.top_n = w.IntSlider(style=wide, value=session.settings.top_n, min=limits.MIN_TOP_N, max=limits.MAX_GALLERY_TOP_N, description="Top N",
+        self.top_n = w.IntSlider(style=wide, value=session.request.top_n, min=limits.MIN_TOP_N, max=limits.MAX_GALLERY_TOP_N, description="Top N",
                                  continuous_update=False, layout=w.Layout(width="100%"))
-        self.fold = w.Checkbox(value=session.settings.fold, description="Fold copies of one image", indent=False,
+        self.fold = w.Checkbox(value=session.request.fold, description="Fold copies of one image", indent=False,
                                layout=w.Layout(width="100%"))
         self.search = w.Button(description="Search", button_style="primary", layout=w.Layout(width="100%"))
         self.query_view = w.Image(format="jpeg", layout=w.Layout(max_width="100%", display="none"))
@@ -272,26 +272,23 @@ class Detail:
 
 
 class Export:
-    """CSV, JSON and ZIP downloads of the current results (all, or the marked ones), each with
-    the search's provenance."""
+    """A download per export format (``outputs.formats``) of the current results (all, or the
+    marked ones), each with the search's provenance."""
 
-    def __init__(self, on_csv, on_zip, on_json=None, on_dwc=None):
+    ICONS = {"csv": "table", "json": "code", "zip": "file-archive-o", "dwc": "leaf"}
+
+    def __init__(self, shown: list, on_prepare):
         self.marked_only = w.Checkbox(value=False, description="Marked only", indent=False,
                                       tooltip="export only the results marked ★")
-        self.csv = w.Button(description="Prepare CSV", icon="table")
-        self.json = w.Button(description="Prepare JSON", icon="code")
-        self.zip = w.Button(description="Prepare ZIP of images", icon="file-archive-o")
-        self.dwc = w.Button(description="Prepare Darwin Core CSV", icon="leaf", layout=w.Layout(width="200px"),
-                            tooltip="standard Darwin Core terms, with GBIF's place, date and licence when looked up")
-        self.csv.on_click(lambda _b: on_csv())
-        self.zip.on_click(lambda _b: on_zip())
-        if on_json is not None:
-            self.json.on_click(lambda _b: on_json())
-        if on_dwc is not None:
-            self.dwc.on_click(lambda _b: on_dwc())
+        self.buttons: dict[str, w.Button] = {}
+        for fmt in shown:
+            b = w.Button(description=f"Prepare {fmt.label}", icon=self.ICONS.get(fmt.key, "download"), tooltip=fmt.help,
+                         layout=w.Layout(width="auto"))
+            b.on_click(lambda _b, key=fmt.key: on_prepare(key))
+            self.buttons[fmt.key] = b
         self.links = w.HTML()
         self.progress = w.IntProgress(value=0, min=0, max=1, description="ZIP", layout=w.Layout(display="none"))
-        self.widget = w.VBox([self.marked_only, w.HBox([self.csv, self.json, self.zip, self.dwc]), self.progress, self.links,
+        self.widget = w.VBox([self.marked_only, w.HBox(list(self.buttons.values())), self.progress, self.links,
                               w.HTML("<div style='font-size:12px;color:#555'>Every export names the software, model, "
                                      "atlas, settings, query and time of the search.</div>")])
 
@@ -299,11 +296,11 @@ class Export:
         """Show the ZIP's progress bar for ``total`` images."""
         self.progress.max, self.progress.value = max(1, total), 0
         self.progress.layout.display = None
-        self.zip.disabled = True
+        self.buttons["zip"].disabled = True
 
     def step(self, done: int) -> None:
         self.progress.value = min(done, self.progress.max)
 
     def done(self) -> None:
         self.progress.layout.display = "none"
-        self.zip.disabled = False
+        self.buttons["zip"].disabled = False

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..request import SearchRequest
+
 if TYPE_CHECKING:
     from ..core.atlas import Atlas
 
@@ -26,10 +28,11 @@ class SearchFigures:
     note: str
 
 
-def search_figures(atlas: Atlas, vector: np.ndarray, nprobe: int, top_n: int, scope: str, taxon: dict | None,
-                   hits: pd.DataFrame) -> SearchFigures:
-    """The cluster-assignment and nprobe-recall pictures for one query and its hits."""
+def search_figures(atlas: Atlas, vector: np.ndarray, request: SearchRequest, hits: pd.DataFrame) -> SearchFigures:
+    """The cluster-assignment and nprobe-recall pictures for one query, searched with ``request``, and its hits."""
     from . import explore, plots
+    req = request.for_atlas(atlas.nlist)
+    nprobe, top_n, scope, taxon = req.nprobe, req.top_n, req.scope, req.taxon
     report = explore.probe_report(atlas, vector, nprobe, hits, top_n=top_n, scope=scope, taxon=taxon or None)
     cells = plots.to_png(plots.cluster_assignment(report, ax=plots.new_axes((7, 3.2))))
     sweep = explore.recall_sweep(atlas, vector, k=top_n, scope=scope, taxon=taxon or None, repeat=1)
@@ -63,10 +66,9 @@ class LocalFigures:
     def __init__(self, atlas: Atlas):
         self.atlas = atlas
 
-    def search(self, vector, nprobe: int, top_n: int, scope: str, taxon: dict | None,
-               hits: pd.DataFrame) -> SearchFigures:
+    def search(self, vector, request: SearchRequest, hits: pd.DataFrame) -> SearchFigures:
         """See :func:`search_figures`."""
-        return search_figures(self.atlas, vector, nprobe, top_n, scope, taxon, hits)
+        return search_figures(self.atlas, vector, request, hits)
 
     def map(self, vector, nprobe: int, hits: pd.DataFrame | None) -> bytes:
         """See :func:`map_figure`."""

@@ -10,19 +10,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .. import limits
 from ..encoders import Encoding, EncodingCache
 from ..encoders.within import Within
 from ..errors import UploadError
 from ..images.uploads import load_upload
 from ..names import clean, scientific_name
+from ..request import SearchRequest
 from ..taxonomy import neighbour_consensus
 from .provenance import Provenance, columns, sha256, with_prediction
 from .results import per_query
+
+if TYPE_CHECKING:
+    from ..faces import AtlasLike, EncoderLike
 
 #: The summary table's columns, in order.
 SUMMARY_COLUMNS = ("file", "prediction", "prediction_score", "prediction_within", "consensus", "consensus_agreement",
@@ -121,16 +125,15 @@ def encode_bytes(encoder, data: bytes, cache: EncodingCache | None = None, name:
     return cache.get_or_encode(data, encoder.model_id, encode) if cache is not None else encode()
 
 
-def search_photos(atlas, encoder, photos: list[Photo], top_n: int = limits.DEFAULT_TOP_N, nprobe: int = limits.DEFAULT_NPROBE, scope: str = "all",
-                  taxon=None, fold: bool = False, within: Within | None = None, strict: bool = False) -> list[Photo]:
-    """Search every encoded photo in one batched call; restrict predictions to ``within`` if
-    given (a restriction the model's labels cannot make raises ``ValueError`` when ``strict``,
-    else the photo's ``within`` says so)."""
+def search_photos(atlas: AtlasLike, encoder: EncoderLike, photos: list[Photo], request: SearchRequest | None = None,
+                  within: Within | None = None, strict: bool = False) -> list[Photo]:
+    """Search every encoded photo in one batched call with ``request`` (the defaults if None);
+    restrict predictions to ``within`` if given (a restriction the model's labels cannot make
+    raises ``ValueError`` when ``strict``, else the photo's ``within`` says so)."""
     good = [p for p in photos if p.encoding is not None]
     if good:
         vectors = np.stack([p.encoding.embedding for p in good])
-        hits = atlas.search(vectors, top_n=top_n, nprobe=nprobe, scope=scope, taxon=taxon or None,
-                            model=good[0].encoding.model_id, fold=fold)
+        hits = (request or SearchRequest()).run(atlas, vectors, model=good[0].encoding.model_id)
         copies = hits.attrs.get("copies", {})
         for photo, frame in zip(good, per_query(hits, len(good))):
             photo.hits = frame.drop(columns="query").reset_index(drop=True)

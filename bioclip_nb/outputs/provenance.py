@@ -12,11 +12,15 @@ import hashlib
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .._version import __version__
 from ..layout import taxon_text
+
+if TYPE_CHECKING:
+    from ..request import SearchRequest
 
 CHUNK = 2**20
 
@@ -52,10 +56,11 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def for_search(atlas, nprobe: int, scope: str, taxon=None, folded: bool = False, **query) -> Provenance:
-    """The provenance of a search of ``atlas`` (an ``Atlas`` or a server's ``RemoteAtlas``)."""
+def for_search(atlas, request: SearchRequest, **query) -> Provenance:
+    """The provenance of a search of ``atlas`` (an ``Atlas`` or a server's ``RemoteAtlas``) with ``request``."""
+    req = request.for_atlas(atlas.nlist)
     return Provenance(model=atlas.model, atlas_fingerprint=atlas_fingerprint(atlas), atlas_records=int(atlas.count),
-                      nprobe=int(nprobe), scope=str(scope), taxon_filter=taxon_text(taxon), folded=bool(folded),
+                      nprobe=int(req.nprobe), scope=req.scope, taxon_filter=taxon_text(req.taxon), folded=req.fold,
                       **query)
 
 

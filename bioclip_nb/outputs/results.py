@@ -58,12 +58,6 @@ def per_query(hits: pd.DataFrame, n_queries: int) -> list[pd.DataFrame]:
     return [groups.get(q, hits.iloc[0:0]) for q in range(n_queries)]
 
 
-def to_json(frames: list[pd.DataFrame]) -> str:
-    """One JSON array for one query, a list of arrays for several."""
-    arrays = [hits_to_records(f) for f in frames]
-    return json.dumps(arrays[0] if len(arrays) == 1 else arrays, ensure_ascii=False, indent=1)
-
-
 def ordered(hits: pd.DataFrame) -> pd.DataFrame:
     """The hit columns in ``RESULT_COLUMNS`` order (``query`` first for a batch), then any others."""
     head = [c for c in ("query", *RESULT_COLUMNS) if c in hits]

@@ -43,6 +43,7 @@ from ..errors import (
 from ..images.fetch import FetchResult, FetchStatus, as_they_come, unless_cancelled
 from ..insight.figures import SearchFigures
 from ..layout import Scope
+from ..request import SearchRequest
 from .protocol import API, FETCH_HEADER, encoding_from_json, hits_from_json, predictions_from_json, vector_to_json
 from .statefile import read_record
 
@@ -125,8 +126,8 @@ class Client:
                scope: Scope | str = Scope.ALL, taxon=None, model: str | None = None, fold: bool = False,
                exact: bool | None = None) -> pd.DataFrame:
         """Hits as ``Atlas.search`` gives them, for vectors or a query encoded earlier."""
-        payload = {"top_n": top_n, "nprobe": nprobe, "scope": Scope.parse(scope).value,
-                   "taxon": _taxon_dict(taxon), "model": model, "query_id": query_id, "fold": bool(fold), "exact": exact}
+        request = SearchRequest(top_n=top_n, nprobe=nprobe, scope=scope, taxon=taxon, fold=bool(fold), exact=exact)
+        payload = {**request.to_json(), "model": model, "query_id": query_id}      # refused here as the server would
         if vectors is not None:
             arr = np.asarray(vectors, dtype=np.float32)
             payload["vectors"] = arr.tolist() if arr.ndim == 2 else vector_to_json(arr)
@@ -193,11 +194,12 @@ class RemoteAtlas:
     def close(self) -> None:
         """Nothing to release here (the server keeps the atlas open for everybody)."""
 
-    def search(self, vectors, top_n: int = limits.DEFAULT_TOP_N, nprobe: int = limits.DEFAULT_NPROBE, scope: Scope | str = Scope.ALL, taxon=None,
+    def search(self, vectors, top_n: int = limits.DEFAULT_TOP_N, nprobe: int | None = None, scope: Scope | str = Scope.ALL, taxon=None,
                model: str | None = None, fold: bool = False, exact: bool | None = None) -> pd.DataFrame:
-        """See ``Atlas.search``."""
-        return self.client.search(vectors, top_n=top_n, nprobe=nprobe, scope=scope, taxon=taxon, model=model,
-                                  fold=fold, exact=exact)
+        """See ``Atlas.search`` (the settings are checked here as the local atlas checks them)."""
+        request = SearchRequest.for_nlist(self.nlist, top_n=top_n, nprobe=nprobe, scope=scope, taxon=taxon, fold=bool(fold),
+                                          exact=exact)
+        return self.client.search(vectors, model=model, **request.search_args())
 
     def scope_counts(self, compute: bool = True) -> dict[str, int] | None:
         return self.client.get("/scope-counts", params={"compute": str(bool(compute)).lower()})
@@ -318,18 +320,18 @@ class RemoteFigures:
     def __init__(self, client: Client):
         self.client = client
 
-    def _payload(self, vector, nprobe, top_n, scope, taxon, hits) -> dict:
+    def _payload(self, vector, request: SearchRequest, hits) -> dict:
         hits = hits if hits is not None else pd.DataFrame({"id": [], "similarity": []})
-        return {"vector": vector_to_json(vector) if vector is not None else [], "nprobe": int(nprobe),
-                "top_n": int(top_n), "scope": scope, "taxon": _taxon_dict(taxon),
+        return {"vector": vector_to_json(vector) if vector is not None else [], "nprobe": request.nprobe,
+                "top_n": request.top_n, "scope": request.scope, "taxon": request.taxon,
                 "hit_ids": [int(i) for i in hits["id"]], "hit_similarity": [float(s) for s in hits["similarity"]]}
 
-    def search(self, vector, nprobe: int, top_n: int, scope: str, taxon, hits: pd.DataFrame) -> SearchFigures:
-        body = self.client.post("/figures", self._payload(vector, nprobe, top_n, scope, taxon, hits))
+    def search(self, vector, request: SearchRequest, hits: pd.DataFrame) -> SearchFigures:
+        body = self.client.post("/figures", self._payload(vector, request, hits))
         return SearchFigures(base64.b64decode(body["cells_png"]), base64.b64decode(body["recall_png"]), body["note"])
 
     def map(self, vector, nprobe: int, hits: pd.DataFrame | None) -> bytes:
-        return self.client.request("POST", "/map", json=self._payload(vector, nprobe, 10, "all", None, hits)).content
+        return self.client.request("POST", "/map", json=self._payload(vector, SearchRequest(nprobe=nprobe), hits)).content
 
 
 @dataclass
@@ -376,15 +378,6 @@ def resolve(url: str | None = None, token: str | None = None, settings: Settings
 
 def _same(a: str, b: str) -> bool:
     return a.rstrip("/").replace("localhost", "127.0.0.1") == b.rstrip("/").replace("localhost", "127.0.0.1")
-
-
-def _taxon_dict(taxon) -> dict[str, str] | None:
-    if not taxon:
-        return None
-    if isinstance(taxon, dict):
-        return {str(getattr(k, "value", k)): str(v) for k, v in taxon.items()}
-    from ..layout import parse_taxon
-    return {str(getattr(k, "value", k)): v for k, v in parse_taxon(taxon).items()}
 
 
 def _json(resp: requests.Response) -> dict:

@@ -38,6 +38,7 @@ from ..images.fetch import FetchResult
 from ..images.uploads import MAX_UPLOAD_BYTES, load_upload
 from ..layout import Scope
 from ..outputs.results import plain
+from ..request import SearchRequest
 from .bodycap import BodyCap
 from .protocol import (
     API,
@@ -108,7 +109,7 @@ class IdsBody(BaseModel):
 
 class FiguresBody(BaseModel):
     vector: Vector | Annotated[list[float], Field(max_length=0)]
-    nprobe: int = Field(..., ge=lim.MIN_NPROBE, le=lim.MAX_NPROBE)
+    nprobe: int | None = Field(None, ge=lim.MIN_NPROBE, le=lim.MAX_NPROBE)
     top_n: int = Field(lim.DEFAULT_TOP_N, ge=lim.MIN_TOP_N, le=lim.MAX_TOP_N)
     scope: str = Field(Scope.ALL.value, max_length=16)
     taxon: dict[str, str] | None = None
@@ -122,6 +123,12 @@ class ErrorBody(BaseModel):
     error: str = Field(..., description="a short kind: unauthorised, not_found, too_large, invalid_request, busy, ...")
     message: str = Field(..., description="what went wrong, written for a person")
     fetch: dict | None = Field(None, description="for a failed image fetch: its status and message")
+
+
+def _request(body: SearchBody | FiguresBody) -> SearchRequest:
+    """The body's search settings as the one ``SearchRequest`` (checked as everywhere else)."""
+    return SearchRequest(**{name: getattr(body, name) for name in SearchRequest.__dataclass_fields__ if name in type(body).model_fields
+                            and getattr(body, name) is not None})
 
 
 def _error(description: str) -> dict:
@@ -233,10 +240,7 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
             if enc is None:
                 raise LookupError(f"query {body.query_id} is not known here (the server forgets old queries); encode it again")
             vectors, model = enc.embedding, enc.model_id
-        nprobe = body.nprobe if body.nprobe is not None else lim.default_nprobe(atlas.nlist)
-        hits = atlas.search(vectors, top_n=body.top_n, nprobe=nprobe, scope=body.scope, taxon=body.taxon or None, model=model,
-                            fold=body.fold, exact=body.exact)
-        return hits_to_json(hits)
+        return hits_to_json(_request(body).run(atlas, vectors, model))
 
     @router.get("/records/{record_id}/image", response_class=Response, responses=IMAGE_ANSWERS)
     def record_image(record_id: RecordIdPath, variant: Literal["thumb", "full"] = "thumb") -> Response:
@@ -281,11 +285,10 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
     def figures(body: FiguresBody) -> dict:
         """The Plots tab's cell and recall pictures (PNG, base64) and its note."""
         from ..insight.figures import search_figures
-        atlas.check_settings(body.top_n, body.nprobe)
+        request = _request(body).for_atlas(atlas.nlist)
         if not body.vector:
             raise ValueError("vector: the query's embedding is needed for the figures")
-        figs = search_figures(atlas, body.vector, body.nprobe, body.top_n, body.scope, body.taxon,
-                              _hits(body.hit_ids, body.hit_similarity))
+        figs = search_figures(atlas, body.vector, request, _hits(body.hit_ids, body.hit_similarity))
         return {"cells_png": base64.b64encode(figs.cells_png).decode(), "recall_png": base64.b64encode(figs.recall_png).decode(),
                 "note": figs.note}
 
@@ -295,8 +298,8 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
     def atlas_map(body: FiguresBody) -> Response:
         """The atlas map with the query's cells and hits (PNG)."""
         from ..insight.figures import map_figure
-        atlas.check_settings(body.top_n, body.nprobe)
-        png = map_figure(atlas, body.vector or None, body.nprobe, _hits(body.hit_ids, body.hit_similarity))
+        request = _request(body).for_atlas(atlas.nlist)
+        png = map_figure(atlas, body.vector or None, request.nprobe, _hits(body.hit_ids, body.hit_similarity))
         return Response(png, media_type="image/png")
 
 
