@@ -8,7 +8,6 @@ vectors to rank with; ``rerank`` does the re-ranking itself.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,9 +16,6 @@ from . import index as ivf
 from . import rerank
 from .fullvectors import FullVectors
 
-if TYPE_CHECKING:
-    from .atlas import Atlas
-
 #: The measured re-ranking pool factor, in an atlas's derived data (:meth:`Exactness.calibrate`).
 POOL_FILE = "rerank-pool.json"
 
@@ -27,8 +23,8 @@ POOL_FILE = "rerank-pool.json"
 class Exactness:
     """An atlas's full vectors (or None: ranking by PQ codes alone) and its re-ranking pool."""
 
-    def __init__(self, atlas: Atlas):
-        self.atlas = atlas
+    def __init__(self, atlas):
+        self.atlas = atlas               # the ``Atlas`` it belongs to (not imported: atlas imports this module)
         self._lock = threading.RLock()
         self._full: FullVectors | None = None
         self._checked = False
