@@ -383,7 +383,7 @@ def test_the_plots_come_from_the_server_as_they_would_locally(published_atlas, t
         remote = conn.figures.search(query, SearchRequest(nprobe=4), hits)
         png = conn.figures.map(query, 4, hits)
     with Atlas.open(published_atlas.path) as local:
-        assert LocalFigures(local).search(query, 4, 10, "all", None, hits).note == remote.note
+        assert LocalFigures(local).search(query, SearchRequest(nprobe=4), hits).note == remote.note
     assert remote.cells_png[:8] == remote.recall_png[:8] == png[:8] == b"\x89PNG\r\n\x1a\n"
     assert "the first 4 were scanned" in remote.note
 
