@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--taxon", type=_taxon, action="append", default=[], metavar="RANK=NAME",
                    help="keep only hits with this name at this rank, e.g. class=Aves (repeatable)")
     s.add_argument("--format", choices=formats.cli_keys(), default="json",
-                   help="output format (default json): " + "; ".join(f"{f.key}: {f.help}" for f in formats.FORMATS if f.in_cli))
+                   help="output format (default json): " + "; ".join(f"{f.key}: {f.help}" for f in formats.FORMATS if not f.needs_images))
     s.add_argument("--with-occurrences", action="store_true",
                    help="add each GBIF hit's place, date and licence from GBIF's occurrence API ($BIOCLIP_NB_GBIF_API)")
     s.add_argument("--no-fold", dest="fold", action="store_false",

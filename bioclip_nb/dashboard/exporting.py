@@ -20,7 +20,7 @@ class ExportTab(Tab, Export):
 
     def __init__(self, app: App):
         Tab.__init__(self, app)
-        shown = [f for f in formats.FORMATS if f.searches is not None and f.key != "table"]
+        shown = [f for f in formats.FORMATS if f.searches is not None and f.in_dashboard]
         Export.__init__(self, shown, self.prepare)
 
     def on_results(self) -> None:
@@ -35,7 +35,7 @@ class ExportTab(Tab, Export):
     def prepare(self, key: str) -> None:
         """Write the results in the format ``key`` and offer the file (the ZIP in the background)."""
         fmt = formats.get(key)
-        if key == "zip":
+        if fmt.needs_images:
             return self._prepare_zip(fmt)
         data = fmt.searches(self.pages())
         self.links.value = html.download_link(data, fmt.filename(bool(self.marked_only.value)), fmt.mime,

@@ -80,7 +80,8 @@ class ExportFormat:
     help: str
     searches: Callable[[Searches], bytes | None] | None = None
     photos: Callable[[PhotoBatch], bytes] | None = None
-    in_cli: bool = True                           # the ZIP needs fetched images: the dashboard's
+    needs_images: bool = False                    # written from fetched images (the ZIP): the dashboard's, in the background
+    in_dashboard: bool = True                     # the text table is for a terminal
 
     def filename(self, marked: bool = False) -> str:
         return f"{self.stem}{'-marked' if marked else ''}{self.suffix}"
@@ -142,7 +143,7 @@ FORMATS: tuple[ExportFormat, ...] = (
     ExportFormat("json", "JSON", "bioclip-nb-results", ".json", "application/json",
                  "one object: each search's provenance and hits", searches=to_json),
     ExportFormat("table", "Table", "bioclip-nb-results", ".txt", "text/plain",
-                 "a readable table per query", searches=_table),
+                 "a readable table per query", searches=_table, in_dashboard=False),
     ExportFormat("csv", "CSV", "bioclip-nb-results", ".csv", "text/csv",
                  "every hit with every field, its provenance and an attribution line", searches=_csv),
     ExportFormat("dwc", "Darwin Core CSV", "bioclip-nb-darwin-core", ".csv", "text/csv",
@@ -151,7 +152,7 @@ FORMATS: tuple[ExportFormat, ...] = (
     ExportFormat("summary", "Table CSV", "bioclip-nb-batch", ".csv", "text/csv",
                  "one row per photo: prediction, neighbour consensus, top hit", photos=_summary),
     ExportFormat("zip", "ZIP of images", "bioclip-nb-results", ".zip", "application/zip",
-                 "the images with hits.csv, provenance.json and their attributions", searches=_zip, in_cli=False),
+                 "the images with hits.csv, provenance.json and their attributions", searches=_zip, needs_images=True),
 )
 BY_KEY: dict[str, ExportFormat] = {f.key: f for f in FORMATS}
 
@@ -166,7 +167,7 @@ def get(key: str) -> ExportFormat:
 
 def cli_keys() -> list[str]:
     """The ``--format`` choices."""
-    return [f.key for f in FORMATS if f.in_cli]
+    return [f.key for f in FORMATS if not f.needs_images]
 
 
 def write_searches(key: str, s: Searches) -> bytes | None:
