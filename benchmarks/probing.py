@@ -86,7 +86,7 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
     md = table(["genus", "share", "records", "cells holding it", "full pages: today", "full pages: scope-aware",
                 "ms/query today", "ms/query scope-aware", "cells scanned (median)", "first use s (bitmap + cell counts)"],
                rows)
-    md += (f"\n\n{m['records']:,} records, IVF65536,PQ16, top {TOP_N}, nprobe {NPROBE}, queries from outside the genus. "
+    md += (f"\n\n{m['records']:,} records, IVF{scale.nlist()},PQ16, top {TOP_N}, nprobe {NPROBE}, queries from outside the genus. "
            "Today's probing scans the query's nearest cells, where the genus has no records; scope-aware probing "
            "scans the genus's own cells, nearest first, until the page is full. The first use of a taxon filter "
            "builds its bitmap and cell counts once; both are cached with the atlas's derived data.")

@@ -182,7 +182,7 @@ def run(quick: bool = False, workdir: Path | None = None, records: int | None = 
         ("The dashboard after prepare", table(["what", "seconds"], dashboard_ready(main_dir, home / "dash"))),
     ]
     md = "\n\n".join(f"**{title}**\n\n{body}" for title, body in parts)
-    md = (f"The rehearsal atlas: {n:,} records, IVF65536,PQ16, the published schema and shares "
+    md = (f"The rehearsal atlas: {n:,} records, IVF{scale.nlist()},PQ16, the published schema and shares "
           f"(`python -m benchmarks.scale{' --quick' if quick else ''}`).\n\n" + md)
     return {"title": f"The published shape at {n:,} records (rehearsal)", "markdown": md, "records": n}
 

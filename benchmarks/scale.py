@@ -38,6 +38,8 @@ PUBLISHED_RECORDS = 234_391_308
 QUICK_RECORDS = 3_000_000
 SMOKE_RECORDS = 200_000
 NLIST = 65_536
+#: A smoke run's cells: 200,000 records in 65,536 cells would train and probe three per cell.
+SMOKE_NLIST = 1_024
 DIM = 768
 PQ_M = 16
 PLANTED = 300
@@ -52,10 +54,15 @@ PREFIXES = ("https://inaturalist-open-data.s3.amazonaws.com", "https://api.gbif.
             "https://content.eol.org/data/media", "https://bioscan.example.org", "https://fathomnet.org/static")
 
 
+def nlist() -> int:
+    """The rehearsal's cells: the published 65,536, or fewer in a smoke run."""
+    return SMOKE_NLIST if smoke() else NLIST
+
+
 def bytes_needed(n: int) -> int:
     """Disk the rehearsal needs: the index (codes + ids), the metadata, and DuckDB's sort and
     index-build spill space."""
-    return int(n * (PQ_M + 8) + NLIST * DIM * 4 + n * 70 + n * 30)
+    return int(n * (PQ_M + 8) + nlist() * DIM * 4 + n * 70 + n * 30)
 
 
 def _say(msg: str) -> None:
@@ -66,16 +73,17 @@ def _say(msg: str) -> None:
 def cell_plan(n: int, seed: int = 0) -> dict:
     """List sizes (skewed), each cell's genus, and the planted vectors' cells."""
     rng = np.random.default_rng(seed)
-    raw = rng.lognormal(0.0, 1.0, NLIST)
+    cells = nlist()
+    raw = rng.lognormal(0.0, 1.0, cells)
     sizes = np.floor(raw / raw.sum() * (n - PLANTED)).astype(np.int64)
     sizes[np.argsort(-raw)[: (n - PLANTED) - int(sizes.sum())]] += 1
-    genus = np.zeros(NLIST, dtype=np.int64)
-    taken = np.zeros(NLIST, dtype=bool)
-    order = rng.permutation(NLIST)
+    genus = np.zeros(cells, dtype=np.int64)
+    taken = np.zeros(cells, dtype=bool)
+    order = rng.permutation(cells)
     pos = 0
     for t, (_name, share) in enumerate(TEST_TAXA.items()):
         want, got = share * n, 0
-        while got < want and pos < NLIST:
+        while got < want and pos < cells:
             c = order[pos]
             pos += 1
             genus[c], taken[c] = t, True
@@ -116,11 +124,12 @@ def build_index(out: Path, n: int, plan: dict, seed: int = 0) -> dict:
     import faiss
     from tqdm.auto import tqdm
     rng = np.random.default_rng(seed + 1)
-    centroids = rng.normal(size=(NLIST, DIM)).astype(np.float32)
+    cells = nlist()
+    centroids = rng.normal(size=(cells, DIM)).astype(np.float32)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     quantizer = faiss.IndexFlatL2(DIM)
     quantizer.add(centroids)
-    index = faiss.IndexIVFPQ(quantizer, DIM, NLIST, PQ_M, 8)
+    index = faiss.IndexIVFPQ(quantizer, DIM, cells, PQ_M, 8)
     index.own_fields = True
     quantizer.this.disown()
 
@@ -129,12 +138,12 @@ def build_index(out: Path, n: int, plan: dict, seed: int = 0) -> dict:
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
     t0 = time.perf_counter()
-    index.train(sample(rng.integers(0, NLIST, 20_000)))          # the PQ codebooks (the quantizer is given)
+    index.train(sample(rng.integers(0, cells, 20_000)))          # the PQ codebooks (the quantizer is given)
     train_s = time.perf_counter() - t0
     sizes = plan["sizes"]
     start = 0
     t0 = time.perf_counter()
-    for cell in tqdm(range(NLIST), desc="lists", unit="list", mininterval=5):
+    for cell in tqdm(range(cells), desc="lists", unit="list", mininterval=5):
         s = int(sizes[cell])
         if s:
             ids = np.arange(start, start + s, dtype=np.int64)
@@ -142,7 +151,7 @@ def build_index(out: Path, n: int, plan: dict, seed: int = 0) -> dict:
             index.invlists.add_entries(cell, s, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
             start += s
     index.ntotal = start
-    planted = sample(rng.integers(0, NLIST, PLANTED))
+    planted = sample(rng.integers(0, cells, PLANTED))
     planted_ids = np.arange(start, start + PLANTED, dtype=np.int64)
     index.add_with_ids(planted, planted_ids)
     fill_s = time.perf_counter() - t0
@@ -194,7 +203,7 @@ def build_metadata(out: Path, n: int, plan: dict, planted_cells: np.ndarray) -> 
     import pyarrow as pa
     from tqdm.auto import tqdm
     t0 = time.perf_counter()
-    cell_of = np.concatenate([np.repeat(np.arange(NLIST, dtype=np.int32), plan["sizes"]),
+    cell_of = np.concatenate([np.repeat(np.arange(nlist(), dtype=np.int32), plan["sizes"]),
                               planted_cells.astype(np.int32)])
     genus = plan["genus"].astype(np.int32)[cell_of]
     del cell_of
@@ -296,7 +305,7 @@ def build(out: Path, n: int, seed: int = 0) -> dict:
     if free < need:
         raise SystemExit(f"not enough disk in {out}: about {need / 1e9:.1f} GB needed, {free / 1e9:.1f} GB free")
     plan = cell_plan(n, seed)
-    info.update({"records": n, "nlist": NLIST, "dim": DIM, "factory": f"IVF{NLIST},PQ{PQ_M}", "planted": PLANTED,
+    info.update({"records": n, "nlist": nlist(), "dim": DIM, "factory": f"IVF{nlist()},PQ{PQ_M}", "planted": PLANTED,
                  "list_sizes": {"min": int(plan["sizes"].min()), "median": int(np.median(plan["sizes"])),
                                 "max": int(plan["sizes"].max())},
                  "test_taxa": dict(TEST_TAXA.items())})
@@ -330,7 +339,7 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
             ["whole build", info.get("build_s"), "-"]]
     sizes = info["list_sizes"]
     md = (table(["step", "seconds", "size"], [[a, b if b is not None else "-", c] for a, b, c in rows]) +
-          f"\n\n{n:,} records in {NLIST:,} lists (sizes: min {sizes['min']:,}, median {sizes['median']:,}, "
+          f"\n\n{n:,} records in {nlist():,} lists (sizes: min {sizes['min']:,}, median {sizes['median']:,}, "
           f"max {sizes['max']:,}), {PLANTED} planted vectors. The published files are about 5.8 GB and 14 GB.")
     return {"title": f"Building the rehearsal atlas: {n:,} records", "markdown": md, "build": info}
 
@@ -359,5 +368,5 @@ if __name__ == "__main__":
 
 
 def quick_records() -> int:
-    """The records of the quick rehearsal (fewer in a smoke run; the cells are always 65,536)."""
+    """The records of the quick rehearsal (fewer, in fewer cells, in a smoke run)."""
     return SMOKE_RECORDS if smoke() else QUICK_RECORDS

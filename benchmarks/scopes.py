@@ -18,7 +18,7 @@ from bioclip_nb import Atlas
 from bioclip_nb import index as ivf
 from bioclip_nb.config import Settings
 
-from .common import table
+from .common import smoke, table
 from .search import atlas_for
 
 TOP_N, NPROBE = 10, 16
@@ -37,8 +37,8 @@ def _scope(genus: np.ndarray, fraction: float, rng) -> np.ndarray:
 
 
 def run(quick: bool = False, workdir: Path | None = None) -> dict:
-    n = 100_000 if quick else 1_000_000
-    n_queries = 50 if quick else 200
+    n = (20_000 if smoke() else 100_000) if quick else 1_000_000
+    n_queries = (20 if smoke() else 50) if quick else 200
     workdir = Path(workdir or tempfile.mkdtemp())
     path, vectors = atlas_for(n, workdir)
     atlas = Atlas.open(path, settings=Settings(home=workdir / "home"))

@@ -62,6 +62,9 @@ def install_model(cache: Path, arch: str, n_labels: int) -> None:
     torch.manual_seed(0)
     cache.mkdir(parents=True, exist_ok=True)
     cfg = dict(open_clip.get_model_config(arch), embed_dim=768)       # BioCLIP 2's width (ViT-L/14's own)
+    if smoke():                                                        # two narrow layers: the same code, seconds not minutes
+        cfg["vision_cfg"] = dict(cfg["vision_cfg"], layers=2, width=64, head_width=32)
+        cfg["text_cfg"] = dict(cfg["text_cfg"], layers=2, width=64, heads=2)
     model = open_clip.CLIP(**cfg)
     weights = cache.parent / f"{arch}.bin"
     torch.save(model.state_dict(), weights)
@@ -199,7 +202,7 @@ def throughput(atlas: Path, hf: Path, work: Path, clients: int = 8, each: int = 
 def run(quick: bool = False, workdir: Path | None = None) -> dict:
     arch, n_labels, n, n_kernels = ("ViT-B-32", 20_000, 3, 2) if quick else ("ViT-L-14", 200_000, 20, 4)
     if smoke():
-        n_labels, n = 2_000, 2
+        n_labels, n, n_kernels = 2_000, 2, 1
     work = (workdir or Path(tempfile.mkdtemp(prefix="bioclip-service-"))) / "service"
     hf = work / f"hf-{arch}"
     install_model(hf, arch, n_labels)
