@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from . import (
+    cards,
     demo_baseline,
     encoder,
     exact,
@@ -39,7 +40,7 @@ from . import (
 from .common import SMOKE_ENV
 
 SUITE = [("scale", scale), ("rehearsal", rehearsal), ("probing", probing), ("search", search), ("scopes", scopes),
-         ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("encoder", encoder),
+         ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("cards", cards), ("encoder", encoder),
          ("service", service), ("folding", folding), ("demo", demo_baseline),
          ("exact", exact), ("runtime", runtime)]
 
@@ -87,16 +88,19 @@ def run_suite(args: argparse.Namespace) -> None:
 def write(out: Path, results: dict, timings: dict, quick: bool, partial: bool) -> None:
     """Write the report; a partial run (``--only``) updates the last report's other sections."""
     previous = out / "benchmarks.json"
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    meta = {"date": now, "quick": quick, "updated": {},
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
     if partial and previous.is_file():
         old = json.loads(previous.read_text())
+        meta.update(date=old["meta"]["date"], quick=old["meta"]["quick"],
+                    updated={**old["meta"].get("updated", {}), **dict.fromkeys(results, now)})
         results = {**{k: v for k, v in old["results"].items() if k != "extrapolation"}, **results}
         timings = {**old["meta"].get("seconds", {}), **timings}
     results = {name: results[name] for name, _ in SUITE if name in results}
     results["extrapolation"] = extrapolate.run(results)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "quick": quick,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            "seconds": timings}
+    meta["seconds"] = timings
     previous.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
     (out / "benchmarks.md").write_text(render(results, meta))
 
@@ -105,6 +109,10 @@ def render(results: dict, meta: dict) -> str:
     lines = ["# Benchmarks", "",
              f"Produced by `python -m benchmarks{' --quick' if meta['quick'] else ''}` on {meta['date']} "
              f"({meta['machine']}). Every row is measured in the same run as its baseline.", ""]
+    if meta.get("updated"):
+        lines += ["Sections run on their own since (`--only`): " + ", ".join(
+            f"{results[name]['title'].split(':')[0]} ({when})" for name, when in meta["updated"].items() if name in results)
+            + ".", ""]
     for _name, res in results.items():
         lines += [f"## {res['title']}", "", res["markdown"], ""]
     return "\n".join(lines)

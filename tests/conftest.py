@@ -28,7 +28,7 @@ matplotlib.use("agg")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers.atlases import BuiltAtlas, build_synthetic_atlas  # noqa: E402
-from helpers.tinymodel import install_tiny_bioclip  # noqa: E402
+from helpers.tinymodel import install_tiny_bioclip, install_tiny_bioclip25  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -61,12 +61,30 @@ def tiny_bioclip() -> dict:
     return install_tiny_bioclip(_HF_CACHE)
 
 
+@pytest.fixture(scope="session")
+def tiny_bioclip25(tiny_bioclip) -> dict:
+    """A tiny random BioCLIP 2.5 Huge (1024-d) in the offline cache, beside the tiny BioCLIP 2
+    whose Tree of Life names it shares."""
+    return install_tiny_bioclip25(_HF_CACHE)
+
+
 @pytest.fixture
 def empty_hf_cache(tmp_path, monkeypatch) -> Path:
     """An empty, offline Hugging Face cache (as on a machine that never downloaded the model)."""
     import huggingface_hub.constants as c
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hub"))
     return tmp_path / "hub"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, driven by Playwright (one per test module)."""
+    from helpers.voila import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
 
 
 @pytest.fixture(scope="session")

@@ -8,20 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.voila import CHROMIUM, CHROMIUM_ARGS, kernel_memory_mb, upload, voila_server
+from helpers.voila import CHROMIUM, kernel_memory_mb, search_page, upload, voila_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                                      reason="needs Debian's chromium (apt-get install chromium)")]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +31,6 @@ def _finish(page, errors: list[str], screenshot: str) -> None:
     page.close()
 
 
-def _search(page, base, query: Path, top_n: int = 10):
-    page.goto(base, timeout=120_000)
-    page.wait_for_selector("text=Upload photo", timeout=120_000)
-    upload(page, query)
-    page.wait_for_selector(".bnb-status:has-text('encoded')", timeout=60_000)
-    page.click("button:has-text('Search')")
-    page.wait_for_function(f"document.querySelectorAll('.bnb-tile').length >= {top_n}", timeout=60_000)
-    # settled: every card holds a picture or says why not ("loading..." is .bnb-loading)
-    page.wait_for_function("document.querySelectorAll('.bnb-tile img.bnb-thumb, .bnb-tile .bnb-missing').length >= "
-                           f"{top_n} && !document.querySelector('.bnb-tile .bnb-loading') "
-                           "&& !document.querySelector('.bnb-status.working')", timeout=60_000)
-
-
 def test_demo_query_finds_its_species_in_the_browser(browser, demo_server, demo_atlas):
     base, _ = demo_server
     queries = pd.read_csv(demo_atlas / "queries" / "index.csv")
@@ -60,7 +38,7 @@ def test_demo_query_finds_its_species_in_the_browser(browser, demo_server, demo_
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    _search(page, base, demo_atlas / "queries" / q["file"])
+    search_page(page, base, demo_atlas / "queries" / q["file"])
     assert page.locator(".bnb-tile img.bnb-thumb").count() >= 9      # each thumbnail counted once
     # the scope menu carries record counts (counted in the background on an unprepared atlas)
     assert "(10,070)" in page.locator("select").first.inner_text()
@@ -135,7 +113,7 @@ def test_hostile_data_never_runs(browser, tmp_path_factory):
             page = browser.new_page(viewport={"width": 1500, "height": 1200})
             dialogs = []
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            _search(page, base, query_file(root, "Carabus"), top_n=10)
+            search_page(page, base, query_file(root, "Carabus"), top_n=10)
             text = page.locator(".bnb-dashboard").inner_text()
             assert '<img src=x onerror="window.__pwned=1;alert(1)">' in text      # the name, as text
             for card in range(page.locator(".bnb-tile").count()):
@@ -165,7 +143,7 @@ def test_the_dashboard_served_by_a_bioclip_nb_server(browser, demo_atlas, tmp_pa
         for page in pages:
             page.on("pageerror", lambda e: errors.append(str(e)))
         for page, q in zip(pages, queries.iloc[[1, 20]].itertuples()):
-            _search(page, base, demo_atlas / "queries" / q.file)
+            search_page(page, base, demo_atlas / "queries" / q.file)
             assert f"served by {record.url}" in page.content()
             assert page.locator(".bnb-tile img.bnb-thumb").count() >= 9
             assert f"{q.genus} {q.species}" in page.locator(".bnb-caption").first.inner_text()
@@ -200,7 +178,7 @@ def test_marks_links_and_batches_in_the_browser(browser, demo_server, demo_atlas
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    _search(page, base, demo_atlas / "queries" / queries.iloc[3]["file"])
+    search_page(page, base, demo_atlas / "queries" / queries.iloc[3]["file"])
     # marks, and the marked-only export with its provenance
     page.locator(".bnb-tile button:has-text('Mark')").nth(1).click()
     page.locator(".bnb-tile button:has-text('Mark')").nth(3).click()
@@ -263,7 +241,7 @@ def test_a_folded_card_in_the_browser(browser, tmp_path_factory):
     atlas, _ = build_copies_atlas(root)
     with voila_server(atlas, root) as (base, _):
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        _search(page, base, root / "copies-collection" / COPIED[0])
+        search_page(page, base, root / "copies-collection" / COPIED[0])
         assert page.locator(".bnb-tile button:has-text('copies')").count() == 1
         page.click(".bnb-tile button:has-text('2 copies')")
         page.wait_for_selector(".bnb-copies-list:has-text('2 copies of this image')", timeout=30_000)
@@ -289,7 +267,7 @@ def test_where_and_when_in_the_browser(browser, tmp_path_factory):
         page = browser.new_page(viewport={"width": 1500, "height": 1200})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        _search(page, base, root / "copies-collection" / "Vulpes_vulpes_1.jpg")
+        search_page(page, base, root / "copies-collection" / "Vulpes_vulpes_1.jpg")
         page.click(".lm-TabBar-tab:has-text('Where and when'), .p-TabBar-tab:has-text('Where and when')")
         page.wait_for_selector("text=have a place on the map", timeout=60_000)
         located = int(re.search(r"(\d+) of 10 results have a place", page.content()).group(1))
@@ -320,7 +298,7 @@ def test_a_restricted_prediction_in_the_browser(browser, tmp_path_factory, tiny_
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        _search(page, base, query_file(root, "Parus"))
+        search_page(page, base, query_file(root, "Parus"))
         page.locator("select").nth(1).select_option("genus")          # Taxon rank
         name = page.locator("input[placeholder='pick or type a name']")
         name.fill("Vulpes")

@@ -152,14 +152,13 @@ def copies_dash(copies, tmp_path):
 def test_a_folded_card_says_how_many_copies_and_opens_to_show_them(copies_dash, copies):
     data = (copies[0].parent / "copies-collection" / COPIED[1]).read_bytes()
     _upload(copies_dash, COPIED[1], data)
-    cards = copies_dash.tabs["gallery"].grid.children
-    buttons = [[c for c in card.children if getattr(c, "description", "").endswith("copies")] for card in cards]
-    assert [len(b) for b in buttons] == [1] + [0] * (len(cards) - 1)
-    assert buttons[0][0].description == "2 copies"
+    gallery = copies_dash.tabs["gallery"]
+    cards = gallery.cards.cards
+    assert [c["copies"] for c in cards] == [2] + [1] * (len(cards) - 1)    # the page shows "2 copies" on the first
     assert copies_dash.detail.copies.value.count("<li>") == 1     # the first result is selected: its copy listed
     copies_dash.select(int(copies_dash.session.hits["id"].iloc[1]))
     assert copies_dash.detail.copies.value == ""
-    buttons[0][0].click()                                   # open the folded card
+    gallery.act({"event": "copies", "id": cards[0]["id"]})      # open the folded card
     copies_dash.wait()
     best = copies_dash.session.hits.iloc[0]
     assert copies_dash.session.selected == int(best["id"])
@@ -175,17 +174,18 @@ def test_marks_survive_a_re_search_and_export_alone_with_provenance(copies_dash,
     data = (copies[0].parent / "copies-collection" / "Vulpes_vulpes_1.jpg").read_bytes()
     _upload(d, "fox.jpg", data)
     ids = d.session.hits["id"].tolist()
-    d.tabs["gallery"].marks[ids[1]].value = True            # the ☆ on the second and fourth cards
-    d.tabs["gallery"].marks[ids[3]].value = True
-    assert d.session.marks == {ids[1], ids[3]} and d.tabs["gallery"].marks[ids[1]].description == "★ Marked"
+    gallery = d.tabs["gallery"]
+    gallery.act({"event": "mark", "id": ids[1], "marked": True})     # the ☆ on the second and fourth cards
+    gallery.act({"event": "mark", "id": ids[3], "marked": True})
+    assert d.session.marks == {ids[1], ids[3]} and gallery.card(ids[1])["marked"] is True
     d.select(ids[3])
     assert d.detail.mark.value is True
     d.detail.mark.value = False                      # unmarked in the detail panel: the card follows
-    assert d.session.marks == {ids[1]} and d.tabs["gallery"].marks[ids[3]].value is False
-    d.tabs["gallery"].marks[ids[3]].value = True
+    assert d.session.marks == {ids[1]} and gallery.card(ids[3])["marked"] is False
+    gallery.act({"event": "mark", "id": ids[3], "marked": True})
     d.controls.top_n.value = 15                      # a re-search: the marked hits are still shown
     d.wait()
-    assert d.session.marks == {ids[1], ids[3]} and d.tabs["gallery"].marks[ids[1]].value is True
+    assert d.session.marks == {ids[1], ids[3]} and gallery.card(ids[1])["marked"] is True
     d.tabs["export"].marked_only.value = True
     d.tabs["export"].buttons["csv"].click()
     csv = pd.read_csv(io.BytesIO(_download(d.tabs["export"].links.value)), dtype={"source_id": str})
@@ -242,7 +242,7 @@ def test_a_batch_of_five_uploads_gives_five_rows_each_opening_its_gallery(copies
     d.tabs["batch"].opens.children[1].click()
     d.wait()
     assert d.current_tab == "gallery" and d.session.query.label == names[1]
-    assert d.session.hits is not None and len(d.tabs["gallery"].grid.children) == d.session.request.top_n
+    assert d.session.hits is not None and len(d.tabs["gallery"].ids) == d.session.request.top_n
     assert d.session.hits["genus"].iloc[0] == "Vulpes"
     d.tabs["batch"].buttons["summary"].click()
     table = pd.read_csv(io.BytesIO(_download(d.tabs["batch"].links.value)))

@@ -13,11 +13,11 @@ import ipywidgets as w
 from ..config import Settings
 from ..core.locate import locate_atlas
 from ..errors import AtlasError, ServerError
-from ..layout import display_name
 from ..request import SearchRequest
 from . import html
 from .callbacks import guarded
 from .jobs import Job, JobRunner
+from .landmarks import PageRoles, landmark
 from .linking import Links
 from .share import ShareLink, in_voila, query_string_from_env
 from .state import EXPECTED_ERRORS, Level, SearchSession, Status
@@ -105,12 +105,14 @@ class Dashboard:
         self.tab_bar = w.Tab(children=[t.widget for t in self.tabs.values()])
         for i, tab in enumerate(self.tabs.values()):
             self.tab_bar.set_title(i, tab.title)
-        header = w.HTML(html.CSS + f"<h3 style='margin:4px 0'>bioclip-nb</h3><div style='font-size:12px;color:#555'>"
-                        f"atlas {html.escape(str(s.atlas.path))} · {s.atlas.count:,} records · model "
-                        f"{html.escape(display_name(s.atlas.model))} · similarity is cosine (1 = identical)"
-                        + (f" · served by {html.escape(s.server)}" if s.server else "") + "</div>")
-        middle = w.VBox([self.status, self.share, self.tab_bar], layout=w.Layout(flex="1 1 auto", min_width="420px", padding="4px"))
-        self._widget = w.VBox([header, w.HBox([self.controls.widget, middle, self.detail.widget])])
+        header = w.HTML(html.CSS + html.header(s.atlas, s.server))          # a <header>: the banner landmark
+        middle = landmark(w.VBox([self.status, self.share, self.tab_bar], layout=w.Layout(flex="1 1 420px", min_width="420px",
+                                                                                          padding="4px")), "main", "Results")
+        landmark(self.controls.widget, "search", "Query and settings")
+        landmark(self.detail.widget, "complementary", "Selected result")
+        body = w.HBox([self.controls.widget, middle, self.detail.widget], layout=w.Layout(flex_flow="row wrap",
+                                                                                          align_items="flex-start"))
+        self._widget = w.VBox([header, PageRoles(), body])
         self._widget.add_class("bnb-dashboard")
         c = self.controls
         c.upload.observe(self._on_upload, names="value")
@@ -245,6 +247,7 @@ class Dashboard:
     @guarded
     def select(self, hit_id: int) -> None:
         row = self.session.select(hit_id)
+        self.tabs["gallery"].set_selected(hit_id)
         self.links.update()
         self.detail.show(self.session, row, self.session.images.get(int(hit_id)))   # the thumbnail at once
         session = self.session
@@ -307,7 +310,8 @@ class Dashboard:
 
     def after_query(self) -> None:
         """Show a new query: its picture, and every tab's first look at it."""
-        self.controls.show_query(self.session.query.image if self.session.query else None)
+        query = self.session.query
+        self.controls.show_query(query.image if query else None, query.label if query else "")
         for tab in self.tabs.values():
             tab.on_query()
         self.detail.show(self.session, None, None)

@@ -22,22 +22,30 @@ from .wording import WHY
 
 CSS = """
 <style>
+/* Colours from JupyterLab's theme variables (light fallbacks, each at least 4.5:1 on its
+   background), so the dark theme is legible; the status lines carry their own background. */
+.bnb-dashboard { color: var(--jp-ui-font-color1, #1f1f1f); }
+.bnb-header h1 { font-size: 18px; margin: 4px 0; }
+.bnb-h2 { font-size: 14px; font-weight: bold; margin: 6px 0 2px 0; }
+.bnb-header .bnb-about, .bnb-note { font-size: 12px; color: var(--jp-ui-font-color2, #555); }
+/* ipywidgets greys the inactive tabs' labels to 4.45:1 (#6d6d6d on #eee): below WCAG AA */
+.bnb-dashboard .lm-TabBar-tab, .bnb-dashboard .p-TabBar-tab { color: var(--jp-ui-font-color1, #1f1f1f) !important;
+  flex: 0 1 auto !important; padding: 0 8px !important; }   /* as wide as its label: "Where and when" in full */
+.bnb-dashboard .widget-label, .bnb-dashboard .widget-readout { color: var(--jp-widgets-label-color, var(--jp-ui-font-color1, #1f1f1f)); }
 .bnb-status { padding: 4px 8px; border-radius: 4px; font-size: 13px; }
 .bnb-status.info { background: #eef5ee; color: #1f4d1f; }
 .bnb-status.working { background: #eef2f8; color: #1f3550; }
 .bnb-status.warning { background: #fff6e0; color: #5c4400; }
 .bnb-status.error { background: #fdecea; color: #7a1c12; }
-.bnb-caption { font-size: 12px; line-height: 1.25; width: 170px; overflow: hidden; }
-.bnb-caption .sci { font-style: italic; }
-.bnb-caption .sim { color: #555; }
 .bnb-missing, .bnb-loading { width: 160px; height: 160px; display: flex; align-items: center; justify-content: center;
-  text-align: center; background: #f2f2f2; color: #666; font-size: 12px; border-radius: 4px; padding: 6px; box-sizing: border-box; }
+  text-align: center; background: var(--jp-layout-color2, #f2f2f2); color: var(--jp-ui-font-color1, #1f1f1f);
+  font-size: 12px; border-radius: 4px; padding: 6px; box-sizing: border-box; }
 .bnb-table { border-collapse: collapse; font-size: 13px; }
-.bnb-table td, .bnb-table th { padding: 2px 8px; border-bottom: 1px solid #e5e5e5; text-align: left; }
+.bnb-table td, .bnb-table th { padding: 2px 8px; border-bottom: 1px solid var(--jp-border-color2, #e5e5e5); text-align: left; }
 .bnb-tree ul { list-style: none; padding-left: 16px; margin: 0; }
 .bnb-tree li { font-size: 13px; }
-.bnb-tree .rank { color: #777; font-size: 11px; }
-.bnb-missing-name { color: #999; font-style: italic; }
+.bnb-tree .rank { color: var(--jp-ui-font-color2, #555); font-size: 11px; }
+.bnb-missing-name { color: var(--jp-ui-font-color2, #555); font-style: italic; }
 </style>
 """
 
@@ -50,29 +58,28 @@ def text(value: object) -> str:
     return escape(name) if name is not None else MISSING
 
 
+def picture(data: bytes, alt: str, width: int | None = 150) -> str:
+    """An image with its alternative text (an ``ipywidgets.Image`` cannot carry one)."""
+    mime = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/webp" if data[8:12] == b"WEBP" else "image/jpeg"
+    src = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    size = f"max-width:{width}px" if width else "max-width:100%"
+    return f'<img class="bnb-picture" src="{src}" alt="{escape(alt, quote=True)}" style="{size};display:block">'
+
+
+def header(atlas, server: str | None = None) -> str:
+    """The page's title and what it searches: the atlas, its size and model, the server."""
+    served = f" · served by {escape(server)}" if server else ""
+    return (f'<header class="bnb-header"><h1>bioclip-nb</h1><div class="bnb-about">atlas {escape(str(atlas.path))} · '
+            f"{atlas.count:,} records · model {escape(display_name(atlas.model))} · similarity is cosine "
+            f"(1 = identical){served}</div></header>")
+
+
 def status(message: str, level: str) -> str:
     return f'<div class="bnb-status {escape(level)}">{escape(message)}</div>'
 
 
 def scientific(row: pd.Series) -> str:
     return binomial(row.get("genus"), row.get("species")) or "unidentified"
-
-
-def caption(row: pd.Series) -> str:
-    common = clean(row.get("common_name"))
-    head = escape(common) if common else '<span class="bnb-missing-name">no common name</span>'
-    return (f'<div class="bnb-caption"><b>#{int(row["rank"])}</b> {head}<br>'
-            f'<span class="sci">{escape(scientific(row))}</span><br>'
-            f'<span class="sim">{similarity_text(row)}</span></div>')
-
-
-def similarity_text(row: pd.Series) -> str:
-    """'similarity 0.912', or 'similarity ≈ 0.91' where it is the index's estimate (``exact``
-    False: the record has no full vector, or the atlas none), with fewer digits claimed."""
-    sim = float(row["similarity"])
-    if bool(row.get("exact", True)):
-        return f"similarity {sim:.3f}"
-    return f'<span title="estimated from the index\'s compressed codes">similarity ≈ {sim:.2f}</span>'
 
 
 def placeholder(result: FetchResult | None) -> str:

@@ -8,6 +8,7 @@ waits for them.
 
 from __future__ import annotations
 
+import calendar
 import math
 import threading
 from collections import Counter
@@ -18,6 +19,7 @@ import pandas as pd
 from ..insight import plots
 from ..occurrences import COLUMNS, PlaceFilter, reusable, with_occurrences
 from . import html
+from .chart import Chart
 
 ANY = "(any)"
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -85,7 +87,7 @@ class PlacesView:
         self.map = Map(center=(20, 0), zoom=1, scroll_wheel_zoom=True, layout=w.Layout(width="100%", height="320px"))
         self.markers = LayerGroup()
         self.map.add(self.markers)
-        self.season = w.Image(format="png", layout=w.Layout(display="none"))
+        self.season = Chart()
         self.countries = w.HTML()
         self.months = w.IntRangeSlider(value=(1, 12), min=1, max=12, description="Months", continuous_update=False,
                                        readout=True, layout=w.Layout(width="360px"))
@@ -137,7 +139,9 @@ class PlacesView:
         if len(months):
             ax = plots.new_axes((4.2, 2.2))
             plots.month_bars(months.tolist(), ax=ax)
-            self.season.value, self.season.layout.display = plots.to_png(ax), None
+            peak = Counter(months.tolist()).most_common(1)[0]
+            self.season.show(plots.to_png(ax), f"Bar chart of the results by month of observation: {len(months)} with a "
+                             f"month, most in {calendar.month_name[peak[0]]} ({peak[1]}).")
         else:
             self.season.layout.display = "none"
         codes = Counter(c for c in rows["country_code"] if isinstance(c, str))

@@ -7,6 +7,7 @@ from html import escape
 import ipywidgets as w
 
 from .callbacks import guarded
+from .chart import Chart
 from .jobs import Job
 from .state import Level, Status
 from .tab import App, Tab
@@ -20,11 +21,10 @@ class PlotsTab(Tab):
 
     def __init__(self, app: App):
         super().__init__(app)
-        self.cells = w.Image(format="png")
-        self.recall = w.Image(format="png")
+        self.cells, self.recall = Chart(), Chart()
         self.map_button = w.Button(description="Draw the atlas map", tooltip="UMAP of the index cells (computed once per atlas)")
         self.map_button.on_click(lambda _b: self.start_map())
-        self.map = w.Image(format="png", layout=w.Layout(display="none"))
+        self.map = Chart()
         self.note = w.HTML("<p>Search, then open this tab to see how the index found the results.</p>")
         self.widget = w.VBox([self.note, self.cells, self.recall, self.map_button, self.map])
         self.stale = True
@@ -66,7 +66,9 @@ class PlotsTab(Tab):
             self.cells.layout.display = self.recall.layout.display = self.map_button.layout.display = "none"
             return
         figs = s.figures.search(s.encoding.embedding, s.request, s.hits)
-        self.cells.value, self.recall.value = figs.cells_png, figs.recall_png
+        self.cells.show(figs.cells_png, f"Bar chart of the index cells nearest the query and the results found in each. {figs.note}")
+        self.recall.show(figs.recall_png, "Line chart of recall at each search depth: the share of the deepest search's "
+                         f"results that a shallower search finds. The current depth is {int(s.request.nprobe)}.")
         self.note.value = f"<p>{escape(figs.note)}</p>"
         if self.map.layout.display != "none":
             self.draw_map()
@@ -77,8 +79,8 @@ class PlotsTab(Tab):
         self.show_map(self.map_png())
 
     def show_map(self, png: bytes) -> None:
-        self.map.value = png
-        self.map.layout.display = None
+        self.map.show(png, "Map of the atlas: each point is an index cell placed by UMAP so that similar cells sit "
+                      "together; the query's cells and results are highlighted.")
 
     def map_png(self) -> bytes:
         """The atlas map with the current query's cells and hits, as PNG (no widget touched)."""

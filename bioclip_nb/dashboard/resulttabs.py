@@ -8,8 +8,9 @@ import ipywidgets as w
 from ..layout import RANKS
 from . import html
 from .callbacks import guarded
+from .cards import Gallery
 from .tab import App, Tab
-from .views import Gallery, Prediction
+from .views import Prediction
 
 
 class GalleryTab(Tab, Gallery):
@@ -23,6 +24,7 @@ class GalleryTab(Tab, Gallery):
 
     def on_results(self) -> None:
         self.show(self.app.session.hits, self.app.session.marks)
+        self.set_selected(self.app.session.selected)
 
 
 class PredictionTab(Tab, Prediction):

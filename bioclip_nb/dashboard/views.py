@@ -14,10 +14,15 @@ from ..images.fetch import FetchResult
 from ..insight import plots
 from ..layout import RANKS, Scope, display_name, model_spec
 from . import html
+from .cards import alt_text
+from .chart import Chart
 from .state import SearchSession
 from .wording import SCOPE_LABELS
 
 NO_TAXON = "(no filter)"
+#: The controls column keeps this width on every tab (its sliders' tracks stay wider than 100 px).
+CONTROLS_PX = 312
+LABEL_WIDTH = "96px"
 
 
 def scope_options(counts: dict[str, int] | None) -> list[tuple[str, str]]:
@@ -53,14 +58,14 @@ class Controls:
                                     tooltip="" if texts else "this atlas's model embeds photos only")
         self.url = w.Text(placeholder="https://... image URL", layout=w.Layout(width="100%"))
         self.url_button = w.Button(description="Use image URL", layout=w.Layout(width="100%"))
-        self.scope = w.Dropdown(style={"description_width": "90px"}, options=scope_options(atlas.scope_counts(compute=False)),
+        self.scope = w.Dropdown(style={"description_width": LABEL_WIDTH}, options=scope_options(atlas.scope_counts(compute=False)),
                                 value=session.request.scope, description="Scope", layout=w.Layout(width="100%"))
-        self.taxon_rank = w.Dropdown(style={"description_width": "90px"}, options=[NO_TAXON, *RANKS], value=NO_TAXON, description="Taxon rank",
+        self.taxon_rank = w.Dropdown(style={"description_width": LABEL_WIDTH}, options=[NO_TAXON, *RANKS], value=NO_TAXON, description="Taxon rank",
                                      layout=w.Layout(width="100%"))
-        self.taxon_name = w.Combobox(style={"description_width": "90px"}, placeholder="pick or type a name", ensure_option=False, disabled=True,
+        self.taxon_name = w.Combobox(style={"description_width": LABEL_WIDTH}, placeholder="pick or type a name", ensure_option=False, disabled=True,
                                      description="Name", continuous_update=False, layout=w.Layout(width="100%"))
         top = min(atlas.nlist, limits.MAX_SLIDER_NPROBE)
-        wide = {"description_width": "90px"}
+        wide = {"description_width": LABEL_WIDTH}
         self.nprobe = w.IntSlider(style=wide, value=min(session.request.nprobe, top), min=1, max=max(1, top), description="Search depth",
                                   continuous_update=False, disabled=atlas.nlist == 1, layout=w.Layout(width="100%"),
                                   tooltip="nprobe: how many index cells are scanned")
@@ -69,11 +74,11 @@ class Controls:
         self.fold = w.Checkbox(value=session.request.fold, description="Fold copies of one image", indent=False,
                                layout=w.Layout(width="100%"))
         self.search = w.Button(description="Search", button_style="primary", layout=w.Layout(width="100%"))
-        self.query_view = w.Image(format="jpeg", layout=w.Layout(max_width="100%", display="none"))
+        self.query_view = w.HTML(layout=w.Layout(display="none"))
         self.widget = w.VBox([
-            w.HTML("<b>Query</b>"), self.upload, self.query_view, self.text, self.text_button, self.url, self.url_button,
-            w.HTML("<b>Settings</b>"), self.scope, self.taxon_rank, self.taxon_name, self.nprobe, self.top_n, self.fold, self.search,
-        ], layout=w.Layout(width="290px", padding="4px"))
+            w.HTML("<h2 class='bnb-h2'>Query</h2>"), self.upload, self.query_view, self.text, self.text_button, self.url, self.url_button,
+            w.HTML("<h2 class='bnb-h2'>Settings</h2>"), self.scope, self.taxon_rank, self.taxon_name, self.nprobe, self.top_n, self.fold, self.search,
+        ], layout=w.Layout(width=f"{CONTROLS_PX}px", flex=f"0 0 {CONTROLS_PX}px", padding="4px"))
 
     def set_scope_counts(self, counts: dict[str, int]) -> None:
         """Show each scope's record count (computed in the background when not prepared)."""
@@ -87,9 +92,10 @@ class Controls:
     def set_taxon_options(self, names: list[str]) -> None:
         self.taxon_name.options = tuple(names)
 
-    def show_query(self, image: bytes | None) -> None:
+    def show_query(self, image: bytes | None, name: str = "") -> None:
+        """Show the query's picture (named for a screen reader), or nothing."""
         if image:
-            self.query_view.value = image
+            self.query_view.value = html.picture(image, f"the query: {name}" if name else "the query", width=280)
             self.query_view.layout.display = None
         else:
             self.query_view.layout.display = "none"
@@ -112,74 +118,13 @@ def show_mark(button: w.ToggleButton, marked: bool) -> None:
     button.value = marked
 
 
-class Gallery:
-    """Thumbnails that fill in as they arrive, with captions, a Details button and a mark each;
-    a card standing for several copies of one image says so."""
-
-    def __init__(self, on_select, on_mark=None, on_copies=None):
-        self._on_select = on_select
-        self._on_mark = on_mark or (lambda i, marked: None)
-        self._on_copies = on_copies or on_select
-        self.marks: dict[int, w.ToggleButton] = {}
-        self.progress = w.IntProgress(value=0, min=0, max=1, description="Images", layout=w.Layout(width="60%"))
-        self.grid = w.GridBox([], layout=w.Layout(grid_template_columns="repeat(auto-fill, 176px)", grid_gap="8px"))
-        self.tiles: dict[int, w.VBox] = {}
-        self.widget = w.VBox([self.progress, self.grid])
-
-    def show(self, hits: pd.DataFrame, marks: set[int] = frozenset()) -> None:
-        old = list(self.grid.children)
-        self.tiles, self.marks = {}, {}
-        children = []
-        for _, row in hits.iterrows():
-            hit_id = int(row["id"])
-            button = w.Button(description="Details", layout=w.Layout(width="78px"), tooltip=f"result {int(row['rank'])}")
-            button.on_click(lambda _b, i=hit_id: self._on_select(i))
-            mark = self.marks[hit_id] = mark_button(hit_id in marks, lambda v, i=hit_id: self._on_mark(i, v))
-            parts = [w.HTML(html.placeholder(None)), w.HTML(html.caption(row)), w.HBox([button, mark])]
-            copies = int(row.get("copies", 1) or 1) if "copies" in row else 1
-            if copies > 1:
-                more = w.Button(description=f"{copies} copies", icon="clone", layout=w.Layout(width="160px"),
-                                tooltip="this image is in the atlas more than once: show every copy")
-                more.add_class("bnb-copies")
-                more.on_click(lambda _b, i=hit_id: self._on_copies(i))
-                parts.append(more)
-            tile = w.VBox(parts, layout=w.Layout(width="172px"))
-            tile.add_class("bnb-tile")
-            self.tiles[hit_id] = tile
-            children.append(tile)
-        self.grid.children = children
-        close_all(old)               # the previous page's cards: gone from the page, and from the kernel
-        self.progress.max = max(1, len(children))
-        self.progress.value = 0
-
-    def set_mark(self, hit_id: int, marked: bool) -> None:
-        """Show a card's mark (after a change made in the detail panel)."""
-        button = self.marks.get(int(hit_id))
-        if button is not None:
-            show_mark(button, marked)
-
-    def fill(self, result: FetchResult) -> None:
-        tile = self.tiles.get(int(result.key))
-        if tile is None:
-            return
-        placeholder = tile.children[0]
-        if result.ok:
-            img = w.Image(value=result.data, format="jpeg", layout=w.Layout(width="160px", height="160px", object_fit="contain"))
-            img.add_class("bnb-thumb")
-            tile.children = (img, *tile.children[1:])
-        else:
-            tile.children = (w.HTML(html.placeholder(result)), *tile.children[1:])
-        close_all([placeholder])
-        self.progress.value = min(self.progress.max, self.progress.value + 1)
-
-
 class Prediction:
     """The model's top 5 at a chosen rank, as bars."""
 
     def __init__(self, on_rank, on_checklist=None, on_clear=None):
         self.rank = w.Dropdown(options=list(RANKS), value="species", description="Rank")
         self.rank.observe(lambda ch: on_rank(), names="value")
-        self.image = w.Image(format="png")
+        self.image = Chart()
         self.note = w.HTML()
         self.within = w.HTML()
         self.checklist = w.FileUpload(accept=".csv", multiple=False, description="Checklist CSV",
@@ -204,9 +149,10 @@ class Prediction:
             self.image.layout.display = "none"
         else:
             self.note.value = ""
-            self.image.value = plots.to_png(plots.prediction_bars(preds, ax=plots.new_axes((6, 2.8)), rank_label=self.rank.value,
+            png = plots.to_png(plots.prediction_bars(preds, ax=plots.new_axes((6, 2.8)), rank_label=self.rank.value,
                                                                          model=session.atlas.model))
-            self.image.layout.display = None
+            self.image.show(png, f"Bar chart of the model's top {len(preds)} at rank {self.rank.value}: "
+                            + "; ".join(f"{p.name or 'unnamed'} {p.score:.2f}" for p in preds))
 
 
 def _no_prediction(session: SearchSession) -> str:
@@ -218,6 +164,8 @@ def _no_prediction(session: SearchSession) -> str:
         return "the query is text; a prediction comes from a photo"
     if q is not None and q.kind == "result":
         return "the query is a record's stored vector; the model predicts from photos it is shown"
+    if session.encoding is not None and session.encoding.note:
+        return session.encoding.note + ". The Consensus tab shows what the nearest images agree on"
     return "the model gave none for this query"
 
 
@@ -228,24 +176,25 @@ class Detail:
         self.mark = mark_button(False, on_mark or (lambda marked: None))
         self.copies = w.HTML()
         self.place = w.HTML()
-        self.query_image = w.Image(format="jpeg", layout=w.Layout(width="150px", display="none"))
+        self.query_image = w.HTML(layout=w.Layout(width="150px", display="none"))
         self.query_note = w.HTML(layout=w.Layout(width="150px"))
-        self.result_image = w.Image(format="jpeg", layout=w.Layout(width="150px"))
+        self.result_image = w.HTML(layout=w.Layout(width="150px"))
         self.result_note = w.HTML()
         self.taxonomy = w.HTML()
         self.source = w.HTML()
         self.more = w.Button(description="More like this", disabled=True)
         self.more.on_click(lambda _b: on_more_like())
         self.widget = w.VBox([
-            w.HTML("<b>Selected result</b>"),
+            w.HTML("<h2 class='bnb-h2'>Selected result</h2>"),
             w.HBox([w.VBox([w.HTML("query"), self.query_image, self.query_note]), w.VBox([w.HTML("result"), self.result_image, self.result_note])]),
             self.taxonomy, self.source, self.place, w.HBox([self.more, self.mark]), self.copies,
-        ], layout=w.Layout(width="340px", padding="4px"))
+        ], layout=w.Layout(width="340px", flex="0 0 340px", padding="4px"))
 
     def show(self, session: SearchSession, row: pd.Series | None, full: FetchResult | None) -> None:
         query = session.query
         if query is not None and query.image:
-            self.query_image.value, self.query_image.layout.display = query.image, None
+            self.query_image.value = html.picture(query.image, f"the query: {query.label}")
+            self.query_image.layout.display = None
             self.query_note.value = ""
         else:                                   # a text, or a record without its picture at hand
             self.query_image.layout.display = "none"
@@ -262,7 +211,7 @@ class Detail:
         self.taxonomy.value = html.detail_table(row)
         self.source.value = html.source_table(row, session.atlas.metric)
         if full is not None and full.ok:
-            self.result_image.value, self.result_note.value = full.data, ""
+            self.result_image.value, self.result_note.value = html.picture(full.data, alt_text(row)), ""
             self.result_image.layout.display = None
         else:
             self.result_image.layout.display = "none"
@@ -289,7 +238,7 @@ class Export:
         self.links = w.HTML()
         self.progress = w.IntProgress(value=0, min=0, max=1, description="ZIP", layout=w.Layout(display="none"))
         self.widget = w.VBox([self.marked_only, w.HBox(list(self.buttons.values())), self.progress, self.links,
-                              w.HTML("<div style='font-size:12px;color:#555'>Every export names the software, model, "
+                              w.HTML("<div class='bnb-note'>Every export names the software, model, "
                                      "atlas, settings, query and time of the search.</div>")])
 
     def start(self, total: int) -> None:

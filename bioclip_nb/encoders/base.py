@@ -29,6 +29,7 @@ class Encoding:
     embedding: np.ndarray            # (dim,) float32, unit norm
     model_id: str
     predictions: dict[Rank, tuple[Prediction, ...]] = field(default_factory=dict)
+    note: str = ""                   # why there are no predictions, where a model that predicts gave none
 
     def predict(self, rank: Rank | str = Rank.SPECIES, k: int = 5) -> list[Prediction]:
         """Top ``k`` predictions at ``rank`` (empty for a model without labels)."""

@@ -32,6 +32,7 @@ def encoding_to_json(enc: Encoding, query_id: str | None = None) -> dict:
         "query_id": query_id,
         "embedding": [float(x) for x in np.asarray(enc.embedding, dtype=np.float32)],
         "predictions": predictions_to_json(enc.predictions),
+        "note": enc.note,
     }
 
 
@@ -52,7 +53,7 @@ def predictions_from_json(data: dict | None) -> dict[Rank, tuple[Prediction, ...
 def encoding_from_json(data: dict) -> Encoding:
     """The inverse of :func:`encoding_to_json`."""
     return Encoding(np.asarray(data["embedding"], dtype=np.float32), data["model_id"],
-                    predictions_from_json(data.get("predictions")))
+                    predictions_from_json(data.get("predictions")), str(data.get("note") or ""))
 
 
 def vector_to_json(vector: np.ndarray) -> list[float]:

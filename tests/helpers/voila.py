@@ -24,28 +24,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def voila_server(atlas: Path, home: Path, timeout: float = 90.0, env: dict | None = None):
-    """Serve the dashboard notebook on ``atlas``; yield ``(base_url, process)``."""
-    port = free_port()
-    env = dict(os.environ, BIOCLIP_NB_ATLAS=str(atlas), BIOCLIP_NB_HOME=str(home), **(env or {}))
-    log = open(home / f"voila-{port}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "voila", str(ROOT / "notebooks" / "dashboard.ipynb"), "--no-browser",
-                             f"--port={port}", "--Voila.ip=127.0.0.1", "--VoilaConfiguration.show_tracebacks=False"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}/"
+def running(cmd: list[str], url: str, log_path: Path, env: dict, timeout: float, cwd: Path | None = None):
+    """Start ``cmd``, wait until ``url`` answers 200, yield the process; stop it afterwards."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         try:
-            with urllib.request.urlopen(base, timeout=5) as r:
+            with urllib.request.urlopen(url, timeout=5) as r:
                 if r.status == 200:
                     break
         except OSError:
             time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError(f"voila did not start; see {log.name}")
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError(f"{cmd[2]} did not start; see {log_path}")
     try:
-        yield base, proc
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -53,6 +48,19 @@ def voila_server(atlas: Path, home: Path, timeout: float = 90.0, env: dict | Non
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@contextmanager
+def voila_server(atlas: Path, home: Path, timeout: float = 90.0, env: dict | None = None, args: tuple[str, ...] = ()):
+    """Serve the dashboard notebook on ``atlas`` (``args`` for Voilà, e.g. ``--theme=dark``);
+    yield ``(base_url, process)``."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/"
+    cmd = [sys.executable, "-m", "voila", str(ROOT / "notebooks" / "dashboard.ipynb"), "--no-browser",
+           f"--port={port}", "--Voila.ip=127.0.0.1", "--VoilaConfiguration.show_tracebacks=False", *args]
+    env = dict(os.environ, BIOCLIP_NB_ATLAS=str(atlas), BIOCLIP_NB_HOME=str(home), **(env or {}))
+    with running(cmd, base, home / f"voila-{port}.log", env, timeout, cwd=ROOT) as proc:
+        yield base, proc
 
 
 def upload(page, path: Path) -> None:
@@ -67,3 +75,34 @@ def kernel_memory_mb(proc) -> list[float]:
     import psutil
     kids = psutil.Process(proc.pid).children(recursive=True)
     return [round(k.memory_info().rss / 2**20, 1) for k in kids if "ipykernel" in " ".join(k.cmdline())]
+
+
+def search_page(page, base: str, query: Path, top_n: int = 10) -> None:
+    """Open the dashboard, upload ``query``, search, and wait until every card has settled
+    (a picture, or the reason it has none)."""
+    page.goto(base, timeout=120_000)
+    page.wait_for_selector("text=Upload photo", timeout=120_000)
+    upload(page, query)
+    page.wait_for_selector(".bnb-status:has-text('encoded')", timeout=60_000)
+    page.click("button:has-text('Search')")
+    page.wait_for_function(f"document.querySelectorAll('.bnb-tile').length >= {top_n}", timeout=60_000)
+    settled(page, top_n)
+
+
+def settled(page, top_n: int) -> None:
+    """Wait until ``top_n`` cards hold a picture or say why not ("loading..." is .bnb-loading)."""
+    page.wait_for_function("document.querySelectorAll('.bnb-tile img.bnb-thumb, .bnb-tile .bnb-missing').length >= "
+                           f"{top_n} && !document.querySelector('.bnb-tile .bnb-loading') "
+                           "&& !document.querySelector('.bnb-status.working')", timeout=60_000)
+
+
+@contextmanager
+def jupyterlab_server(root: Path, env: dict, timeout: float = 120.0):
+    """JupyterLab serving ``root`` with no token (127.0.0.1 only); yield its base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}",
+           "--ServerApp.ip=127.0.0.1", "--ServerApp.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
+           "--LabApp.news_url=None"]
+    with running(cmd, base + "/api", root / f"lab-{port}.log", dict(os.environ, **env), timeout):
+        yield base
