@@ -132,16 +132,19 @@ class ModelSpec:
     id: str
     dim: int
     display_name: str
-    kind: str                 # "bioclip" (open_clip via pybioclip) or "pixel" (the stand-in)
+    kind: str                 # "bioclip" (pybioclip), "openclip" (open_clip, labels embedded here) or "pixel"
     predicts: bool            # makes Tree of Life predictions
     embeds_text: bool         # can search by a name or description
 
 
 BIOCLIP2 = "hf-hub:imageomics/bioclip-2"
+#: BioCLIP 2.5 Huge (February 2026): OpenCLIP ViT-H/14, 1024-d; through open_clip (``kind="openclip"``).
+BIOCLIP25 = "hf-hub:imageomics/bioclip-2.5-vith14"
 PIXEL_MODEL = "bioclip-nb/pixel-768"
 #: Every model bioclip-nb can open an atlas of, by id.
 MODELS: dict[str, ModelSpec] = {m.id: m for m in (
     ModelSpec(BIOCLIP2, 768, "BioCLIP 2", "bioclip", predicts=True, embeds_text=True),
+    ModelSpec(BIOCLIP25, 1024, "BioCLIP 2.5 Huge", "openclip", predicts=True, embeds_text=True),
     ModelSpec("hf-hub:imageomics/bioclip", 512, "BioCLIP", "bioclip", predicts=True, embeds_text=True),
     ModelSpec(PIXEL_MODEL, 768, "pixel stand-in", "pixel", predicts=False, embeds_text=False),
 )}

@@ -56,20 +56,43 @@ def torch_device() -> Line:
                 fix="fine for a few searches; for a class, run one bioclip-nb serve on a GPU node (docs/osc/README.md)")
 
 
-def weights(needed: bool) -> Line:
-    """BioCLIP 2 in the Hugging Face cache; a problem only when the atlas was built with it."""
+def weights(model: str | None, needed: bool, settings: Settings | None = None) -> Line | list[Line]:
+    """The atlas's model (BioCLIP 2 for other atlases: the published atlas and text search use
+    it) in the Hugging Face cache; a problem only when the atlas was built with it. A model whose
+    Tree of Life labels are embedded here (BioCLIP 2.5) also says whether they are prepared."""
     from huggingface_hub import constants
 
     from ..encoders import bioclip_available
+    from ..layout import display_name, model_spec
+    spec = model_spec(model) if model else None
+    model_id = model if spec is not None and spec.kind in ("bioclip", "openclip") else BIOCLIP2
+    name, repo = display_name(model_id), model_id.removeprefix("hf-hub:")
     cache = constants.HF_HUB_CACHE
-    if bioclip_available(BIOCLIP2):
-        return Line("model", True, f"BioCLIP 2 weights and Tree of Life labels are in the Hugging Face cache ({cache})")
-    fix = ("it downloads on first use (about 1.7 GB) if huggingface.co is reachable; offline, copy a cache holding "
-           "imageomics/bioclip-2 and imageomics/TreeOfLife-200M and point HF_HUB_CACHE at it")
+    if bioclip_available(model_id):
+        if spec is not None and spec.kind == "openclip":
+            return [Line("model", True, f"{name} weights and Tree of Life names are in the Hugging Face cache ({cache})"),
+                    labels(model_id, settings or Settings.from_env())]
+        return Line("model", True, f"{name} weights and Tree of Life labels are in the Hugging Face cache ({cache})")
+    fix = (f"it downloads on first use if huggingface.co is reachable; offline, copy a cache holding {repo} "
+           "and imageomics/TreeOfLife-200M and point HF_HUB_CACHE at it")
     if needed:
-        return Line("model", False, f"BioCLIP 2 is not in the Hugging Face cache ({cache}), and this atlas needs it", fix)
-    return Line("model", True, f"BioCLIP 2 is not in the Hugging Face cache ({cache}); this atlas does not need it",
+        return Line("model", False, f"{name} is not in the Hugging Face cache ({cache}), and this atlas needs it", fix)
+    return Line("model", True, f"{name} is not in the Hugging Face cache ({cache}); this atlas does not need it",
                 fix + " (for the published atlas and text search)", warning=True)
+
+
+def labels(model_id: str, settings: Settings) -> Line:
+    """Whether the Tree of Life label embeddings of an open_clip model are prepared (nothing loaded)."""
+    from ..encoders.bioclip import weights_file
+    from ..encoders.openclip import DONE, labels_dir, labels_root
+    from ..encoders.runtimes import weights_hash
+    found = weights_file(model_id)
+    digest = weights_hash([found]) if found is not None else ""
+    if found is not None and (labels_dir(labels_root(model_id, digest, settings), model_id, digest) / DONE).is_file():
+        return Line("labels", True, "Tree of Life labels embedded with this model: predictions at every rank")
+    return Line("labels", True, "Tree of Life labels not embedded with this model yet: no predictions (the "
+                "neighbours' consensus still shows)", warning=True,
+                fix="bioclip-nb prepare --labels embeds them once (hours on a CPU, resumable)")
 
 
 def atlas(explicit: Path | None, settings: Settings) -> tuple[list[Line], str | None]:
@@ -129,7 +152,7 @@ def runtime(model: str | None, settings: Settings) -> Line:
     from ..encoders.runtimes import current_record, export_dir, weights_hash
     from ..layout import model_spec
     spec = model_spec(model) if model else None
-    if spec is None or spec.kind != "bioclip":
+    if spec is None or spec.kind not in ("bioclip", "openclip"):
         return Line("runtime", True, "numpy (the stand-in model needs no faster runtime)" if spec else
                     "no atlas model to run")
     weights = weights_file(model)
@@ -184,7 +207,8 @@ def run_checks(explicit_atlas: Path | None = None, settings: Settings | None = N
     atlas_lines, model = _safely(lambda: atlas(explicit_atlas, settings), ([], None))
     spec = model_spec(model) if model else None
     checks: list[Callable[[], Line | list[Line]]] = [
-        python, torch_device, lambda: weights(needed=spec is not None and spec.kind == "bioclip"), lambda: atlas_lines,
+        python, torch_device, lambda: weights(model, spec is not None and spec.kind in ("bioclip", "openclip"), settings),
+        lambda: atlas_lines,
         lambda: runtime(model, settings),
         lambda: disk(settings),
         lambda: writable("host policy", settings.state_dir, "set BIOCLIP_NB_STATE_DIR to a directory every kernel can "

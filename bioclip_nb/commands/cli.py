@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--runtime", action="store_true",
                     help="also export the atlas's model for a faster CPU runtime and check it against torch "
                          "(once per machine; otherwise the dashboard and the server do it in the background)")
+    pr.add_argument("--labels", action="store_true",
+                    help="also embed the Tree of Life names with the atlas's model, for a model whose labels are not "
+                         "published (BioCLIP 2.5: ~950,000 names, hours on a CPU, resumable); its predictions need them")
     pr.add_argument("--precision", choices=("int8", "float16"), default=None,
                     help="how the full vectors are stored: int8 (default; half the disk, similarity within 1e-3) "
                          "or float16 (as published)")
@@ -292,10 +295,12 @@ def cmd_prepare(args) -> int:
                              f"estimate (exact=False); {report['rows_not_in_atlas']:,} parquet rows are not in this atlas\n")
         where = atlas.cache_dir
         runtime = _prepare_runtime(atlas.model, settings.cache_dir) if args.runtime else None
+        labels = _prepare_labels(atlas.model, settings.cache_dir) if args.labels else None
     print(json.dumps({"atlas": str(atlas.path), "derived": str(where), "open_and_validate_s": round(opened, 3),
                       "seconds": {k: round(v, 3) for k, v in seconds.items()},
                       **({"full_vectors": report} if report else {}),
-                      **({"runtime": runtime} if runtime is not None else {})}, indent=2))
+                      **({"runtime": runtime} if runtime is not None else {}),
+                      **({"labels": labels} if labels is not None else {})}, indent=2))
     if args.derived_dir is not None:
         sys.stderr.write(f"prepared into {where}; point users at it with BIOCLIP_NB_DERIVED_DIR={args.derived_dir}\n")
     return 0
@@ -313,6 +318,22 @@ def _prepare_runtime(model_id: str, cache_dir: Path) -> dict:
         return {"model": model_id, "chosen": "numpy"}
     record = encoder.prepare_runtime(log_to=lambda m: sys.stderr.write(m + "\n"), cache_dir=cache_dir)
     return dataclasses.asdict(record)
+
+
+def _prepare_labels(model_id: str, cache_dir: Path) -> dict:
+    """Embed the Tree of Life names with ``model_id``'s text tower now, into ``cache_dir`` (for
+    models whose label embeddings are not published); what was made, as JSON."""
+    from ..layout import model_spec
+    spec = model_spec(model_id)
+    if spec is None or spec.kind != "openclip":
+        sys.stderr.write(f"{model_id}: its Tree of Life labels are published (or it has none); nothing to embed\n")
+        return {"model": model_id, "labels": "published" if spec is not None and spec.predicts else "none"}
+    from ..encoders.bioclip import BioClipEncoder
+    encoder = BioClipEncoder.load_open_clip(model_id, runtime="torch", compute_labels=True, labels_root=cache_dir,
+                                            progress=True)
+    if encoder.labels is None:
+        raise UsageError(encoder.labels_note)
+    return {"model": model_id, "labels": len(encoder.labels.names)}
 
 
 def cmd_download(args) -> int:

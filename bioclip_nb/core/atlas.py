@@ -32,6 +32,7 @@ from ..layout import (
     ManifestError,
     Rank,
     Scope,
+    display_name,
     model_spec,
     parse_taxon,
 )
@@ -186,7 +187,8 @@ class Atlas:
     def info(self) -> dict:
         """Facts for ``bioclip-nb info``: count, dim, metric, nlist, model, scope counts."""
         return {
-            "path": str(self.path), "model": self.model, "count": self.count, "dim": self.dim,
+            "path": str(self.path), "model": self.model, "model_name": display_name(self.model),
+            "count": self.count, "dim": self.dim,
             "content_fingerprint": self.content_fingerprint,
             "metric": self.metric, "nlist": self.nlist, "rows": self.metadata.count(),
             "index_type": type(self.index).__name__, "quantizer": self.quantizer, "format_version": self.manifest.format_version,

@@ -44,6 +44,9 @@ def load_encoder(model_id: str = BIOCLIP2, device: str = "auto", runtime: str | 
             if spec is not None and spec.kind == "pixel":
                 from .pixel import PixelEncoder
                 _ENCODERS[key] = PixelEncoder()
+            elif spec is not None and spec.kind == "openclip":
+                from .bioclip import BioClipEncoder
+                _ENCODERS[key] = BioClipEncoder.load_open_clip(model_id, device, runtime, background)
             elif (spec is not None and spec.kind == "bioclip") or model_id.startswith("hf-hub:"):
                 from .bioclip import BioClipEncoder
                 _ENCODERS[key] = BioClipEncoder.load(model_id, device, runtime, background)

@@ -103,6 +103,7 @@ class BioClipEncoder:
         self.runtime_note = ""                       # why the runtime is what it is, for people
         self.runtime_ready = threading.Event()       # set once the runtime is settled
         self.runtime_ready.set()
+        self.labels_note = ""                        # why there are no predictions (labels not prepared)
 
     @classmethod
     def load(cls, model_id: str = BIOCLIP2, device: str = "auto", runtime: str = "auto",
@@ -119,6 +120,27 @@ class BioClipEncoder:
         txt = clf.txt_embeddings.detach().cpu().numpy()
         labels = TreeOfLifeLabels(clf.txt_names, txt)
         encoder = cls(model_id, clf, labels, device, runtimes.weights_hash([weights]))
+        encoder.use_runtime(runtime, background=background)
+        return encoder
+
+    @classmethod
+    def load_open_clip(cls, model_id: str, device: str = "auto", runtime: str = "auto", background: bool = True,
+                       compute_labels: bool = False, labels_root: Path | None = None,
+                       progress: bool = False) -> BioClipEncoder:
+        """A Tree of Life model pybioclip does not serve (BioCLIP 2.5), through open_clip, with
+        the label embeddings computed once by its text tower (see :mod:`.openclip`): read from
+        ``labels_root`` (default: the shared derived directory if it holds them, else the user's
+        cache), or computed there now with ``compute_labels``."""
+        from . import openclip
+        device = pick_device(device)
+        digest = runtimes.weights_hash([_require_weights(model_id)])
+        root = labels_root or openclip.labels_root(model_id, digest)
+        clf = openclip.load_classifier(model_id, device, root, digest, compute_labels, progress)
+        labels = (TreeOfLifeLabels(clf.txt_names, clf.txt_embeddings.cpu().numpy())
+                  if clf.txt_embeddings is not None else None)
+        encoder = cls(model_id, clf, labels, device, digest)
+        if labels is None:
+            encoder.labels_note = openclip.missing_labels_reason(model_id, clf.txt_names is not None)
         encoder.use_runtime(runtime, background=background)
         return encoder
 
@@ -292,7 +314,7 @@ class BioClipEncoder:
             feats = self._features(images[start:start + batch_size])
             preds = self._predictions(feats, k)
             emb = feats.cpu().numpy().astype(np.float32)
-            out.extend(Encoding(e, self.model_id, p) for e, p in zip(emb, preds))
+            out.extend(Encoding(e, self.model_id, p, self.labels_note) for e, p in zip(emb, preds))
         return out
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
@@ -381,7 +403,13 @@ def weights_cached(model_id: str = BIOCLIP2) -> bool:
     def cached(repo: str, name: str, repo_type: str = "model") -> bool:
         return isinstance(try_to_load_from_cache(repo, name, repo_type=repo_type), str)
 
+    from ..layout import model_spec
+    from .openclip import NAMES_FILE, NAMES_REPO
     repo = model_id.removeprefix("hf-hub:")
+    spec = model_spec(model_id)
+    if spec is not None and spec.kind == "openclip":      # its label embeddings are made here (prepare --labels)
+        return (cached(repo, "open_clip_config.json") and any(cached(repo, w) for w in WEIGHT_FILES)
+                and cached(NAMES_REPO, NAMES_FILE, "dataset"))
     try:
         labels = get_tol_repo_id(model_id)
     except ValueError:

@@ -84,3 +84,21 @@ def install_tiny_bioclip(cache: Path, seed: int = 0) -> dict:
         "embeddings/txt_emb_species.json": json.dumps(TINY_LABELS).encode(),
     }, repo_type="dataset")
     return {"labels": TINY_LABELS, "text_embeddings": emb}
+
+
+def install_tiny_bioclip25(cache: Path, seed: int = 1) -> dict:
+    """A tiny random model under BioCLIP 2.5 Huge's id (1024-d, as the real ViT-H/14). Its Tree
+    of Life names are BioCLIP 2's (:func:`install_tiny_bioclip` writes them); no label
+    embeddings are published for it."""
+    import open_clip
+    import torch
+    torch.manual_seed(seed)
+    cfg = dict(TINY_CONFIG["model_cfg"], embed_dim=1024)
+    model = open_clip.CLIP(**cfg)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    put_in_hf_cache(cache, "imageomics/bioclip-2.5-vith14", {
+        "open_clip_config.json": json.dumps(dict(TINY_CONFIG, model_cfg=cfg)).encode(),
+        "open_clip_pytorch_model.bin": buf.getvalue(),
+    })
+    return {"model": model}
