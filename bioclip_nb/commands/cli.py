@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", parents=[common], help="build an atlas from a folder or table of images",
                        description="Build an atlas from a folder of images (taxonomy from folder names or a "
                                    "metadata.csv beside them) or a .csv/.parquet listing image paths or URLs.")
-    b.add_argument("source", type=Path, help="folder of images, or a .csv/.parquet table")
+    b.add_argument("source", type=Path, nargs="?", help="folder of images, or a .csv/.parquet table")
     b.add_argument("--out", type=Path, required=True, help="atlas directory to create")
     b.add_argument("--model", default="auto",
                    help=f"encoder: auto (BioCLIP 2 if its weights are here, else the stand-in), "
@@ -125,6 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=_positive, default=256, help="images per checkpointed chunk (default 256)")
     b.add_argument("--force", action="store_true", help="replace an existing atlas at --out")
     b.add_argument("--no-copy-images", action="store_true", help="do not keep copies of the images in the atlas")
+    b.add_argument("--embeddings", type=Path, default=None, metavar="PATH",
+                   help="instead of images, a folder of published embedding parquet files (TreeOfLife-200M-Embeddings, "
+                        "e.g. the bioclip-2.5-vith14_float16 config) to index; needs --metadata and --model")
+    b.add_argument("--metadata", type=Path, default=None, metavar="ATLAS",
+                   help="with --embeddings: a published-layout atlas (or its metadata.duckdb) whose URLs, sources and "
+                        "publishers are joined by uuid")
+    b.add_argument("--factory", default=None, help="with --embeddings: the FAISS index (default: IVF sized to the "
+                                                   "count, PQ16 as upstream)")
+    b.add_argument("--workers", type=_positive, default=None,
+                   help="with --embeddings and a local scheduler: Dask worker processes (default: one per core)")
 
     m = sub.add_parser("demo", parents=[common], help="build (or reuse) the demo atlas and print its path")
     m.add_argument("--dir", type=Path, default=None, help="where (default $BIOCLIP_NB_HOME/demo)")
@@ -350,6 +360,10 @@ def cmd_download(args) -> int:
 
 
 def cmd_build(args) -> int:
+    if args.embeddings is not None:
+        return _build_from_embeddings(args)
+    if args.source is None:
+        raise UsageError("build needs a SOURCE (a folder or table of images), or --embeddings PATH")
     from ..builder.pipeline import build_atlas
     result = build_atlas(args.source, args.out, model=args.model, scheduler=args.scheduler,
                          batch_size=args.batch_size, force=args.force, copy_images=not args.no_copy_images)
@@ -357,6 +371,18 @@ def cmd_build(args) -> int:
                      f"{result.path / 'build-report.csv'}) with {result.model}, {result.index}, "
                      f"in {result.seconds:.0f} s\n")
     print(result.path)
+    return 0
+
+
+def _build_from_embeddings(args) -> int:
+    from ..builder.fromembeddings import build_from_embeddings, report
+    if args.metadata is None or args.model == "auto":
+        raise UsageError("build --embeddings needs --metadata ATLAS (for URLs, joined by uuid) and --model "
+                         "(the embeddings' model, e.g. hf-hub:imageomics/bioclip-2.5-vith14)")
+    result = build_from_embeddings(args.embeddings, args.metadata, args.model, args.out, scheduler=args.scheduler,
+                                   workers=args.workers, factory=args.factory, force=args.force)
+    sys.stderr.write(report(result) + "\n")
+    print(json.dumps(result.to_json(), indent=2))
     return 0
 
 

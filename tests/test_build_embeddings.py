@@ -1,0 +1,103 @@
+"""An atlas from published-format embeddings (1024-d, BioCLIP 2.5's width) on a real Dask
+LocalCluster, joined by uuid to a published-layout atlas; resumable; then exact with
+``prepare --embeddings`` from the same files."""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import numpy as np
+import pytest
+from helpers.atlases import build_synthetic_atlas
+
+from bioclip_nb import Atlas
+from bioclip_nb.builder.fromembeddings import build_from_embeddings
+from bioclip_nb.core.embeddings import prepare_embeddings
+from bioclip_nb.layout import BIOCLIP25, METADATA_FILE
+from bioclip_nb.testing.embeddingfiles import write_published_embeddings
+
+N, EXTRA = 6_000, 100
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """A lite-style atlas (BioCLIP 2, published layout) and BioCLIP 2.5-shaped parquet beside it:
+    1% of the atlas's images have no row, 100 rows are images the atlas does not hold."""
+    root = tmp_path_factory.mktemp("embeddings")
+    lite = build_synthetic_atlas(root / "lite", N, "IVF32,PQ16", published_layout=True)
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(40, 1024)).astype(np.float32)
+    wide = centres[rng.integers(0, 40, N)] + 0.3 * rng.normal(size=(N, 1024)).astype(np.float32)
+    written = write_published_embeddings(lite.path, wide, root / "parquet", files=4, extra=EXTRA,
+                                         vector_column="emb_bioclip25")
+    return lite, written, root
+
+
+def _urls(path) -> dict[str, str | None]:
+    con = duckdb.connect(str(path / METADATA_FILE), read_only=True)
+    rows = con.execute("SELECT m.uuid::VARCHAR, p.prefix || m.identifier_suffix FROM metadata m "
+                       "LEFT JOIN url_prefixes p ON p.prefix_id = m.url_prefix_id").fetchall()
+    con.close()
+    return dict(rows)
+
+
+def test_built_on_dask_joined_by_uuid_and_resumed(published, tmp_path):
+    lite, written, root = published
+    # a metadata file that breaks the last stage: the chunks are encoded, then the write fails
+    broken = tmp_path / "broken.duckdb"
+    shutil.copy(lite.path / METADATA_FILE, broken)
+    con = duckdb.connect(str(broken))
+    con.execute("DROP TABLE url_prefixes")
+    con.close()
+    out = tmp_path / "bioclip25"
+    with pytest.raises(duckdb.CatalogException, match="url_prefixes"):
+        build_from_embeddings(root / "parquet", broken, BIOCLIP25, out, workers=2, progress=False)
+    assert len(list((tmp_path / ".bioclip25.partial" / "codes").glob("*.npz"))) == 4 and not out.exists()
+    built = build_from_embeddings(root / "parquet", lite.path, BIOCLIP25, out, workers=2, progress=False)
+    assert (built.chunks_computed, built.chunks_reused) == (0, 4) and "train" not in built.seconds   # resumed
+    assert built.count == written.rows == N - len(written.missing_ids) + EXTRA
+    assert built.without_metadata == EXTRA and built.unusable_rows == 0
+    with Atlas.open(out) as atlas:
+        assert (atlas.model, atlas.dim, atlas.count) == (BIOCLIP25, 1024, built.count)
+        assert atlas.info()["model_name"] == "BioCLIP 2.5 Huge"
+        ids = np.arange(0, atlas.count, 97)
+        rows = atlas.lookup(ids)
+    # every row that the lite atlas holds has its URL, by uuid; the extra rows keep their taxonomy
+    theirs, ours = _urls(lite.path), _urls(out)
+    shared = set(theirs) & set(ours)
+    assert len(shared) == N - len(written.missing_ids)
+    assert all(ours[u] == theirs[u] for u in shared)
+    extra = rows[rows["kingdom"] == "ExtraKingdom"]
+    assert len(extra) and extra["url"].isna().all()
+
+
+def test_the_built_atlas_is_exact_with_the_same_files(published, tmp_path):
+    lite, _, root = published
+    out = tmp_path / "bioclip25"
+    build_from_embeddings(root / "parquet", lite.path / METADATA_FILE, BIOCLIP25, out, workers=2, progress=False)
+    import pyarrow.parquet as pq
+    table = pq.read_table(sorted((root / "parquet").glob("*.parquet"))[1], columns=["uuid", "emb_bioclip25"])
+    vectors = np.stack(table.column("emb_bioclip25").to_numpy(zero_copy_only=False)[:20]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with Atlas.open(out) as atlas:
+        report = prepare_embeddings(atlas, root / "parquet", atlas.cache_dir, "float16", progress=False)
+        assert report["records_without_vector"] == 0
+        atlas.exactness.reload()
+        hits = atlas.search(vectors, top_n=1, nprobe=atlas.nlist)
+    assert hits["exact"].all() and (hits["similarity"] > 0.999).all()
+    assert hits["uuid"].astype(str).tolist() == table.column("uuid").to_pylist()[:20]
+
+
+def test_the_command(published, tmp_path, capsys):
+    from bioclip_nb.commands.cli import main
+    lite, written, root = published
+    assert main(["build", "--embeddings", str(root / "parquet"), "--out", str(tmp_path / "a")]) == 2
+    assert "--metadata" in capsys.readouterr().err
+    assert main(["build", "--embeddings", str(root / "parquet"), "--metadata", str(lite.path), "--model", BIOCLIP25,
+                 "--out", str(tmp_path / "a"), "--workers", "1", "--factory", "IVF16,PQ32"]) == 0
+    import json
+    captured = capsys.readouterr()
+    done = json.loads(captured.out)
+    assert done["count"] == written.rows and done["factory"] == "IVF16,PQ32" and f"{EXTRA:,} have no row" in captured.err
+    assert set(done["seconds"]) == {"sample", "train", "encode", "add", "write"}
