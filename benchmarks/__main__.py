@@ -22,6 +22,7 @@ from pathlib import Path
 from . import (
     cards,
     demo_baseline,
+    embeddings_build,
     encoder,
     exact,
     extrapolate,
@@ -42,7 +43,8 @@ from .common import SMOKE_ENV
 SUITE = [("scale", scale), ("rehearsal", rehearsal), ("probing", probing), ("search", search), ("scopes", scopes),
          ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("cards", cards), ("encoder", encoder),
          ("service", service), ("folding", folding), ("demo", demo_baseline),
-         ("exact", exact), ("runtime", runtime)]
+         ("exact", exact), ("runtime", runtime),
+         ("embeddings_build", embeddings_build)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@
 the seven ranks, sorted by taxonomy). The embeddings are computed, so an atlas of them is an
 index-building job, not an image-encoding one:
 
-1. **sample**: one random row group of each file, random rows of it, for training;
+1. **sample**: an equal share of random rows from every file, for training;
 2. **train** IVF-PQ on the sample (``--factory``; by default ``writer.choose_index``);
 3. **encode**: each file is one chunk, run on Dask workers (a ``LocalCluster`` by default, a
    real cluster with ``scheduler``): read the vectors (found by type, float16 or float32),
@@ -41,6 +41,11 @@ from .writer import ENUM_COLUMNS, choose_index, train_index
 
 #: Training rows per IVF cell (FAISS warns below 39; more buys little).
 TRAIN_PER_CELL = 64
+#: From this many cells, workers assign vectors to cells through an HNSW graph over the
+#: centroids instead of comparing with every centroid (docs/benchmarks.md: the flat
+#: assignment at 65,536 cells would make encoding 233M vectors take ~1,200 worker-hours here).
+#: The atlas keeps the flat quantizer, as published.
+HNSW_ASSIGN_CELLS = 4096
 
 
 @dataclass(frozen=True)
@@ -84,32 +89,42 @@ def _layout(files: list[Path], dim: int) -> tuple[str, str, list[int]]:
 
 
 def training_sample(files: list[Path], column: str, dim: int, size: int, seed: int = 0) -> np.ndarray:
-    """About ``size`` unit vectors: random rows of one random row group of each file (the files
-    are sorted by taxonomy, so every file contributes)."""
+    """About ``size`` unit vectors, an equal share from every file (the files are sorted by
+    taxonomy, so every part of the tree contributes): random rows of random row groups, as few
+    groups as give the share."""
     import pyarrow.parquet as pq
     rng = np.random.default_rng(seed)
     per_file = max(1, -(-size // len(files)))
     parts = []
     for f in files:
         pf = pq.ParquetFile(f)
-        if not pf.num_row_groups:
-            continue
-        group = pf.read_row_group(int(rng.integers(pf.num_row_groups)), columns=[column]).column(column)
-        vectors, usable = vectors_of(group, dim)
-        vectors = vectors[usable]
-        if len(vectors):
+        got, taken = [], 0
+        for group in rng.permutation(pf.num_row_groups):
+            vectors, usable = vectors_of(pf.read_row_group(int(group), columns=[column]).column(column), dim)
+            got.append(vectors[usable])
+            taken += int(usable.sum())
+            if taken >= per_file:
+                break
+        if taken:
+            vectors = np.concatenate(got)
             parts.append(vectors[rng.choice(len(vectors), min(per_file, len(vectors)), replace=False)])
     if not parts:
         raise EmbeddingsError("no usable vector in the sampled row groups")
     return np.concatenate(parts)
 
 
-def encode_file(index_bytes: bytes, path: str, column: str, dim: int, out: str) -> dict:
+def encode_file(trained: tuple[bytes, bytes | None], path: str, column: str, dim: int, out: str) -> dict:
     """One chunk (a Dask task): a file's vectors as IVF list numbers and PQ codes, saved to
-    ``out`` with the rows that had no usable vector."""
+    ``out`` with the rows that had no usable vector. ``trained``: the serialised index and,
+    for many cells, an HNSW graph over its centroids to assign vectors with."""
     import faiss
     import pyarrow.parquet as pq
-    index = faiss.deserialize_index(np.frombuffer(index_bytes, dtype=np.uint8))
+
+    from ..core.quantizer import swap_in
+    index = faiss.deserialize_index(np.frombuffer(trained[0], dtype=np.uint8))
+    if trained[1] is not None:
+        hnsw = faiss.deserialize_index(np.frombuffer(trained[1], dtype=np.uint8))
+        swap_in(index, hnsw)
     vectors, usable = vectors_of(pq.read_table(path, columns=[column]).column(column), dim)
     codes = index.sa_encode(np.ascontiguousarray(vectors[usable]))
     tmp = Path(out).with_suffix(".partial.npz")
@@ -132,8 +147,7 @@ def _run(tasks: list[tuple[int, tuple]], scheduler: str | None, workers: int | N
     else:
         client = Client(scheduler)
     try:
-        index_bytes = tasks[0][1][0]
-        shared = client.scatter(index_bytes, broadcast=True)         # the trained index, sent once per worker
+        shared = client.scatter([tasks[0][1][0]], broadcast=True)[0]    # the trained index, sent once per worker
         futures = {client.submit(encode_file, shared, *args[1:], pure=False): i for i, args in tasks}
         for fut in as_completed(futures):
             fut.result()
@@ -183,11 +197,15 @@ def build_from_embeddings(source: str | Path, metadata: str | Path, model: str, 
         faiss.write_index(index, str(work / "trained.partial"))
         (work / "trained.partial").replace(trained)
         seconds["train"] = time.perf_counter() - t0
-    index_bytes = faiss.serialize_index(index).tobytes()
+    assign = None
+    if ivf.nlist_of(index) >= HNSW_ASSIGN_CELLS:
+        from ..core.quantizer import hnsw_over_centroids
+        assign = faiss.serialize_index(hnsw_over_centroids(index)).tobytes()
+    trained_bytes = (faiss.serialize_index(index).tobytes(), assign)
 
     t0 = time.perf_counter()
     chunk = [work / "codes" / f"{i:05d}-{f.stem}.npz" for i, f in enumerate(files)]
-    todo = [(i, (index_bytes, str(f), vec_col, spec.dim, str(chunk[i]))) for i, f in enumerate(files) if not chunk[i].is_file()]
+    todo = [(i, (trained_bytes, str(f), vec_col, spec.dim, str(chunk[i]))) for i, f in enumerate(files) if not chunk[i].is_file()]
     bar = tqdm(total=len(files), initial=len(files) - len(todo), desc="encoding chunks", unit="file", disable=not progress)
     _run(todo, scheduler, workers, lambda i: bar.update(1))
     bar.close()

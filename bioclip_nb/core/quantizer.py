@@ -26,12 +26,8 @@ def sidecar_path(cache_dir: Path) -> Path:
 
 def build_sidecar(index: faiss.Index, cache_dir: Path, m: int = 32, ef_construction: int = 80) -> tuple[Path, float]:
     """Build the HNSW graph over the index's centroids and save it; returns (path, seconds)."""
-    cents = ivf.centroids(index)
     t0 = time.perf_counter()
-    metric = faiss.METRIC_INNER_PRODUCT if index.metric_type == faiss.METRIC_INNER_PRODUCT else faiss.METRIC_L2
-    hnsw = faiss.IndexHNSWFlat(cents.shape[1], m, metric)
-    hnsw.hnsw.efConstruction = ef_construction
-    hnsw.add(cents)
+    hnsw = hnsw_over_centroids(index, m, ef_construction)
     seconds = time.perf_counter() - t0
     path = sidecar_path(cache_dir)
     tmp = path.with_suffix(".tmp")
@@ -52,6 +48,22 @@ def use_sidecar(index: faiss.Index, path: Path) -> faiss.Index | None:
         return None                         # a broken cache file: keep the flat quantizer
     if hnsw.ntotal != ivf_index.nlist or hnsw.d != ivf_index.d:
         return None
+    return swap_in(index, hnsw)
+
+
+def hnsw_over_centroids(index: faiss.Index, m: int = 32, ef_construction: int = 80) -> faiss.Index:
+    """An HNSW graph over an IVF index's centroids (what the sidecar holds)."""
+    cents = ivf.centroids(index)
+    metric = faiss.METRIC_INNER_PRODUCT if index.metric_type == faiss.METRIC_INNER_PRODUCT else faiss.METRIC_L2
+    hnsw = faiss.IndexHNSWFlat(cents.shape[1], m, metric)
+    hnsw.hnsw.efConstruction = ef_construction
+    hnsw.add(cents)
+    return hnsw
+
+
+def swap_in(index: faiss.Index, hnsw: faiss.Index) -> faiss.Index:
+    """Make ``hnsw`` the coarse quantizer of ``index`` (the caller keeps ``hnsw`` alive)."""
+    ivf_index = ivf.ivf_of(index)
     faiss.downcast_index(hnsw).hnsw.efSearch = EF_SEARCH
     ivf_index.quantizer = hnsw
     ivf_index.own_fields = False
