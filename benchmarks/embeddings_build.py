@@ -55,7 +55,7 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
     from bioclip_nb.builder.writer import choose_index
     from bioclip_nb.layout import BIOCLIP25
     from bioclip_nb.testing.embeddingfiles import write_published_embeddings
-    n = 100_000 if smoke() else 300_000 if quick else 1_000_000
+    n = 20_000 if smoke() else 300_000 if quick else 1_000_000
     cores = os.cpu_count() or 1
     work = Path(workdir or tempfile.mkdtemp(prefix="bioclip-embbuild-")) / "embeddings-build"
     meta = work / f"rehearsal-{n}"
