@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import limits
 from .._version import __version__
 from ..errors import AtlasError, EncoderUnavailableError, UploadError, UsageError
-from ..layout import BIOCLIP2, PIXEL_MODEL, Scope, parse_taxon
+from ..layout import BIOCLIP2, BIOCLIP25, PIXEL_MODEL, Scope, parse_taxon
 from ..outputs import formats
 
 
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of images, a folder of published embedding parquet files (TreeOfLife-200M-Embeddings, "
                         "e.g. the bioclip-2.5-vith14_float16 config) to index; needs --metadata and --model")
     b.add_argument("--metadata", type=Path, default=None, metavar="ATLAS",
-                   help="with --embeddings: a published-layout atlas (or its metadata.duckdb) whose URLs, sources and "
+                   help="with --embeddings: a published-layout atlas (or its DuckDB file) whose URLs, sources and "
                         "publishers are joined by uuid")
     b.add_argument("--factory", default=None, help="with --embeddings: the FAISS index (default: IVF sized to the "
                                                    "count, PQ16 as upstream)")
@@ -283,7 +283,7 @@ def cmd_prepare(args) -> int:
     from ..config import Settings
     from ..core.atlas import Atlas
     from ..core.locate import locate_atlas
-    from .prepare import prepare
+    from .prepare import prepare, prepare_labels, prepare_runtime
     settings = Settings.from_env()
     if args.derived_dir is not None:
         settings = dataclasses.replace(settings, cache=args.derived_dir.expanduser().resolve())
@@ -304,8 +304,8 @@ def cmd_prepare(args) -> int:
                              f"{report['records_without_vector']:,} have no published vector and keep their PQ "
                              f"estimate (exact=False); {report['rows_not_in_atlas']:,} parquet rows are not in this atlas\n")
         where = atlas.cache_dir
-        runtime = _prepare_runtime(atlas.model, settings.cache_dir) if args.runtime else None
-        labels = _prepare_labels(atlas.model, settings.cache_dir) if args.labels else None
+        runtime = prepare_runtime(atlas.model, settings.cache_dir) if args.runtime else None
+        labels = prepare_labels(atlas.model, settings.cache_dir) if args.labels else None
     print(json.dumps({"atlas": str(atlas.path), "derived": str(where), "open_and_validate_s": round(opened, 3),
                       "seconds": {k: round(v, 3) for k, v in seconds.items()},
                       **({"full_vectors": report} if report else {}),
@@ -314,36 +314,6 @@ def cmd_prepare(args) -> int:
     if args.derived_dir is not None:
         sys.stderr.write(f"prepared into {where}; point users at it with BIOCLIP_NB_DERIVED_DIR={args.derived_dir}\n")
     return 0
-
-
-def _prepare_runtime(model_id: str, cache_dir: Path) -> dict:
-    """Export and check the fast CPU runtime of ``model_id`` now, into ``cache_dir``; its record
-    as JSON."""
-    import dataclasses
-
-    from ..encoders import load_encoder
-    encoder = load_encoder(model_id, device="cpu", runtime="torch")
-    if not hasattr(encoder, "prepare_runtime"):
-        sys.stderr.write(f"{model_id} runs in numpy; it has no runtime to prepare\n")
-        return {"model": model_id, "chosen": "numpy"}
-    record = encoder.prepare_runtime(log_to=lambda m: sys.stderr.write(m + "\n"), cache_dir=cache_dir)
-    return dataclasses.asdict(record)
-
-
-def _prepare_labels(model_id: str, cache_dir: Path) -> dict:
-    """Embed the Tree of Life names with ``model_id``'s text tower now, into ``cache_dir`` (for
-    models whose label embeddings are not published); what was made, as JSON."""
-    from ..layout import model_spec
-    spec = model_spec(model_id)
-    if spec is None or spec.kind != "openclip":
-        sys.stderr.write(f"{model_id}: its Tree of Life labels are published (or it has none); nothing to embed\n")
-        return {"model": model_id, "labels": "published" if spec is not None and spec.predicts else "none"}
-    from ..encoders.bioclip import BioClipEncoder
-    encoder = BioClipEncoder.load_open_clip(model_id, runtime="torch", compute_labels=True, labels_root=cache_dir,
-                                            progress=True)
-    if encoder.labels is None:
-        raise UsageError(encoder.labels_note)
-    return {"model": model_id, "labels": len(encoder.labels.names)}
 
 
 def cmd_download(args) -> int:
@@ -378,7 +348,7 @@ def _build_from_embeddings(args) -> int:
     from ..builder.fromembeddings import build_from_embeddings, report
     if args.metadata is None or args.model == "auto":
         raise UsageError("build --embeddings needs --metadata ATLAS (for URLs, joined by uuid) and --model "
-                         "(the embeddings' model, e.g. hf-hub:imageomics/bioclip-2.5-vith14)")
+                         f"(the embeddings' model, e.g. {BIOCLIP25})")
     result = build_from_embeddings(args.embeddings, args.metadata, args.model, args.out, scheduler=args.scheduler,
                                    workers=args.workers, factory=args.factory, force=args.force)
     sys.stderr.write(report(result) + "\n")

@@ -11,13 +11,16 @@ and may then be made read-only).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ..core.atlas import Atlas
+from ..errors import EncoderUnavailableError
 from ..layout import Scope
 
 
@@ -66,3 +69,33 @@ def prepare(atlas: Atlas, with_map: bool = True, with_quantizer: bool = True,
         step.run(atlas)
         seconds[step.name] = time.perf_counter() - t0
     return seconds
+
+
+def prepare_runtime(model_id: str, cache_dir: Path) -> dict:
+    """Export and check the fast CPU runtime of ``model_id`` now, into ``cache_dir``; its record
+    as JSON."""
+    import dataclasses
+
+    from ..encoders import load_encoder
+    encoder = load_encoder(model_id, device="cpu", runtime="torch")
+    if not hasattr(encoder, "prepare_runtime"):
+        sys.stderr.write(f"{model_id} runs in numpy; it has no runtime to prepare\n")
+        return {"model": model_id, "chosen": "numpy"}
+    record = encoder.prepare_runtime(log_to=lambda m: sys.stderr.write(m + "\n"), cache_dir=cache_dir)
+    return dataclasses.asdict(record)
+
+
+def prepare_labels(model_id: str, cache_dir: Path) -> dict:
+    """Embed the Tree of Life names with ``model_id``'s text tower now, into ``cache_dir`` (for
+    models whose label embeddings are not published); what was made, as JSON."""
+    from ..layout import model_spec
+    spec = model_spec(model_id)
+    if spec is None or spec.kind != "openclip":
+        sys.stderr.write(f"{model_id}: its Tree of Life labels are published (or it has none); nothing to embed\n")
+        return {"model": model_id, "labels": "published" if spec is not None and spec.predicts else "none"}
+    from ..encoders.bioclip import BioClipEncoder
+    encoder = BioClipEncoder.load_open_clip(model_id, runtime="torch", compute_labels=True, labels_root=cache_dir,
+                                            progress=True)
+    if encoder.labels is None:
+        raise EncoderUnavailableError(encoder.labels_note)
+    return {"model": model_id, "labels": len(encoder.labels.names)}
