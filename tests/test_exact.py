@@ -302,9 +302,12 @@ def test_coverage_is_counted_without_unpacking_the_bitmap_whole(count):
 
 
 def test_a_card_claims_three_digits_only_for_an_exact_similarity():
-    from bioclip_nb.dashboard.html import caption
-    row = pd.Series({"rank": 3, "common_name": "Arctic fox", "genus": "Vulpes", "species": "lagopus",
+    from bioclip_nb.dashboard.cards import card
+    row = pd.Series({"id": 7, "rank": 3, "common_name": "Arctic fox", "genus": "Vulpes", "species": "lagopus",
                      "similarity": 0.91234, "exact": True})
-    assert "similarity 0.912" in caption(row) and "≈" not in caption(row)
-    estimated = caption(row.copy().replace({True: False}))
-    assert "similarity ≈ 0.91<" in estimated and "compressed codes" in estimated
+    exact = card(row, marked=False)
+    assert exact["similarity"] == "similarity 0.912" and exact["similarity_note"] == ""
+    assert exact["alt"] == "#3 Arctic fox, Vulpes lagopus, similarity 0.91"
+    estimated = card(row.copy().replace({True: False}), marked=False)
+    assert estimated["similarity"] == "similarity ≈ 0.91" and "compressed codes" in estimated["similarity_note"]
+    assert estimated["alt"] == "#3 Arctic fox, Vulpes lagopus, similarity about 0.91"
