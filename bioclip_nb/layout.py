@@ -136,6 +136,11 @@ class ModelSpec:
     predicts: bool            # makes Tree of Life predictions
     embeds_text: bool         # can search by a name or description
 
+    @property
+    def from_hub(self) -> bool:
+        """Whether its weights come from the Hugging Face hub (every kind but the stand-in)."""
+        return self.kind in ("bioclip", "openclip")
+
 
 BIOCLIP2 = "hf-hub:imageomics/bioclip-2"
 #: BioCLIP 2.5 Huge (February 2026): OpenCLIP ViT-H/14, 1024-d; through open_clip (``kind="openclip"``).

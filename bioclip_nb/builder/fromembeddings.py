@@ -37,7 +37,7 @@ from ..core import index as ivf
 from ..core.embeddings import EmbeddingsError, find_columns, parquet_files, vectors_of
 from ..layout import FORMAT_VERSION, INDEX_FILE, MANIFEST_FILE, METADATA_FILE, RANKS, Manifest, model_spec
 from .pipeline import move_into_place
-from .writer import ENUM_COLUMNS, choose_index, train_index
+from .writer import ENUM_COLUMNS, choose_index, create_indexes, create_metadata_table, train_index
 
 #: Training rows per IVF cell (FAISS warns below 39; more buys little).
 TRAIN_PER_CELL = 64
@@ -228,7 +228,7 @@ def build_from_embeddings(source: str | Path, metadata: str | Path, model: str, 
     t0 = time.perf_counter()
     (work / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
     (work / METADATA_FILE).unlink(missing_ok=True)
-    without = write_joined_metadata(work / METADATA_FILE, files, rows, dropped_rows, uuid_col, lite)
+    without = write_joined_metadata(work / METADATA_FILE, files, dropped_rows, uuid_col, lite)
     seconds["write"] = time.perf_counter() - t0
     count = int(index.ntotal)
     manifest = Manifest(model=model, dim=spec.dim, metric="l2", count=count, nlist=ivf.nlist_of(index),
@@ -244,7 +244,7 @@ def build_from_embeddings(source: str | Path, metadata: str | Path, model: str, 
                            model, factory, {k: round(v, 3) for k, v in seconds.items()})
 
 
-def write_joined_metadata(path: Path, files: list[Path], rows: list[int], dropped: list[tuple[str, np.ndarray]],
+def write_joined_metadata(path: Path, files: list[Path], dropped: list[tuple[str, np.ndarray]],
                           uuid_col: str, lite: Path) -> int:
     """The published metadata layout for the rows of ``files`` (ids in file order, rows without a
     vector left out), joined by uuid to ``lite``; returns how many rows found no match there."""
@@ -267,14 +267,7 @@ def write_joined_metadata(path: Path, files: list[Path], rows: list[int], droppe
                       f'SELECT DISTINCT "{col}"::VARCHAR FROM lite.metadata')
             con.execute(f'CREATE TYPE "{col}_enum" AS ENUM ({source} WHERE "{col}" IS NOT NULL)')
         lite_cols = ("common_name", "source_dataset", "source_id", "publisher", "img_type", "basisOfRecord")
-        enum = {c: f'"{c}_enum"' for c in ENUM_COLUMNS}
-        con.execute(f"""
-            CREATE TABLE metadata (
-                id INTEGER, uuid UUID,
-                {", ".join(f'"{c}" {enum.get(c, "VARCHAR")}' for c in RANKS)},
-                common_name VARCHAR, source_dataset {enum["source_dataset"]}, source_id VARCHAR,
-                publisher {enum["publisher"]}, img_type {enum["img_type"]}, "basisOfRecord" {enum["basisOfRecord"]},
-                url_prefix_id USMALLINT, identifier_suffix VARCHAR, has_url BOOLEAN, in_bioclip2_training BOOLEAN)""")
+        create_metadata_table(con)
         without = con.execute("SELECT count(*) FROM rows r ANTI JOIN lite.metadata l ON l.uuid = r.uuid::UUID").fetchone()[0]
         order = ", ".join(f'{t}."{c}"::VARCHAR NULLS LAST' for t, c in (("l", "source_dataset"), *(("r", r) for r in RANKS)))
         con.execute(f"""
@@ -285,8 +278,7 @@ def write_joined_metadata(path: Path, files: list[Path], rows: list[int], droppe
             FROM rows r LEFT JOIN lite.metadata l ON l.uuid = r.uuid::UUID
             ORDER BY {order}, r.id""")
         con.execute("CREATE TABLE url_prefixes AS SELECT * FROM lite.url_prefixes")
-        con.execute("CREATE INDEX idx_id ON metadata (id)")
-        con.execute("CREATE INDEX idx_scope ON metadata (source_dataset, has_url, in_bioclip2_training)")
+        create_indexes(con)
         con.execute("DETACH lite")
         con.execute("CHECKPOINT")
         return int(without)

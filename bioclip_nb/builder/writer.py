@@ -125,15 +125,7 @@ def write_metadata(path: Path, records: pd.DataFrame) -> None:
             values = sorted({v for v in df[col] if v is not None}) or ["?"]
             con.execute(f'CREATE TYPE "{col}_enum" AS ENUM ({", ".join(_sql_str(v) for v in values)})')
         con.register("records", df)
-        types = {c: f'"{c}_enum"' for c in ENUM_COLUMNS}
-        con.execute(f"""
-            CREATE TABLE metadata (
-                id INTEGER, uuid UUID,
-                {", ".join(f'"{c}" {types.get(c, "VARCHAR")}' for c in RANKS)},
-                common_name VARCHAR, source_dataset {types["source_dataset"]}, source_id VARCHAR,
-                publisher {types["publisher"]}, img_type {types["img_type"]}, "basisOfRecord" {types["basisOfRecord"]},
-                url_prefix_id USMALLINT, identifier_suffix VARCHAR, has_url BOOLEAN, in_bioclip2_training BOOLEAN)
-        """)
+        create_metadata_table(con)
         # As published: rows sorted by source dataset, then taxonomy (not by id).
         order = ", ".join(f'"{c}"::VARCHAR NULLS LAST' for c in ("source_dataset", *RANKS))
         con.execute(f"""
@@ -147,12 +139,30 @@ def write_metadata(path: Path, records: pd.DataFrame) -> None:
         con.register("prefixes", prefixes)
         con.execute("CREATE TABLE url_prefixes (prefix_id USMALLINT, prefix VARCHAR)")
         con.execute("INSERT INTO url_prefixes SELECT prefix_id, prefix FROM prefixes")
-        # The published file's two indexes: lookups by id, and the scope columns.
-        con.execute("CREATE INDEX idx_id ON metadata (id)")
-        con.execute("CREATE INDEX idx_scope ON metadata (source_dataset, has_url, in_bioclip2_training)")
+        create_indexes(con)
         con.execute("CHECKPOINT")
     finally:
         con.close()
+
+
+def create_metadata_table(con: duckdb.DuckDBPyConnection) -> None:
+    """The published ``metadata`` table, empty; the ENUM types ``"<column>_enum"`` of
+    :data:`ENUM_COLUMNS` must exist on ``con``."""
+    types = {c: f'"{c}_enum"' for c in ENUM_COLUMNS}
+    con.execute(f"""
+        CREATE TABLE metadata (
+            id INTEGER, uuid UUID,
+            {", ".join(f'"{c}" {types.get(c, "VARCHAR")}' for c in RANKS)},
+            common_name VARCHAR, source_dataset {types["source_dataset"]}, source_id VARCHAR,
+            publisher {types["publisher"]}, img_type {types["img_type"]}, "basisOfRecord" {types["basisOfRecord"]},
+            url_prefix_id USMALLINT, identifier_suffix VARCHAR, has_url BOOLEAN, in_bioclip2_training BOOLEAN)
+    """)
+
+
+def create_indexes(con: duckdb.DuckDBPyConnection) -> None:
+    """The published file's two indexes: lookups by id, and the scope columns."""
+    con.execute("CREATE INDEX idx_id ON metadata (id)")
+    con.execute("CREATE INDEX idx_scope ON metadata (source_dataset, has_url, in_bioclip2_training)")
 
 
 def write_atlas(out: Path, index: faiss.Index, records: pd.DataFrame, model: str,

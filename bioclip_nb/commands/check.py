@@ -65,7 +65,7 @@ def weights(model: str | None, needed: bool, settings: Settings | None = None) -
     from ..encoders import bioclip_available
     from ..layout import display_name, model_spec
     spec = model_spec(model) if model else None
-    model_id = model if spec is not None and spec.kind in ("bioclip", "openclip") else BIOCLIP2
+    model_id = model if spec is not None and spec.from_hub else BIOCLIP2
     name, repo = display_name(model_id), model_id.removeprefix("hf-hub:")
     cache = constants.HF_HUB_CACHE
     if bioclip_available(model_id):
@@ -152,7 +152,7 @@ def runtime(model: str | None, settings: Settings) -> Line:
     from ..encoders.runtimes import current_record, export_dir, weights_hash
     from ..layout import model_spec
     spec = model_spec(model) if model else None
-    if spec is None or spec.kind not in ("bioclip", "openclip"):
+    if spec is None or not spec.from_hub:
         return Line("runtime", True, "numpy (the stand-in model needs no faster runtime)" if spec else
                     "no atlas model to run")
     weights = weights_file(model)
@@ -207,7 +207,7 @@ def run_checks(explicit_atlas: Path | None = None, settings: Settings | None = N
     atlas_lines, model = _safely(lambda: atlas(explicit_atlas, settings), ([], None))
     spec = model_spec(model) if model else None
     checks: list[Callable[[], Line | list[Line]]] = [
-        python, torch_device, lambda: weights(model, spec is not None and spec.kind in ("bioclip", "openclip"), settings),
+        python, torch_device, lambda: weights(model, spec is not None and spec.from_hub, settings),
         lambda: atlas_lines,
         lambda: runtime(model, settings),
         lambda: disk(settings),

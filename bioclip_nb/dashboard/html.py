@@ -37,7 +37,7 @@ CSS = """
 .bnb-status.working { background: #eef2f8; color: #1f3550; }
 .bnb-status.warning { background: #fff6e0; color: #5c4400; }
 .bnb-status.error { background: #fdecea; color: #7a1c12; }
-.bnb-missing, .bnb-loading { width: 160px; height: 160px; display: flex; align-items: center; justify-content: center;
+.bnb-missing { width: 160px; height: 160px; display: flex; align-items: center; justify-content: center;
   text-align: center; background: var(--jp-layout-color2, #f2f2f2); color: var(--jp-ui-font-color1, #1f1f1f);
   font-size: 12px; border-radius: 4px; padding: 6px; box-sizing: border-box; }
 .bnb-table { border-collapse: collapse; font-size: 13px; }
@@ -82,9 +82,8 @@ def scientific(row: pd.Series) -> str:
     return binomial(row.get("genus"), row.get("species")) or "unidentified"
 
 
-def placeholder(result: FetchResult | None) -> str:
-    if result is None:
-        return '<div class="bnb-loading">loading...</div>'
+def placeholder(result: FetchResult) -> str:
+    """Why an image is not shown (the gallery's cards say it themselves: ``cards.js``)."""
     return f'<div class="bnb-missing" title="{escape(result.message)}">{escape(WHY.get(result.status, "Unavailable"))}</div>'
 
 

@@ -119,7 +119,7 @@ class PlacesView:
             layer.close()
         if hits is None or table is None:
             self.summary.value = "<p>Looking up the hits' GBIF records...</p>" if hits is not None else ""
-            self.season.layout.display = "none"
+            self.season.hide()
             self.countries.value = ""
             return
         rows = places.annotate(hits)
@@ -143,7 +143,7 @@ class PlacesView:
             self.season.show(plots.to_png(ax), f"Bar chart of the results by month of observation: {len(months)} with a "
                              f"month, most in {calendar.month_name[peak[0]]} ({peak[1]}).")
         else:
-            self.season.layout.display = "none"
+            self.season.hide()
         codes = Counter(c for c in rows["country_code"] if isinstance(c, str))
         self.countries.value = html.country_counts(codes, sum(reusable(x) for x in rows["license"]))
         options = [ANY, *sorted(codes)]

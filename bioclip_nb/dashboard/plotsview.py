@@ -63,7 +63,9 @@ class PlotsTab(Tab):
         if s.atlas.nlist <= 1:
             self.note.value = ("<p>This atlas has an exact (flat) index: every record is compared with the query, "
                                "so there are no cells or search depth to show.</p>")
-            self.cells.layout.display = self.recall.layout.display = self.map_button.layout.display = "none"
+            self.cells.hide()
+            self.recall.hide()
+            self.map_button.layout.display = "none"
             return
         figs = s.figures.search(s.encoding.embedding, s.request, s.hits)
         self.cells.show(figs.cells_png, f"Bar chart of the index cells nearest the query and the results found in each. {figs.note}")

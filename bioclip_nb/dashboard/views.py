@@ -143,10 +143,11 @@ class Prediction:
         self.within.value = html.status(note, "warning" if note.startswith("Not") else "info") if note else ""
         self.clear.disabled = session.checklist is None
         if session.encoding is None:
-            self.note.value, self.image.layout.display = "<p>No query yet.</p>", "none"
+            self.note.value = "<p>No query yet.</p>"
+            self.image.hide()
         elif not preds:
             self.note.value = f"<p>No prediction: {html.escape(_no_prediction(session))}.</p>"
-            self.image.layout.display = "none"
+            self.image.hide()
         else:
             self.note.value = ""
             png = plots.to_png(plots.prediction_bars(preds, ax=plots.new_axes((6, 2.8)), rank_label=self.rank.value,
