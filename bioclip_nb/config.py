@@ -7,7 +7,9 @@ Two environment variables steer it:
     demo atlas (``demo/``). Defaults to ``~/.cache/bioclip-nb``.
 ``BIOCLIP_NB_ATLAS``
     An atlas directory to open when none is named. On a shared JupyterHub this is how every
-    user is pointed at one read-only copy of the published artifacts.
+    user is pointed at one read-only copy of the published artifacts. Several, separated by
+    ``os.pathsep`` (``:``), give the dashboard a model selector (e.g. a BioCLIP 2 and a
+    BioCLIP 2.5 atlas); the first is the default.
 ``BIOCLIP_NB_STATE_DIR``
     Where the per-host request ledger lives (``hosts.sqlite``): every process naming the same
     directory keeps the image hosts' policies together. Defaults to ``$BIOCLIP_NB_HOME/state``;
@@ -61,6 +63,7 @@ class Settings:
 
     home: Path
     atlas: Path | None = None
+    more_atlases: tuple[Path, ...] = ()    # further atlases named in BIOCLIP_NB_ATLAS (after the first)
     allow_hosts: tuple[str, ...] = ()
     state: Path | None = None
     derived: Path | None = None
@@ -74,10 +77,10 @@ class Settings:
         """Read ``BIOCLIP_NB_HOME`` and ``BIOCLIP_NB_ATLAS`` (from ``os.environ`` by default)."""
         env = os.environ if environ is None else environ
         home = Path(env.get(ENV_HOME) or Path.home() / ".cache" / "bioclip-nb").expanduser()
-        atlas = env.get(ENV_ATLAS)
+        atlases = [Path(a).expanduser() for a in env.get(ENV_ATLAS, "").split(os.pathsep) if a.strip()]
         allow = tuple(h.strip() for h in env.get(ENV_ALLOW_HOSTS, "").split(",") if h.strip())
         state, derived = env.get(ENV_STATE), env.get(ENV_DERIVED)
-        return cls(home=home, atlas=Path(atlas).expanduser() if atlas else None, allow_hosts=allow,
+        return cls(home=home, atlas=atlases[0] if atlases else None, more_atlases=tuple(atlases[1:]), allow_hosts=allow,
                    state=Path(state).expanduser() if state else None,
                    derived=Path(derived).expanduser() if derived else None,
                    server=env.get(ENV_SERVER) or None, token=_token(env),

@@ -1,5 +1,7 @@
 """One interface, two implementations: the same behaviours run in this process and through a
-real ``bioclip-nb serve`` on the same atlas, with and without raw vectors, and must agree.
+real ``bioclip-nb serve`` on the same atlas, with and without raw vectors, and must agree. The
+third pairing is a BioCLIP 2.5 atlas served second, beside a BioCLIP 2 atlas, by one server
+(``/v1/atlases/KEY``): its encodings (1024-d) go through that server's second model.
 
 The local faces are ``Atlas``, the tiny BioCLIP 2 (real model code, offline cache),
 ``ImageFetcher`` and ``LocalFigures``; the remote ones come from ``bioclip_nb.connect``. Images
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,17 +22,19 @@ from helpers.servers import server_process
 from PIL import Image
 
 from bioclip_nb import Atlas
+from bioclip_nb.commands.prepare import prepare_labels
 from bioclip_nb.config import Settings
+from bioclip_nb.core.locate import atlas_keys
 from bioclip_nb.encoders import load_encoder
 from bioclip_nb.encoders.within import Within
 from bioclip_nb.faces import AtlasLike, EncoderLike, FetcherLike, FiguresLike
 from bioclip_nb.images.fetch import ImageFetcher
 from bioclip_nb.insight.figures import LocalFigures
-from bioclip_nb.layout import BIOCLIP2, VECTORS_FILE
+from bioclip_nb.layout import BIOCLIP2, BIOCLIP25, VECTORS_FILE
 from bioclip_nb.request import SearchRequest
 from bioclip_nb.service.client import connect
 
-KINDS = ("raw vectors", "PQ codes only")
+KINDS = ("raw vectors", "PQ codes only", "BioCLIP 2.5 beside BioCLIP 2")
 
 
 @dataclass
@@ -42,31 +47,37 @@ class Faces:
 
 
 @pytest.fixture(scope="module")
-def atlases(tmp_path_factory, host, tiny_bioclip):
+def atlases(tmp_path_factory, host, tiny_bioclip, tiny_bioclip25):
     root = tmp_path_factory.mktemp("conformance")
     with_vectors = build_dash_atlas(root, host.base, BIOCLIP2)
     without = root / "no-vectors"
     shutil.copytree(with_vectors, without)
     (without / VECTORS_FILE).unlink()
-    return {KINDS[0]: with_vectors, KINDS[1]: without}, root
+    newer = build_dash_atlas(root, host.base, BIOCLIP25)
+    prepare_labels(BIOCLIP25, root / "derived")           # BioCLIP 2.5's Tree of Life labels, for both sides
+    return {KINDS[0]: with_vectors, KINDS[1]: without, KINDS[2]: newer}, root
 
 
 @pytest.fixture(scope="module", params=KINDS)
 def pair(request, atlases, tmp_path_factory):
     """``(local faces, server faces)`` over one atlas."""
-    paths, _ = atlases
+    paths, root = atlases
     path = paths[request.param]
     home = tmp_path_factory.mktemp("conf-home")
-    atlas = Atlas.open(path, settings=Settings(home=home / "local"))
-    local = Faces(atlas, load_encoder(atlas.model, device="cpu"), ImageFetcher.isolated(atlas_root=path),
-                  LocalFigures(atlas), home / "local")
-    with server_process(path, home / "server") as (_proc, record):
-        conn = connect(record.url, record.token)
-        remote = Faces(conn.atlas, conn.encoder, conn.fetcher, conn.figures, home / "server")
-        yield request.param, local, remote
-        conn.close()
-    local.fetcher.close()
-    atlas.close()
+    second = request.param == KINDS[2]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BIOCLIP_NB_DERIVED_DIR", str(root / "derived"))
+        atlas = Atlas.open(path, settings=Settings(home=home / "local"))
+        local = Faces(atlas, load_encoder(atlas.model, device="cpu"), ImageFetcher.isolated(atlas_root=path),
+                      LocalFigures(atlas), home / "local")
+        served = (paths[KINDS[0]], home / "server", "--atlas", str(path)) if second else (path, home / "server")
+        with server_process(*served) as (_proc, record):
+            conn = connect(record.url, record.token, atlas=atlas_keys([paths[KINDS[0]], path])[1] if second else None)
+            remote = Faces(conn.atlas, conn.encoder, conn.fetcher, conn.figures, home / "server")
+            yield request.param, local, remote
+            conn.close()
+        local.fetcher.close()
+        atlas.close()
 
 
 def _same_hits(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -94,7 +105,7 @@ def test_search_with_scope_taxon_fold_and_exactness(pair, atlases):
                    {"top_n": 7, "nprobe": 2}):
         a, b = local.atlas.search(q, **kwargs), remote.atlas.search(q, **kwargs)
         _same_hits(a, b)
-        assert a["exact"].all() == (kind == KINDS[0] and kwargs.get("exact") is not False)
+        assert a["exact"].all() == (kind != KINDS[1] and kwargs.get("exact") is not False)
 
 
 def test_one_request_runs_alike_and_is_refused_alike(published_atlas, tmp_path):
@@ -121,7 +132,7 @@ def test_lookups_and_stored_vectors(pair):
     ids = [5, 0, 17, 5]
     pd.testing.assert_frame_equal(local.atlas.lookup(ids), remote.atlas.lookup(ids), check_dtype=False)
     a, b = local.atlas.stored_vector(3), remote.atlas.stored_vector(3)
-    if kind == KINDS[0]:
+    if kind != KINDS[1]:
         np.testing.assert_allclose(a, b, atol=1e-6)
     else:
         assert a is None and b is None
@@ -178,15 +189,21 @@ def test_a_shared_like_link_gives_the_same_page(pair, link):
     kind, local, remote = pair
     home = remote.home
     pages = []
-    for settings in (Settings(home=local.home, atlas=local.atlas.path), Settings(home=home, server=remote.atlas.client.url)):
+    here = Settings(home=local.home, atlas=local.atlas.path)
+    if kind == KINDS[2]:            # two atlases on both sides: the link names the second
+        key = remote.atlas.client.atlas
+        here = Settings(home=local.home, atlas=Path(remote.atlas.client.atlases()[0]["path"]), more_atlases=(local.atlas.path,))
+        link += f"&atlas={key}"
+    for settings in (here, Settings(home=home, server=remote.atlas.client.url)):
         d = Dashboard.from_settings(settings=settings, link=link, device="cpu")
         assert isinstance(d, Dashboard), getattr(d, "value", d)
         d.widget
         d.wait(120)
         assert "went wrong" not in d.session.status.message, d.session.status
+        assert d.session.atlas.model == local.atlas.model and d.links.link_state().to_query().count("atlas=") == (kind == KINDS[2])
         pages.append(d.session.hits)
     _same_hits(*pages)
-    if kind == KINDS[0]:                    # searched with its own vector, the record itself comes first
+    if kind != KINDS[1]:                    # searched with its own vector, the record itself comes first
         assert pages[0]["id"].iloc[0] == int(link.split("&")[0].split("=")[1])
 
 

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--force", action="store_true", help="rebuild even if present")
 
     v = sub.add_parser("dashboard", parents=[common], help="serve the dashboard with Voila and print its URL")
-    _atlas_arg(v)
+    _atlas_arg(v, several=True)
     v.add_argument("--port", type=_positive, default=8866, help="port (default 8866)")
     v.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     v.add_argument("--no-browser", action="store_true", help="do not open a browser")
@@ -160,10 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "running here, started if needed)")
 
     sv = sub.add_parser("serve", parents=[common], help="keep the model and atlas loaded for every search and dashboard",
-                        description="Serve one atlas, its encoder (loaded once) and the machine's image fetcher "
-                                    "over HTTP, to bioclip-nb search, dashboards and notebooks. Every request "
-                                    "needs the token kept in $BIOCLIP_NB_HOME/server.json.")
-    _atlas_arg(sv)
+                        description="Serve one atlas (or several, one per model), its encoder (loaded once) and the "
+                                    "machine's image fetcher over HTTP, to bioclip-nb search, dashboards and notebooks. "
+                                    "Every request needs the token kept in $BIOCLIP_NB_HOME/server.json.")
+    _atlas_arg(sv, several=True)
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: any free port)")
     sv.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, mps")
@@ -226,7 +226,13 @@ def _runtime_arg(p: argparse.ArgumentParser) -> None:
                         "check against torch), or one by name (default: $BIOCLIP_NB_RUNTIME, else auto)")
 
 
-def _atlas_arg(p: argparse.ArgumentParser) -> None:
+def _atlas_arg(p: argparse.ArgumentParser, several: bool = False) -> None:
+    if several:
+        p.add_argument("--atlas", type=Path, action="append", default=None,
+                       help="atlas directory; repeat it for several (e.g. a BioCLIP 2 and a BioCLIP 2.5 atlas: a model "
+                            "selector switches; the first is the default). Default: $BIOCLIP_NB_ATLAS, downloaded "
+                            "data, then the demo atlas")
+        return
     p.add_argument("--atlas", type=Path, default=None,
                    help="atlas directory (default: $BIOCLIP_NB_ATLAS, downloaded data, then the demo atlas)")
 
@@ -378,7 +384,7 @@ def cmd_dashboard(args) -> int:
 
     from ..config import ENV_SERVER, Settings
     from ..core.atlas import Atlas
-    from ..core.locate import locate_atlas
+    from ..core.locate import locate_atlases
     from .webapp import ServeOptions, describe, exit_with_parent, serve
     if args.exit_with_parent:
         parent = os.getppid()
@@ -386,21 +392,22 @@ def cmd_dashboard(args) -> int:
         if os.getppid() != parent:             # the parent died before the signal was armed
             return 0
     settings = Settings.from_env()
-    atlas = locate_atlas(args.atlas, settings)  # builds the demo here, with progress, if it is needed
+    atlases = locate_atlases(args.atlas, settings)  # builds the demo here, with progress, if it is needed
     env = dict(os.environ)
     if args.server:
         from ..service.commands import server_for_dashboard
-        env[ENV_SERVER] = server_for_dashboard(args.server, atlas, settings)
+        env[ENV_SERVER] = server_for_dashboard(args.server, atlases, settings)
         print(f"kernels use the bioclip-nb server {env[ENV_SERVER]} (no model or index in them)", flush=True)
     else:
-        Atlas.open(atlas).close()              # refuse a broken atlas before starting a server
+        for path in atlases:
+            Atlas.open(path).close()           # refuse a broken atlas before starting a server
     base_url = "/" + args.base_url.strip("/") + "/" if args.base_url.strip("/") else "/"
     options = ServeOptions(port=args.port, ip=args.ip, open_browser=not args.no_browser, cull_idle=args.cull_idle,
                            base_url=base_url)
     host = "localhost" if args.ip in ("127.0.0.1", "localhost") else args.ip
-    print(f"bioclip-nb dashboard on {atlas}", flush=True)
+    print(f"bioclip-nb dashboard on {', '.join(map(str, atlases))}", flush=True)
     print(describe(options, f"http://{host}:{args.port}{base_url}"), flush=True)
-    return serve(atlas, options, env=env)
+    return serve(atlases, options, env=env)
 
 
 def cmd_check(args) -> int:

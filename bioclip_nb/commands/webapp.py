@@ -103,9 +103,11 @@ def stop_tree(proc: subprocess.Popen, grace: float = GRACE) -> None:
     proc.wait()
 
 
-def serve(atlas: Path, options: ServeOptions, env: dict[str, str] | None = None) -> int:
-    """Run Voilà on the dashboard notebook for ``atlas`` until it exits or we are told to stop."""
-    env = dict(os.environ if env is None else env, BIOCLIP_NB_ATLAS=str(Path(atlas).resolve()))
+def serve(atlas: Path | list[Path], options: ServeOptions, env: dict[str, str] | None = None) -> int:
+    """Run Voilà on the dashboard notebook for ``atlas`` (or several: a model selector switches)
+    until it exits or we are told to stop."""
+    paths = [atlas] if isinstance(atlas, str | Path) else atlas
+    env = dict(os.environ if env is None else env, BIOCLIP_NB_ATLAS=os.pathsep.join(str(Path(p).resolve()) for p in paths))
     proc = subprocess.Popen(voila_command(options), env=env, preexec_fn=_die_with_parent)
     stopping: list[int] = []
 

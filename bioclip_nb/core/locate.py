@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import Settings
@@ -26,3 +28,27 @@ def locate_atlas(explicit: str | Path | None = None, settings: Settings | None =
                          "run `bioclip-nb download`, or build the demo with `bioclip-nb demo`")
     from ..demo.specimens import ensure_demo_atlas
     return ensure_demo_atlas(settings.demo_dir)
+
+
+def locate_atlases(explicit: Sequence[str | Path] | None = None, settings: Settings | None = None) -> list[Path]:
+    """Several atlases to hold (a server, a dashboard with a model selector): ``explicit``, else
+    every one ``$BIOCLIP_NB_ATLAS`` names (``os.pathsep``-separated), else :func:`locate_atlas`'s one."""
+    settings = settings or Settings.from_env()
+    if explicit:
+        return [Path(p).expanduser() for p in explicit]
+    if settings.atlas:
+        return [settings.atlas, *settings.more_atlases]
+    return [locate_atlas(None, settings)]
+
+
+def atlas_keys(atlases: Sequence) -> list[str]:
+    """A short, URL-safe, distinct key per atlas (or atlas path), from its directory's name
+    ('demo', 'bioclip-25', 'demo-2'): how a server's routes and a dashboard's links name it."""
+    keys: list[str] = []
+    for atlas in atlases:
+        base = re.sub(r"[^a-z0-9]+", "-", Path(getattr(atlas, "path", atlas)).name.lower()).strip("-")[:40] or "atlas"
+        key, n = base, 2
+        while key in keys:
+            key, n = f"{base}-{n}", n + 1
+        keys.append(key)
+    return keys

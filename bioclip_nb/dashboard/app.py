@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import ipywidgets as w
 
 from ..config import Settings
-from ..core.locate import locate_atlas
+from ..core.locate import locate_atlases
 from ..errors import AtlasError, ServerError
 from ..request import SearchRequest
 from . import html
@@ -20,7 +21,9 @@ from .jobs import Job, JobRunner
 from .landmarks import PageRoles, landmark
 from .linking import Links
 from .share import ShareLink, in_voila, query_string_from_env
+from .sources import Source, local_sources, served_sources
 from .state import EXPECTED_ERRORS, Level, SearchSession, Status
+from .switching import ModelSwitch, header_html
 from .tab import Tab
 from .tabs import REGISTRY
 from .views import NO_TAXON, Controls, Detail, show_mark
@@ -33,8 +36,13 @@ class Dashboard:
     the order of ``tabs.REGISTRY``), and routes the controls' events; each tab owns its
     widgets and actions."""
 
-    def __init__(self, session: SearchSession, jobs: JobRunner | None = None, link: str = ""):
+    def __init__(self, session: SearchSession, jobs: JobRunner | None = None, link: str = "",
+                 sources: list[Source] | None = None):
+        """``sources``: the atlases the model selector switches between, the session's first
+        (default: the session's one atlas, and no selector)."""
         self.session = session
+        self.sources = sources or [Source("", session.atlas, session.encoder_factory, session.fetcher,
+                                          session._figures, session.places.source)]
         self.jobs = jobs or JobRunner()      # long work off the message thread (dashboard.jobs)
         self.link = link                     # a shared link's query string, repeated once the page is built
         self.links = Links(self)             # the page's link, written and repeated
@@ -44,44 +52,34 @@ class Dashboard:
         self._quiet = False                  # controls changed by code, not by a person: no search
 
     @classmethod
-    def from_settings(cls, atlas: str | Path | None = None, settings: Settings | None = None,
+    def from_settings(cls, atlas: str | Path | Sequence[str | Path] | None = None, settings: Settings | None = None,
                       device: str = "auto", server: str | None = None, link: str | None = None) -> Dashboard | w.Widget:
         """A dashboard on ``atlas`` (default: as ARCHITECTURE says: env, downloads, then the demo).
+        Several atlases (a list, or ``BIOCLIP_NB_ATLAS`` naming several) give a model selector.
 
-        With ``server`` (a URL, or ``BIOCLIP_NB_SERVER``) the atlas, the model and the image
+        With ``server`` (a URL, or ``BIOCLIP_NB_SERVER``) the atlases, the models and the image
         fetcher are the server's: this kernel holds none of them. ``link`` is a shared link's
-        query string (under Voilà, the page's own). If the atlas or the server cannot be
+        query string (under Voilà, the page's own). If an atlas or the server cannot be
         reached, returns a widget explaining why instead of raising.
         """
         settings = settings or Settings.from_env()
         server = server or settings.server
         link = query_string_from_env() if link is None else link
-        if server:
-            return cls._served(server, settings, link)
-        from ..core.atlas import Atlas
-        from ..encoders import load_encoder
-        from ..images.fetch import machine_fetcher
-        from ..occurrences import Occurrences
         try:
-            opened = Atlas.open(locate_atlas(atlas, settings), settings=settings)
-        except (AtlasError, OSError, ValueError) as exc:
-            return w.HTML(html.CSS + html.status(f"Cannot open the atlas: {exc}", "error"))
-        fetcher = machine_fetcher(settings, opened.path)
-        session = SearchSession(opened, lambda: load_encoder(opened.model, device=device), fetcher,
-                                occurrences=Occurrences(fetcher, settings.gbif_api))
-        return cls(session, link=link)
-
-    @classmethod
-    def _served(cls, server: str, settings: Settings, link: str = "") -> Dashboard | w.Widget:
-        from ..service.client import connect
-        try:
-            conn = connect(server, settings=settings)
+            if server:
+                sources = served_sources(server, settings)
+            else:
+                named = [atlas] if isinstance(atlas, str | Path) else atlas
+                sources = local_sources(locate_atlases(named, settings), settings, device)
         except (ServerError, LookupError) as exc:
             return w.HTML(html.CSS + html.status(f"Cannot reach the bioclip-nb server: {exc}", "error"))
-        session = SearchSession(conn.atlas, lambda: conn.encoder, conn.fetcher, figures=conn.figures,
-                                occurrences=conn.occurrences)
-        session.server = conn.client.url
-        return cls(session, link=link)
+        except (AtlasError, OSError, ValueError) as exc:
+            return w.HTML(html.CSS + html.status(f"Cannot open the atlas: {exc}", "error"))
+        first = sources[0]
+        session = SearchSession(first.atlas, first.encoder, first.fetcher, figures=first.figures,
+                                occurrences=first.occurrences)
+        session.server = first.atlas.client.url if server else None
+        return cls(session, link=link, sources=sources)
 
     # ------------------------------------------------------------------ display
     @property
@@ -105,7 +103,9 @@ class Dashboard:
         self.tab_bar = w.Tab(children=[t.widget for t in self.tabs.values()])
         for i, tab in enumerate(self.tabs.values()):
             self.tab_bar.set_title(i, tab.title)
-        header = w.HTML(html.CSS + html.header(s.atlas, s.server))          # a <header>: the banner landmark
+        self.header = header = w.HTML(header_html(self))                   # a <header>: the banner landmark
+        self.switcher = ModelSwitch(self, self.sources)
+        self.controls.widget.children = (self.switcher.widget, *self.controls.widget.children)
         middle = landmark(w.VBox([self.status, self.share, self.tab_bar], layout=w.Layout(flex="1 1 420px", min_width="420px",
                                                                                           padding="4px")), "main", "Results")
         landmark(self.controls.widget, "search", "Query and settings")
@@ -132,6 +132,16 @@ class Dashboard:
     def _count_scopes(self, job: Job) -> None:
         self.session.atlas.scope_counts()
         job.apply(self._show_scope_counts)
+
+    def on_atlas_changed(self) -> None:
+        """Another atlas is searched (the model selector): its banner, its controls' ranges, its names."""
+        self.header.value = header_html(self)
+        self.with_settings_quiet(lambda: self.controls.for_atlas(self.session))
+        self._taxon_cache.clear()
+        if self.controls.taxon_rank.value != NO_TAXON:
+            self.controls.set_taxon_options(self.session.atlas.taxon_values(self.controls.taxon_rank.value, limit=500))
+        if self.session.atlas.scope_counts(compute=False) is None:
+            self.jobs.start("scope-counts", self._count_scopes, lambda exc: None)
 
     def _show_scope_counts(self) -> None:
         """Put the scope counts in the menu once they are known. Also called after each search:

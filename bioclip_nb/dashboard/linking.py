@@ -18,7 +18,8 @@ class Links(Part):
         s, q = self.session, self.session.query
         st = s.request
         state = LinkState(scope=st.scope, taxon=dict(st.taxon), nprobe=int(st.nprobe), top_n=int(st.top_n),
-                          fold=bool(st.fold), selected=s.selected if s.hits is not None else None)
+                          fold=bool(st.fold), selected=s.selected if s.hits is not None else None,
+                          atlas=self.app.switcher.key)
         if q is not None and q.kind == "text":
             state.text = q.source
         elif q is not None and q.kind == "url":
@@ -48,6 +49,11 @@ class Links(Part):
         app = self.app
         state = LinkState.parse(query)
         c = app.controls
+        if state.atlas and not app.switcher.select(state.atlas):
+            keys = ", ".join(s.key for s in app.switcher.sources)
+            self.session.status = Status(f"The link names the atlas {state.atlas!r}, which this dashboard does not hold "
+                                         f"({keys}); its search is not repeated.", Level.WARNING)
+            return
 
         def settings() -> None:
             c.scope.value = state.scope

@@ -1,6 +1,7 @@
 """A search as a link: the dashboard's state in the page's query string, and back.
 
-``?q=Vulpes+vulpes&scope=inat&taxon=genus:Vulpes&nprobe=32&top=20&sel=1234`` repeats a search.
+``?q=Vulpes+vulpes&scope=inat&taxon=genus:Vulpes&nprobe=32&top=20&sel=1234`` repeats a search;
+``atlas=KEY`` names which of the dashboard's atlases (and so which model) unless it is the first.
 The query is a text (``q``), an image URL (``url``) or a record of the atlas (``like``); an
 uploaded photo cannot travel in a link, and the page says so. Voilà hands the query string to
 the kernel (``QUERY_STRING``); :class:`ShareLink` (an ``anywidget``) keeps the browser's
@@ -35,10 +36,11 @@ class LinkState:
     top_n: int | None = None
     fold: bool = True
     selected: int | None = None
+    atlas: str = ""
 
     def to_query(self) -> str:
         """The query string (no leading ``?``), with only what differs from a fresh page."""
-        items: list[tuple[str, str]] = []
+        items: list[tuple[str, str]] = [("atlas", self.atlas)] if self.atlas else []
         if self.text:
             items.append(("q", self.text))
         elif self.url:
@@ -64,7 +66,7 @@ class LinkState:
             values = params.get(key)
             return values[-1].strip() if values else None
 
-        state = cls(text=one("q") or "", url=one("url") or "")
+        state = cls(text=one("q") or "", url=one("url") or "", atlas=one("atlas") or "")
         state.like = _int(one("like"), "like")
         scope = one("scope")
         if scope:

@@ -21,7 +21,7 @@ from ..errors import AtlasError, EncoderUnavailableError, ServerError, UploadErr
 from ..faces import AtlasLike, FetcherLike, FiguresLike
 from ..images.fetch import FetchResult
 from ..images.uploads import load_upload
-from ..layout import Rank
+from ..layout import Rank, display_name
 from ..names import clean, scientific_name
 from ..outputs import provenance
 from ..outputs.provenance import sha256
@@ -91,6 +91,7 @@ class SearchSession:
         self._cleared = 0                       # marks the last new query cleared (said once)
         self.batch: list = []                   # photos uploaded together (outputs.batch.Photo)
         self.batch_images: dict[int, bytes | None] = {}   # their pictures, for the gallery's query
+        self._query_data: bytes | None = None   # the query photo's own bytes (another model re-encodes them)
 
     @property
     def status(self) -> Status:
@@ -126,6 +127,11 @@ class SearchSession:
 
     # ------------------------------------------------------------------ encoder
     @property
+    def encoder_factory(self) -> Callable[[], Encoder]:
+        """What makes the atlas's encoder (called once, on first use)."""
+        return self._encoder_factory
+
+    @property
     def encoder(self) -> Encoder:
         """The atlas's encoder, loaded on first use."""
         if self._encoder is None:
@@ -155,16 +161,18 @@ class SearchSession:
         self.timings = {"encode": time.perf_counter() - t0}
         self.encoded_by = ran[0] if ran else "cache"
         self.new_query(Query(kind, name, display_bytes(img), source=source, sha256=sha256(data)), enc)
+        self._query_data = data
         self.status = Status(f"{name}: encoded. Press Search, or change the settings." + self._marks_note())
         return enc
 
-    def new_query(self, query: Query, encoding: Encoding) -> None:
-        """A new query: its encoding replaces the last, and the marks of the last query's hits go."""
+    def new_query(self, query: Query | None, encoding: Encoding | None) -> None:
+        """A new query (None: none): its encoding replaces the last, and the marks of the last query's hits go."""
         self._cleared = len(self.marks)
         with self._lock:
             self.query, self.encoding = query, encoding
             self.marks = set()
             self._restricted = None
+            self._query_data = None
 
     def _marks_note(self) -> str:
         n, self._cleared = self._cleared, 0
@@ -215,6 +223,34 @@ class SearchSession:
         if not full.ok:
             raise UploadError(f"That result's image is unavailable ({full.message}), so it cannot be searched with.")
         return self.set_upload(full.data, name=label, kind="result", source=str(record_id))
+
+    # ------------------------------------------------------------------ atlas
+    def switch(self, source) -> str:
+        """Search another atlas from now on (a ``sources.Source``: its model, encoder, fetcher and
+        figures). The query follows, encoded again by the new atlas's model: a photo, an image
+        URL or a text (each distinct photo is encoded once per model). A result of the old atlas
+        cannot follow: its record is not in the new one. Returns a note on the query for the
+        status line ('' when there was none)."""
+        self.cancel_fetches()
+        old, data = self.query, self._query_data
+        with self._lock:
+            self.atlas, self.fetcher = source.atlas, source.fetcher
+            self._encoder_factory, self._encoder, self._figures = source.encoder, None, source.figures
+            self.places = Places(source.occurrences)
+            nlist = source.atlas.nlist
+            self.request = self.request.replace(nprobe=min(self.request.nprobe or 1, nlist)).for_atlas(nlist)
+            self.hits, self.images, self.selected, self.cells_scanned = None, {}, None, None
+            self.batch, self.batch_images = [], {}
+        self.new_query(None, None)
+        if old is None:
+            return ""
+        if old.kind == "text":
+            self.set_text(old.source)
+        elif old.kind in ("image", "url") and data is not None:
+            self.set_upload(data, name=old.label, kind=old.kind, source=old.source)
+        else:
+            return f"The query ({old.label}) was a record of the other atlas: choose a new query."
+        return f"{old.label}: encoded again by {display_name(self.atlas.model)}."
 
     # ------------------------------------------------------------------ search
     def search(self) -> pd.DataFrame:

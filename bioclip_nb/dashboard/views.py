@@ -45,29 +45,22 @@ class Controls:
     """Left column: the query inputs and the search settings."""
 
     def __init__(self, session: SearchSession):
-        atlas = session.atlas
         self.upload = w.FileUpload(accept="image/*,.heic,.heif,.avif", multiple=True,
                                    description="Upload photo(s)", layout=w.Layout(width="100%"),
                                    tooltip="one photo, or several for a batch (one row each)")
-        spec = model_spec(atlas.model)
-        texts = spec is None or spec.embeds_text          # an unknown hf-hub model is tried
-        self.text = w.Text(placeholder="Search by name or description" if texts else
-                           f"{display_name(atlas.model)} cannot search by text", disabled=not texts,
-                           layout=w.Layout(width="100%"))
-        self.text_button = w.Button(description="Use text", layout=w.Layout(width="100%"), disabled=not texts,
-                                    tooltip="" if texts else "this atlas's model embeds photos only")
+        self.text = w.Text(layout=w.Layout(width="100%"))
+        self.text_button = w.Button(description="Use text", layout=w.Layout(width="100%"))
         self.url = w.Text(placeholder="https://... image URL", layout=w.Layout(width="100%"))
         self.url_button = w.Button(description="Use image URL", layout=w.Layout(width="100%"))
-        self.scope = w.Dropdown(style={"description_width": LABEL_WIDTH}, options=scope_options(atlas.scope_counts(compute=False)),
+        self.scope = w.Dropdown(style={"description_width": LABEL_WIDTH}, options=scope_options(None),
                                 value=session.request.scope, description="Scope", layout=w.Layout(width="100%"))
         self.taxon_rank = w.Dropdown(style={"description_width": LABEL_WIDTH}, options=[NO_TAXON, *RANKS], value=NO_TAXON, description="Taxon rank",
                                      layout=w.Layout(width="100%"))
         self.taxon_name = w.Combobox(style={"description_width": LABEL_WIDTH}, placeholder="pick or type a name", ensure_option=False, disabled=True,
                                      description="Name", continuous_update=False, layout=w.Layout(width="100%"))
-        top = min(atlas.nlist, limits.MAX_SLIDER_NPROBE)
         wide = {"description_width": LABEL_WIDTH}
-        self.nprobe = w.IntSlider(style=wide, value=min(session.request.nprobe, top), min=1, max=max(1, top), description="Search depth",
-                                  continuous_update=False, disabled=atlas.nlist == 1, layout=w.Layout(width="100%"),
+        self.nprobe = w.IntSlider(style=wide, value=1, min=1, max=1, description="Search depth",
+                                  continuous_update=False, layout=w.Layout(width="100%"),
                                   tooltip="nprobe: how many index cells are scanned")
         self.top_n = w.IntSlider(style=wide, value=session.request.top_n, min=limits.MIN_TOP_N, max=limits.MAX_GALLERY_TOP_N, description="Top N",
                                  continuous_update=False, layout=w.Layout(width="100%"))
@@ -79,8 +72,28 @@ class Controls:
             w.HTML("<h2 class='bnb-h2'>Query</h2>"), self.upload, self.query_view, self.text, self.text_button, self.url, self.url_button,
             w.HTML("<h2 class='bnb-h2'>Settings</h2>"), self.scope, self.taxon_rank, self.taxon_name, self.nprobe, self.top_n, self.fold, self.search,
         ], layout=w.Layout(width=f"{CONTROLS_PX}px", flex=f"0 0 {CONTROLS_PX}px", padding="4px"))
+        self.for_atlas(session)
 
-    def set_scope_counts(self, counts: dict[str, int]) -> None:
+    def for_atlas(self, session: SearchSession) -> None:
+        """Fit the controls to the session's atlas: text search if its model embeds text, the
+        depth slider's range, the scope menu's counts (when known)."""
+        atlas = session.atlas
+        spec = model_spec(atlas.model)
+        texts = spec is None or spec.embeds_text          # an unknown hf-hub model is tried
+        self.text.placeholder = ("Search by name or description" if texts else
+                                 f"{display_name(atlas.model)} cannot search by text")
+        self.text.disabled = self.text_button.disabled = not texts
+        self.text_button.tooltip = "" if texts else "this atlas's model embeds photos only"
+        self.set_scope_counts(atlas.scope_counts(compute=False))
+        top = max(1, min(atlas.nlist, limits.MAX_SLIDER_NPROBE))
+        value = max(1, min(session.request.nprobe or 1, top))
+        if value > self.nprobe.max:                        # widen first: the value must stay in range
+            self.nprobe.max, self.nprobe.value = top, value
+        else:
+            self.nprobe.value, self.nprobe.max = value, top
+        self.nprobe.disabled = atlas.nlist == 1
+
+    def set_scope_counts(self, counts: dict[str, int] | None) -> None:
         """Show each scope's record count (computed in the background when not prepared)."""
         value = self.scope.value
         self.scope.options = scope_options(counts)

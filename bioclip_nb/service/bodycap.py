@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 
-from .protocol import error_body
+from .protocol import ATLASES, error_body
 
 #: How much more of a refused body is read (and dropped) so the client receives the 413.
 DRAIN_BYTES = 64 * 2**20
@@ -35,8 +35,10 @@ class BodyCap:
         self.default = default
 
     def cap_for(self, path: str) -> int:
-        """The cap of a request path (``/v1/search`` -> ``caps["/search"]``)."""
+        """The cap of a request path (``/v1/search`` and ``/v1/atlases/KEY/search`` -> ``caps["/search"]``)."""
         route = path[len(self.prefix):] if path.startswith(self.prefix) else path
+        if route.startswith(ATLASES + "/"):
+            route = "/" + route[len(ATLASES) + 1:].partition("/")[2]
         return self.caps.get(route, self.default)
 
     async def __call__(self, scope, receive, send) -> None:

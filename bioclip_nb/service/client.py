@@ -44,7 +44,7 @@ from ..images.fetch import FetchResult, FetchStatus, as_they_come, unless_cancel
 from ..insight.figures import SearchFigures
 from ..layout import Scope
 from ..request import SearchRequest
-from .protocol import API, FETCH_HEADER, encoding_from_json, hits_from_json, predictions_from_json, vector_to_json
+from .protocol import API, ATLASES, FETCH_HEADER, encoding_from_json, hits_from_json, predictions_from_json, vector_to_json
 from .statefile import read_record
 
 #: Error kinds the server sends, as the exceptions in-process code raises.
@@ -56,8 +56,11 @@ _RAISE = {"bad_image": UploadError, "invalid": ValueError, "invalid_request": Va
 class Client:
     """One server's HTTP API. Thread-safe (a pooled ``requests.Session``)."""
 
-    def __init__(self, url: str, token: str | None, timeout: float = 300.0, retries: int = 3):
+    def __init__(self, url: str, token: str | None, timeout: float = 300.0, retries: int = 3, atlas: str | None = None):
+        """``atlas``: the key of one of the server's atlases (``/v1/atlases``); None, its default one."""
         self.url = url.rstrip("/")
+        self.atlas = atlas
+        self._base = f"{ATLASES}/{atlas}" if atlas else ""
         self.timeout = timeout
         self.retries = retries
         self.session = requests.Session()
@@ -75,12 +78,14 @@ class Client:
         self.session.close()
 
     # ------------------------------------------------------------------ transport
-    def request(self, method: str, path: str, ok_statuses: tuple[int, ...] = (200,), **kwargs) -> requests.Response:
-        """One call; busy answers (503 with Retry-After) are retried; errors raised as ours."""
+    def request(self, method: str, path: str, ok_statuses: tuple[int, ...] = (200,), scoped: bool = True,
+                **kwargs) -> requests.Response:
+        """One call (below this client's atlas when ``scoped``); busy answers (503 with Retry-After)
+        are retried; errors raised as ours."""
         kwargs.setdefault("timeout", self.timeout)
         for attempt in range(self.retries + 1):
             try:
-                resp = self.session.request(method, f"{self.url}{API}{path}", **kwargs)
+                resp = self.session.request(method, f"{self.url}{API}{self._base if scoped else ''}{path}", **kwargs)
             except requests.ConnectionError as exc:
                 raise ServerUnavailableError(f"the bioclip-nb server at {self.url} is not answering ({_reason(exc)})",
                                              "unavailable") from None
@@ -106,6 +111,13 @@ class Client:
         return self.request("POST", path, json=payload, **kwargs).json()
 
     # ------------------------------------------------------------------ API
+    def atlases(self) -> list[dict]:
+        """The server's atlases, its default first: key, model, model_name, path, count, dim, encoder."""
+        resp = self.request("GET", ATLASES, ok_statuses=(200, 404), scoped=False)
+        if resp.status_code == 404:                   # a server from before several atlases: its one
+            return [{"key": None, **self.info()}]
+        return resp.json()
+
     def health(self) -> dict:
         """Whether the server is up and its encoder loaded (``encoder``: loading, ready, unavailable)."""
         return self.get("/health")
@@ -345,17 +357,24 @@ class Connection:
     figures: RemoteFigures
     occurrences: RemoteOccurrences
 
+    @property
+    def atlas_key(self) -> str | None:
+        """Which of the server's atlases this connection searches (None: its default)."""
+        return self.client.atlas
+
     def close(self) -> None:
         self.fetcher.close()
         self.client.close()
 
 
 def connect(url: str | None = None, token: str | None = None, settings: Settings | None = None,
-            timeout: float = 300.0) -> Connection:
+            timeout: float = 300.0, atlas: str | None = None) -> Connection:
     """Connect to a bioclip-nb server: ``url`` (else ``BIOCLIP_NB_SERVER``, else the one recorded
-    under ``BIOCLIP_NB_HOME``). Raises ``ServerUnavailableError`` if none answers."""
+    under ``BIOCLIP_NB_HOME``), to its atlas ``atlas`` (a key of ``Client.atlases()``; None: the
+    default). Raises ``ServerUnavailableError`` if none answers, ``ServerError`` (not_found) for
+    an atlas it does not hold."""
     url, token = resolve(url, token, settings)
-    client = Client(url, token, timeout=timeout)
+    client = Client(url, token, timeout=timeout, atlas=atlas)
     atlas = RemoteAtlas.of(client)
     return Connection(client, atlas, RemoteEncoder(client, atlas.model, atlas.dim), RemoteFetcher(client),
                       RemoteFigures(client), RemoteOccurrences(client))

@@ -23,10 +23,10 @@ def note(message: str) -> None:
 
 
 def cmd_serve(args) -> int:
-    from ..core.locate import locate_atlas
+    from ..core.locate import locate_atlases
     from .run import serve
     settings = Settings.from_env()
-    return serve(locate_atlas(args.atlas, settings), settings, host=args.host, port=args.port, device=args.device, runtime=args.runtime,
+    return serve(locate_atlases(args.atlas, settings), settings, host=args.host, port=args.port, device=args.device, runtime=args.runtime,
                  idle_minutes=args.idle_minutes, token_file=args.token_file, batch_window=None if args.batch_ms is None else args.batch_ms / 1000,
                  max_concurrent=args.max_concurrent, timeout=args.timeout,
                  announce=lambda line: print(line, flush=True))
@@ -42,14 +42,17 @@ def cmd_status(args) -> int:
         print(str(exc))
         return 3
     record = read_record(settings.home)
+    client = Client(url, token, timeout=10)
     try:
-        health = Client(url, token, timeout=10).health()
+        health = client.health()
+        atlases = client.atlases()
     except ServerError as exc:
         print(str(exc))
         return 3
+    others = atlases[1:]
     report = {"url": url, **({"pid": record.pid, "idle_minutes": record.idle_minutes, "log": record.log,
                               "uptime_s": round(time.time() - record.started, 1)} if record and record.url == url else {}),
-              **health}
+              **health, "atlases": atlases}
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
@@ -58,6 +61,7 @@ def cmd_status(args) -> int:
              + (f" in {health['load_seconds']:.1f} s" if health.get("load_seconds") else "")
              + (f" ({health['encoder_error']})" if health.get("encoder_error") else ""),
              f"busy    {health['in_flight']} requests running"]
+    lines[2:2] = [f"also    {a['path']}: {a['model_name']} at /v1/atlases/{a['key']} ({a['encoder']})" for a in others]
     if health.get("batches"):
         b = health["batches"]
         lines.append(f"encoded {b['requests']} images in {b['passes']} forward passes (largest batch {b['largest']})")
@@ -110,9 +114,11 @@ def search_connection(args, atlas: Path | None, settings: Settings):
         return None
 
 
-def server_for_dashboard(value: str, atlas: Path, settings: Settings) -> str:
+def server_for_dashboard(value: str, atlas: Path | list[Path], settings: Settings) -> str:
     """The URL ``bioclip-nb dashboard --server [URL]`` hands its kernels: the given one, or
-    this home's server (started if none runs)."""
+    this home's server (started if none runs, on every atlas given)."""
+    atlases = [atlas] if isinstance(atlas, str | Path) else atlas
+    atlas = atlases[0]
     from .client import connect
     if value != "auto":
         connect(value, settings=settings).close()          # refuse an unreachable server before serving pages
@@ -121,13 +127,13 @@ def server_for_dashboard(value: str, atlas: Path, settings: Settings) -> str:
     if record is not None and not _same_atlas(record, atlas):
         raise OSError(f"the running server serves {record.atlas}, not {atlas}; stop it (bioclip-nb stop) or "
                       "open the dashboard on that atlas")
-    record = record or _start(atlas, settings, "auto")
+    record = record or _start(atlases, settings, "auto")
     if record is None:
         raise OSError("the server could not be started; see the message above")
     return record.url
 
 
-def _start(atlas: Path, settings: Settings, device: str, runtime: str | None = None) -> ServerRecord | None:
+def _start(atlas: Path | list[Path], settings: Settings, device: str, runtime: str | None = None) -> ServerRecord | None:
     from .run import start_background
     note("starting a bioclip-nb server in the background: the model loads once, and later searches reuse it "
          "(it stops after 30 idle minutes; bioclip-nb stop stops it now)")

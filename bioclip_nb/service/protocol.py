@@ -16,6 +16,8 @@ from ..outputs.results import plain
 
 #: Every route lives under this prefix (a future incompatible API gets ``/v2``).
 API = "/v1"
+#: Each atlas of a server also answers under ``{API}{ATLASES}/KEY`` (the plain routes: the first atlas).
+ATLASES = "/atlases"
 #: The default port of ``bioclip-nb serve`` (8866 is the dashboard's).
 DEFAULT_PORT = 8765
 #: Header a fetched image carries its outcome in (the body is the image itself).

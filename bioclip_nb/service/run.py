@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import ENV_HOME, ENV_SERVER_LOG, Settings
@@ -65,11 +66,12 @@ def read_token(path: Path) -> str:
     return token
 
 
-def serve(atlas: Path, settings: Settings, host: str = "127.0.0.1", port: int = 8765, device: str = "auto",
+def serve(atlas: Path | Sequence[Path], settings: Settings, host: str = "127.0.0.1", port: int = 8765, device: str = "auto",
           runtime: str | None = None,
           idle_minutes: float = 30.0, token_file: Path | None = None, batch_window: float | None = None,
           max_concurrent: int = 32, timeout: float = 120.0, announce=print) -> int:
-    """Serve ``atlas`` until stopped (SIGTERM/SIGINT), or idle for ``idle_minutes`` (0: never)."""
+    """Serve ``atlas`` (or several: the first is the default, each is also at ``/v1/atlases/KEY``)
+    until stopped (SIGTERM/SIGINT), or idle for ``idle_minutes`` (0: never)."""
     import uvicorn
 
     from ..core.atlas import Atlas
@@ -81,10 +83,19 @@ def serve(atlas: Path, settings: Settings, host: str = "127.0.0.1", port: int = 
         raise OSError(f"a bioclip-nb server already runs from {settings.home} ({running.url}, pid {running.pid}); "
                       "use it, or stop it with bioclip-nb stop")
     token = read_token(token_file) if token_file else new_token()
-    opened = Atlas.open(atlas, settings=settings)          # refuse a broken atlas before listening
+    paths = [atlas] if isinstance(atlas, str | Path) else list(atlas)
+    atlases: list[Atlas] = []
+    try:
+        for path in paths:
+            atlases.append(Atlas.open(path, settings=settings))     # refuse a broken atlas before listening
+    except BaseException:
+        for done in atlases:
+            done.close()
+        raise
+    opened = atlases[0]
     sock = bind(host, port)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{sock.getsockname()[1]}"
-    warm = Warm(opened, settings, device=device, runtime=runtime, batch_window=batch_window)
+    warm = Warm(atlases, settings, device=device, runtime=runtime, batch_window=batch_window)
     app = create_app(warm, token, Limits(max_concurrent=max_concurrent, timeout=timeout))
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACE_SECONDS, access_log=False)
     server = uvicorn.Server(config)
@@ -95,6 +106,8 @@ def serve(atlas: Path, settings: Settings, host: str = "127.0.0.1", port: int = 
         announce(f"warning: listening on {host}, beyond this machine; every request must carry the token "
                  f"(in {token_file or where}). Use it only on a trusted network (e.g. a cluster's internal one).")
     announce(f"bioclip-nb server on {url} (pid {os.getpid()}), atlas {opened.path}")
+    for key, served in list(warm.served.items())[1:]:
+        announce(f"also atlas {served.atlas.path} ({served.atlas.model}) at {url}/v1/atlases/{key}; its model loads on first use")
     announce(f"token and address in {where}; OpenAPI docs at {url}/docs")
     announce(f"stops after {idle_minutes:g} idle minutes; stop now with: bioclip-nb stop" if idle_minutes
              else "no idle shutdown; stop with: bioclip-nb stop")
@@ -144,7 +157,7 @@ def _idle_watch(server, warm, idle_seconds: float) -> None:
             server.should_exit = True
 
 
-def start_background(atlas: Path, settings: Settings, device: str = "auto", runtime: str | None = None,
+def start_background(atlas: Path | Sequence[Path], settings: Settings, device: str = "auto", runtime: str | None = None,
                      idle_minutes: float = 30.0,
                      wait: float = 900.0, on_wait=None) -> ServerRecord:
     """Start ``bioclip-nb serve`` detached (any free port) and wait until its model is loaded.
@@ -153,7 +166,8 @@ def start_background(atlas: Path, settings: Settings, device: str = "auto", runt
     from .client import Client, ServerUnavailableError
     log = settings.home / "server.log"
     settings.home.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "bioclip_nb.commands.cli", "serve", "--atlas", str(atlas), "--port", "0",
+    paths = [atlas] if isinstance(atlas, str | Path) else list(atlas)
+    cmd = [sys.executable, "-m", "bioclip_nb.commands.cli", "serve", *[a for p in paths for a in ("--atlas", str(p))], "--port", "0",
            "--device", device, *(["--runtime", runtime] if runtime else []), "--idle-minutes", f"{idle_minutes:g}"]
     env = dict(os.environ, **{ENV_HOME: str(settings.home), ENV_SERVER_LOG: str(log)})
     with open(log, "ab") as out:

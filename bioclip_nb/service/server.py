@@ -36,12 +36,13 @@ from ..encoders.within import Within
 from ..errors import AtlasError, EncoderUnavailableError, UnsupportedQueryError, UploadError
 from ..images.fetch import FetchResult
 from ..images.uploads import MAX_UPLOAD_BYTES, load_upload
-from ..layout import Scope
+from ..layout import Scope, display_name
 from ..outputs.results import plain
 from ..request import SearchRequest
 from .bodycap import BodyCap
 from .protocol import (
     API,
+    ATLASES,
     FETCH_HEADER,
     encoding_to_json,
     error_body,
@@ -49,7 +50,7 @@ from .protocol import (
     predictions_to_json,
     vector_to_json,
 )
-from .warm import Warm
+from .warm import Served, Warm
 
 log = logging.getLogger("bioclip_nb.service")
 
@@ -167,25 +168,44 @@ def create_app(warm: Warm, token: str, limits: Limits | None = None) -> FastAPI:
             raise HTTPException(401, "a valid bearer token is required (see bioclip-nb status)",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    router = APIRouter(prefix=API, dependencies=[Depends(authorised)], responses=ROUTE_ERRORS)
-    _routes(router, warm, limits)
-    app.include_router(router)
+    listing = APIRouter(prefix=API, dependencies=[Depends(authorised)], responses=ROUTE_ERRORS)
+    _listing(listing, warm)
+    app.include_router(listing)
+    # the default atlas at /v1/..., and every atlas (the default too) at /v1/atlases/KEY/...
+    for prefix, served in [(API, warm.default)] + [(f"{API}{ATLASES}/{key}", s) for key, s in warm.served.items()]:
+        router = APIRouter(prefix=prefix, dependencies=[Depends(authorised)], responses=ROUTE_ERRORS,
+                           tags=[served.key] if prefix != API else None)
+        _routes(router, served, warm, limits)
+        app.include_router(router, include_in_schema=prefix == API)
+    unknown = APIRouter(prefix=f"{API}{ATLASES}", dependencies=[Depends(authorised)], include_in_schema=False)
+
+    @unknown.api_route("/{key}/{rest:path}", methods=["GET", "POST"])
+    def no_such_atlas(key: str, rest: str) -> None:
+        raise LookupError(f"this server holds no atlas {key!r} (it holds: {', '.join(warm.served)}); see /v1/atlases")
+
+    app.include_router(unknown)
     _errors(app)
     _guard_load(app, warm, limits)
     app.add_middleware(BodyCap, prefix=API, caps={**lim.BODY_CAPS, "/encode": limits.max_upload}, default=lim.DEFAULT_BODY_CAP)
     return app
 
 
-def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
-    atlas = warm.atlas
+def _listing(router: APIRouter, warm: Warm) -> None:
+    @router.get(ATLASES)
+    def atlases() -> list[dict]:
+        """The atlases this server holds, the default first: key, model, its name, records, dim, encoder state."""
+        return [{"key": key, "model": s.atlas.model, "model_name": display_name(s.atlas.model), "path": str(s.atlas.path),
+                 "count": s.atlas.count, "dim": s.atlas.dim, "encoder": s.slot.state} for key, s in warm.served.items()]
+
+
+def _routes(router: APIRouter, served: Served, warm: Warm, limits: Limits) -> None:
+    atlas = served.atlas
 
     @router.get("/health")
     def health() -> dict:
-        """Alive; whether the encoder is loaded; how requests were batched."""
-        stats = warm.batch_stats
-        return {"status": "ok", "version": __version__, "encoder": warm.encoder_state, "encoder_error": warm.encoder_error,
-                "load_seconds": warm.load_seconds, "model": atlas.model, "atlas": str(atlas.path), "in_flight": warm.in_flight,
-                "batches": stats.__dict__ if stats else None, "usage": warm.fetcher.usage(), **warm.runtime_state}
+        """Alive; whether this atlas's encoder is loaded; how requests were batched."""
+        return {"status": "ok", "version": __version__, "in_flight": warm.in_flight, "usage": warm.fetcher.usage(),
+                **served.health()}
 
     @router.get("/info")
     def info() -> dict:
@@ -210,13 +230,13 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
         """Embedding and predictions at every rank of one image (the body: its bytes)."""
         data = await _read_capped(request, limits.max_upload)
         image = await run_in_threadpool(load_upload, data)
-        query_id, enc = await run_in_threadpool(warm.encode, data, image, limits.timeout)
+        query_id, enc = await run_in_threadpool(served.encode, data, image, limits.timeout)
         return encoding_to_json(enc, query_id)
 
     @router.post("/encode-text")
     def encode_text(body: TextBody) -> dict:
         """A name or description as a query vector."""
-        vector = warm.encoder(limits.timeout).encode_text(body.text)
+        vector = served.encoder(limits.timeout).encode_text(body.text)
         return {"model_id": atlas.model, "embedding": vector_to_json(vector)}
 
     @router.post("/predict")
@@ -226,7 +246,7 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
         embedding = np.asarray(body.embedding, dtype=np.float64)
         if embedding.shape != (atlas.dim,) or not np.isfinite(embedding).all() or not np.abs(embedding).max() > 0:
             raise ValueError(f"embedding must be {atlas.dim} finite numbers, not all zero")
-        preds = warm.encoder(limits.timeout).predict(embedding.astype(np.float32), within, body.k)
+        preds = served.encoder(limits.timeout).predict(embedding.astype(np.float32), within, body.k)
         return predictions_to_json(preds)
 
     @router.post("/search")
@@ -236,7 +256,7 @@ def _routes(router: APIRouter, warm: Warm, limits: Limits) -> None:
         if (vectors is None) == (body.query_id is None):
             raise ValueError("give exactly one of vectors or query_id")
         if body.query_id is not None:
-            enc = warm.encoding(body.query_id)
+            enc = served.encoding(body.query_id)
             if enc is None:
                 raise LookupError(f"query {body.query_id} is not known here (the server forgets old queries); encode it again")
             vectors, model = enc.embedding, enc.model_id

@@ -1,0 +1,120 @@
+"""A BioCLIP 2 atlas and a BioCLIP 2.5 atlas in one server and one dashboard: the server lists
+them and loads the second model on first use; the model selector switches; a query is encoded by
+the model of the atlas it is searched in and never reaches the other's index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import requests
+from helpers.dashatlas import build_dash_atlas, query_file
+from helpers.servers import cli, server_process
+
+from bioclip_nb.commands.prepare import prepare_labels
+from bioclip_nb.config import Settings
+from bioclip_nb.core.locate import atlas_keys
+from bioclip_nb.dashboard import Dashboard
+from bioclip_nb.dashboard.share import LinkState
+from bioclip_nb.layout import BIOCLIP2, BIOCLIP25
+from bioclip_nb.service.client import Client, connect
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, host, tiny_bioclip, tiny_bioclip25):
+    """``(BioCLIP 2 atlas, BioCLIP 2.5 atlas, derived dir with the 2.5 labels)``."""
+    root = tmp_path_factory.mktemp("several")
+    old, new = build_dash_atlas(root, host.base, BIOCLIP2), build_dash_atlas(root, host.base, BIOCLIP25)
+    prepare_labels(BIOCLIP25, root / "derived")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BIOCLIP_NB_DERIVED_DIR", str(root / "derived"))
+        yield old, new, root
+
+
+def test_keys_are_distinct_and_url_safe(tmp_path):
+    assert atlas_keys([tmp_path / "My Atlas", tmp_path / "x" / "my-atlas", tmp_path / "BioCLIP 2.5"]) == [
+        "my-atlas", "my-atlas-2", "bioclip-2-5"]
+    s = Settings.from_env({"BIOCLIP_NB_HOME": str(tmp_path), "BIOCLIP_NB_ATLAS": "/a/one:/b/two"})
+    assert (str(s.atlas), [str(p) for p in s.more_atlases]) == ("/a/one", ["/b/two"])
+
+
+def test_one_server_two_models(pair, tmp_path):
+    old, new, root = pair
+    with server_process(old, tmp_path / "home", "--atlas", str(new),
+                        env={"BIOCLIP_NB_DERIVED_DIR": str(root / "derived")}) as (_proc, record):
+        listed = Client(record.url, record.token).atlases()
+        assert [(a["model"], a["model_name"], a["dim"]) for a in listed] == [
+            (BIOCLIP2, "BioCLIP 2", 768), (BIOCLIP25, "BioCLIP 2.5 Huge", 1024)]
+        assert [a["encoder"] for a in listed] == ["ready", "idle"]          # the second loads on first use
+        first, second = connect(record.url, record.token), connect(record.url, record.token, atlas=listed[1]["key"])
+        photo = query_file(root, "Vulpes").read_bytes()
+        qid_old, enc_old = first.client.encode(photo)
+        qid_new, enc_new = second.client.encode(photo)
+        assert qid_old == qid_new                                            # one photo, one id ...
+        assert (enc_old.embedding.shape, enc_new.embedding.shape) == ((768,), (1024,))   # ... each model's own encoding
+        assert enc_new.model_id == BIOCLIP25 and enc_new.predictions
+        assert second.client.atlases()[1]["encoder"] == "ready"
+        # each atlas searches with its own model's encoding of that id, and only its own records
+        assert second.client.search(query_id=qid_new, top_n=3)["id"].max() < second.atlas.count
+        with pytest.raises(ValueError, match="768|1024|model"):
+            second.atlas.search(enc_old.embedding, model=BIOCLIP2)         # the other model's vector: refused
+        # a record image is the record of the atlas named in the path
+        a, b = first.fetcher.fetch(None, key=0), second.fetcher.fetch(None, key=0)
+        assert a.status == b.status
+        # the body cap holds below an atlas's key as it does at the top
+        def predict(size: int) -> int:
+            body = b'{"embedding": [' + b"0," * (size // 2) + b'0]}'
+            return requests.post(f"{record.url}/v1/atlases/{listed[1]['key']}/predict", data=body,
+                                 headers={"Authorization": f"Bearer {record.token}", "Content-Type": "application/json"}).status_code
+        assert (predict(128 * 1024), predict(400 * 1024)) == (422, 413)    # /predict's own cap (256 KB), not the default
+        with pytest.raises(LookupError, match="no atlas 'no-such-atlas'.*holds: atlas-"):
+            connect(record.url, record.token, atlas="no-such-atlas")
+        status = cli("status", home=tmp_path / "home")
+        assert f"at /v1/atlases/{listed[1]['key']}" in status.stdout and "BioCLIP 2.5 Huge" in status.stdout
+        first.close(), second.close()
+
+
+def test_the_model_selector_switches_atlas_and_model(pair, tmp_path):
+    old, new, root = pair
+    d = Dashboard.from_settings(settings=Settings(home=tmp_path, atlas=old, more_atlases=(new,)), device="cpu", link="")
+    d.widget
+    menu = d.switcher.menu
+    assert d.switcher.widget.layout.display is None and [label.split(" · ")[0] for label, _ in menu.options] == [
+        "BioCLIP 2", "BioCLIP 2.5 Huge"]
+    d.upload_bytes(query_file(root, "Vulpes").read_bytes(), "fox.jpg")
+    d.search()
+    d.wait(60)
+    before = d.session.hits.copy()
+    assert d.session.encoding.embedding.shape == (768,) and "BioCLIP 2<" in d.header.value.replace(" ·", "<")
+    menu.value = 1                                   # the person picks BioCLIP 2.5
+    d.wait(60)
+    s = d.session
+    assert (s.atlas.path, s.atlas.model, s.encoding.model_id, s.encoding.embedding.shape) == (new, BIOCLIP25, BIOCLIP25, (1024,))
+    assert s.hits is not None and len(s.hits) and "went wrong" not in s.status.message
+    assert "BioCLIP 2.5 Huge" in d.header.value and f"atlas={d.switcher.key}" in d.links.link_state().to_query()
+    assert not np.array_equal(s.hits["similarity"].to_numpy(), before["similarity"].to_numpy())
+    encodes = s.encodes
+    menu.value = 0                                   # back: that photo's BioCLIP 2 encoding is remembered
+    d.wait(60)
+    assert s.encodes == encodes and s.encoding.model_id == BIOCLIP2
+    assert s.hits["id"].tolist() == before["id"].tolist()
+    # a text query follows too; a record of one atlas cannot
+    d.controls.text.value = "red fox"
+    d.use_text()
+    menu.value = 1
+    assert s.query.kind == "text" and s.encoding.model_id == BIOCLIP25
+    s.use_record(3)
+    assert "record of the other atlas" in s.switch(d.sources[0]) and s.query is None and s.atlas.model == BIOCLIP2
+    assert s.switch(d.sources[1]) == ""
+
+
+def test_a_link_names_its_atlas(pair, tmp_path):
+    old, new, root = pair
+    settings = Settings(home=tmp_path, atlas=old, more_atlases=(new,))
+    key = atlas_keys([old, new])[1]
+    d = Dashboard.from_settings(settings=settings, device="cpu", link=LinkState(text="red fox", atlas=key).to_query())
+    d.widget
+    d.wait(60)
+    assert d.session.atlas.model == BIOCLIP25 and d.switcher.menu.value == 1 and len(d.session.hits)
+    bad = Dashboard.from_settings(settings=settings, device="cpu", link="q=red+fox&atlas=elsewhere")
+    bad.widget
+    assert bad.session.hits is None and "does not hold" in bad.session.status.message
