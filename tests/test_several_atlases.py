@@ -4,11 +4,14 @@ the model of the atlas it is searched in and never reaches the other's index."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import requests
 from helpers.dashatlas import build_dash_atlas, query_file
 from helpers.servers import cli, server_process
+from helpers.voila import CHROMIUM, search_page, settled, voila_server
 
 from bioclip_nb.commands.prepare import prepare_labels
 from bioclip_nb.config import Settings
@@ -31,6 +34,9 @@ def pair(tmp_path_factory, host, tiny_bioclip, tiny_bioclip25):
 
 
 def test_keys_are_distinct_and_url_safe(tmp_path):
+    from bioclip_nb.dashboard.sources import Source, labels
+    twins = [Source(k, type("A", (), {"model": BIOCLIP2, "count": 5})(), None, None) for k in ("a", "b")]
+    assert labels(twins) == ["BioCLIP 2 (5 images) · a", "BioCLIP 2 (5 images) · b"]
     assert atlas_keys([tmp_path / "My Atlas", tmp_path / "x" / "my-atlas", tmp_path / "BioCLIP 2.5"]) == [
         "my-atlas", "my-atlas-2", "bioclip-2-5"]
     s = Settings.from_env({"BIOCLIP_NB_HOME": str(tmp_path), "BIOCLIP_NB_ATLAS": "/a/one:/b/two"})
@@ -78,8 +84,8 @@ def test_the_model_selector_switches_atlas_and_model(pair, tmp_path):
     d = Dashboard.from_settings(settings=Settings(home=tmp_path, atlas=old, more_atlases=(new,)), device="cpu", link="")
     d.widget
     menu = d.switcher.menu
-    assert d.switcher.widget.layout.display is None and [label.split(" · ")[0] for label, _ in menu.options] == [
-        "BioCLIP 2", "BioCLIP 2.5 Huge"]
+    assert d.switcher.widget.layout.display is None and [label for label, _ in menu.options] == [
+        "BioCLIP 2 (40 images)", "BioCLIP 2.5 Huge (40 images)"]
     d.upload_bytes(query_file(root, "Vulpes").read_bytes(), "fox.jpg")
     d.search()
     d.wait(60)
@@ -118,3 +124,28 @@ def test_a_link_names_its_atlas(pair, tmp_path):
     bad = Dashboard.from_settings(settings=settings, device="cpu", link="q=red+fox&atlas=elsewhere")
     bad.widget
     assert bad.session.hits is None and "does not hold" in bad.session.status.message
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_selector_in_the_page(pair, tmp_path, browser):
+    """In Voilà: the menu lists both models; choosing BioCLIP 2.5 searches the photo again in its
+    atlas, the banner names it, and axe-core finds nothing serious in the switched page."""
+    from test_accessibility import ARTIFACTS, serious
+    old, new, root = pair
+    with voila_server(f"{old}{os.pathsep}{new}", tmp_path) as (base, _):
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        search_page(page, base, query_file(root, "Vulpes"))
+        assert "BioCLIP 2 " in page.locator("header").inner_text() + " "
+        menu = page.get_by_label("Model")
+        assert [o.replace("\xa0", " ") for o in menu.locator("option").all_inner_texts()] == [
+            "BioCLIP 2 (40 images)", "BioCLIP 2.5 Huge (40 images)"]
+        menu.select_option(index=1)
+        page.wait_for_function("document.querySelector('header').innerText.includes('BioCLIP 2.5 Huge')", timeout=60_000)
+        settled(page, 10)
+        assert "wrong" not in page.locator(".bnb-status").inner_text()
+        assert "atlas=" in page.evaluate("location.href")                  # the page's link names the atlas
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "model-selector.png"))
+        assert serious(page) == []
+        page.close()

@@ -41,8 +41,14 @@ class Source:
 
     @property
     def label(self) -> str:
-        """What the model selector shows: 'BioCLIP 2.5 Huge · bioclip25 (1,200 images)'."""
-        return f"{display_name(self.atlas.model)} · {self.key} ({self.atlas.count:,} images)"
+        """What the model selector shows: 'BioCLIP 2.5 Huge (1,200 images)'."""
+        return f"{display_name(self.atlas.model)} ({self.atlas.count:,} images)"
+
+
+def labels(sources: Sequence[Source]) -> list[str]:
+    """The selector's labels; an atlas whose model another also uses is told apart by its key."""
+    models = [s.atlas.model for s in sources]
+    return [f"{s.label} · {s.key}" if models.count(s.atlas.model) > 1 else s.label for s in sources]
 
     def close(self) -> None:
         self.atlas.close()

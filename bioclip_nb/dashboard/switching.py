@@ -11,7 +11,7 @@ import ipywidgets as w
 
 from . import html
 from .callbacks import guarded
-from .sources import Source
+from .sources import Source, labels
 from .state import Level, Status
 from .tab import App, Part
 from .views import LABEL_WIDTH
@@ -24,7 +24,7 @@ class ModelSwitch(Part):
         super().__init__(app)
         self.sources = sources
         self.current = 0
-        self.menu = w.Dropdown(options=[(s.label, i) for i, s in enumerate(sources)], value=0, description="Model",
+        self.menu = w.Dropdown(options=[(label, i) for i, label in enumerate(labels(sources))], value=0, description="Model",
                                style={"description_width": LABEL_WIDTH}, layout=w.Layout(width="100%"),
                                tooltip="which atlas to search: each is searched with its own model")
         self.menu.observe(lambda ch: self.switch(ch["new"]), names="value")
