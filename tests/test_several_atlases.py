@@ -142,10 +142,55 @@ def test_the_selector_in_the_page(pair, tmp_path, browser):
             "BioCLIP 2 (40 images)", "BioCLIP 2.5 Huge (40 images)"]
         menu.select_option(index=1)
         page.wait_for_function("document.querySelector('header').innerText.includes('BioCLIP 2.5 Huge')", timeout=60_000)
+        page.wait_for_function("location.href.includes('atlas=')", timeout=60_000)   # the page's link names the atlas
         settled(page, 10)
         assert "wrong" not in page.locator(".bnb-status").inner_text()
-        assert "atlas=" in page.evaluate("location.href")                  # the page's link names the atlas
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "model-selector.png"))
         assert serious(page) == []
+        page.locator(".bnb-dashboard .lm-TabBar-tab", has_text="Compare models").click()
+        page.wait_for_selector("caption:has-text('Top hits by model')", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "compare-models.png"))
+        assert serious(page) == []
         page.close()
+
+
+def test_the_compare_tab_puts_each_models_answer_side_by_side(pair, tmp_path):
+    from bioclip_nb.dashboard.comparing import comparison_html
+    from bioclip_nb.encoders import load_encoder
+    from bioclip_nb.insight.compare import compare
+    old, new, root = pair
+    one = Dashboard.from_settings(settings=Settings(home=tmp_path, atlas=old), device="cpu", link="")
+    one.widget
+    assert "compare" not in one.tabs and "Compare models" not in one.tab_bar.titles     # one model: nothing to compare
+    d = Dashboard.from_settings(settings=Settings(home=tmp_path, atlas=old, more_atlases=(new,)), device="cpu", link="")
+    d.widget
+    photo = query_file(root, "Vulpes").read_bytes()
+    d.upload_bytes(photo, "fox.jpg")
+    d.search()
+    d.wait(60)
+    d.show_tab("compare")
+    tab = d.tabs["compare"]
+    c = tab.comparison
+    assert [side.model for side in c.sides] == [BIOCLIP2, BIOCLIP25]
+    # each side is its model's own search of its own atlas, as done here independently
+    import io
+
+    from PIL import Image
+    for side, atlas in zip(c.sides, (d.sources[0].atlas, d.sources[1].atlas)):
+        enc = load_encoder(atlas.model, device="cpu").encode(Image.open(io.BytesIO(photo)))
+        want = d.session.request.run(atlas, enc.embedding, atlas.model)
+        assert side.hits["id"].tolist() == want["id"].tolist()
+        assert [p.name for p in side.predictions] == [p.name for p in enc.predict("species", 3)]
+    assert "BioCLIP 2.5 Huge" in tab.widget.value and "BioCLIP 2 predicts" in tab.widget.value
+    assert "wrong" not in d.session.status.message and d.session.atlas.model == BIOCLIP2      # nothing switched
+    table = c.table()
+    assert list(table.columns) == ["rank", "BioCLIP 2", "BioCLIP 2 similarity", "BioCLIP 2.5 Huge", "BioCLIP 2.5 Huge similarity"]
+    shared = set(c.shared_species())
+    assert shared == set(c.sides[0].species()) & set(c.sides[1].species())
+    assert comparison_html(c).count("★") == 1 + sum(sp in shared for side in c.sides for sp in
+                                                    [f"{g} {s}" for g, s in zip(side.hits["genus"], side.hits["species"])])
+    # a text compares too (no prediction from a text); the HTML escapes the data's names
+    t = compare("red fox", [(src.atlas, src.encoder()) for src in d.sources])
+    assert all(side.note == "a text query" and len(side.hits) for side in t.sides)
+    assert "<script>" not in comparison_html(t)

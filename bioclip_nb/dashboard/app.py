@@ -99,7 +99,7 @@ class Dashboard:
         self.share = ShareLink(write_url=in_voila())
         self.share.observe(self.links.on_copied, names="copies")
         self.status = w.HTML()
-        self.tabs = {cls.key: cls(self) for cls in REGISTRY}
+        self.tabs = {cls.key: cls(self) for cls in REGISTRY if cls.wanted(self)}
         self.tab_bar = w.Tab(children=[t.widget for t in self.tabs.values()])
         for i, tab in enumerate(self.tabs.values()):
             self.tab_bar.set_title(i, tab.title)

@@ -42,6 +42,8 @@ CSS = """
   font-size: 12px; border-radius: 4px; padding: 6px; box-sizing: border-box; }
 .bnb-table { border-collapse: collapse; font-size: 13px; }
 .bnb-table td, .bnb-table th { padding: 2px 8px; border-bottom: 1px solid var(--jp-border-color2, #e5e5e5); text-align: left; }
+.bnb-compare { table-layout: fixed; width: 100%; }
+.bnb-wrap { overflow-wrap: anywhere; }
 .bnb-tree ul { list-style: none; padding-left: 16px; margin: 0; }
 .bnb-tree li { font-size: 13px; }
 .bnb-tree .rank { color: var(--jp-ui-font-color2, #555); font-size: 11px; }

@@ -225,6 +225,15 @@ class SearchSession:
         return self.set_upload(full.data, name=label, kind="result", source=str(record_id))
 
     # ------------------------------------------------------------------ atlas
+    @property
+    def query_input(self) -> bytes | str | None:
+        """What another model can encode of the query: the photo's bytes, or the text (None for
+        a record of the atlas, or no query)."""
+        q = self.query
+        if q is None:
+            return None
+        return q.source if q.kind == "text" else self._query_data
+
     def switch(self, source) -> str:
         """Search another atlas from now on (a ``sources.Source``: its model, encoder, fetcher and
         figures). The query follows, encoded again by the new atlas's model: a photo, an image
@@ -232,7 +241,7 @@ class SearchSession:
         cannot follow: its record is not in the new one. Returns a note on the query for the
         status line ('' when there was none)."""
         self.cancel_fetches()
-        old, data = self.query, self._query_data
+        old, data = self.query, self.query_input
         with self._lock:
             self.atlas, self.fetcher = source.atlas, source.fetcher
             self._encoder_factory, self._encoder, self._figures = source.encoder, None, source.figures
@@ -246,7 +255,7 @@ class SearchSession:
             return ""
         if old.kind == "text":
             self.set_text(old.source)
-        elif old.kind in ("image", "url") and data is not None:
+        elif data is not None:
             self.set_upload(data, name=old.label, kind=old.kind, source=old.source)
         else:
             return f"The query ({old.label}) was a record of the other atlas: choose a new query."

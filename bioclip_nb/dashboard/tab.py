@@ -21,6 +21,7 @@ import ipywidgets as w
 
 from .jobs import JobRunner
 from .share import ShareLink
+from .sources import Source
 from .state import SearchSession
 from .views import Controls
 
@@ -29,6 +30,7 @@ class App(Protocol):
     """The dashboard as its tabs see it."""
 
     session: SearchSession
+    sources: list[Source]             # the atlases the model selector switches between
     jobs: JobRunner
     tabs: dict[str, Tab]
     current_tab: str
@@ -87,6 +89,11 @@ class Tab(Part):
     key: ClassVar[str]
     title: ClassVar[str]
     widget: w.Widget
+
+    @classmethod
+    def wanted(cls, app: App) -> bool:
+        """Whether this dashboard shows the tab (all do, but for one that needs what it lacks)."""
+        return True
 
     def on_query(self) -> None:
         """A new query was set."""

@@ -7,6 +7,7 @@ and one line here. See docs/architecture.md, "Where to add... a dashboard tab".
 from __future__ import annotations
 
 from .batchview import BatchTab
+from .comparing import CompareTab
 from .exporting import ExportTab
 from .placing import WhereTab
 from .plotsview import PlotsTab
@@ -22,4 +23,5 @@ REGISTRY: tuple[type[Tab], ...] = (
     ExportTab,
     BatchTab,
     WhereTab,
+    CompareTab,
 )
