@@ -28,6 +28,7 @@ from . import (
     extrapolate,
     folding,
     gallery,
+    models,
     probing,
     quantizer,
     rehearsal,
@@ -44,7 +45,7 @@ SUITE = [("scale", scale), ("rehearsal", rehearsal), ("probing", probing), ("sea
          ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("cards", cards), ("encoder", encoder),
          ("service", service), ("folding", folding), ("demo", demo_baseline),
          ("exact", exact), ("runtime", runtime),
-         ("embeddings_build", embeddings_build)]
+         ("embeddings_build", embeddings_build), ("models", models)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..builder import writer
-from ..layout import BIOCLIP2, MANIFEST_FILE, QUERIES_DIR, RANKS
+from ..layout import BIOCLIP2, MANIFEST_FILE, QUERIES_DIR, RANKS, VECTORS_FILE, model_spec
 from ..names import clean
 from . import art, synthetic
 
@@ -137,23 +137,27 @@ def _scope_flags(n: int, seed: int) -> pd.DataFrame:
 
 
 def build_synthetic(dest: Path, n: int, force: bool = False, progress: bool = True, seed: int = 0,
-                    model: str = BIOCLIP2) -> Path:
-    """A vectors-only atlas of ``n`` hierarchical clustered vectors (no images)."""
+                    model: str = BIOCLIP2, keep_vectors: bool = False) -> Path:
+    """A vectors-only atlas of ``n`` hierarchical clustered vectors (no images), as wide as
+    ``model`` embeds; with ``keep_vectors`` it keeps them (searches then re-rank exactly)."""
     dest = Path(dest).expanduser()
     if dest.exists() and not force:
         raise FileExistsError(f"{dest} already exists; pass --force to replace it")
     if n < 1:
         raise ValueError(f"--synthetic needs a positive number of vectors, got {n}")
-    tax = synthetic.make_taxonomy(seed=seed)
+    spec = model_spec(model)
+    tax = synthetic.make_taxonomy(dim=spec.dim if spec is not None else 768, seed=seed)
     vectors, species = synthetic.make_vectors(tax, n, seed=seed, progress=progress)
     records = synthetic.make_records(tax, species, seed=seed)
     factory, _ = writer.choose_index(n)
     index = writer.train_index(vectors, factory, seed=seed)
     writer.add_vectors(index, vectors, progress=progress)
-    del vectors
     work = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    if keep_vectors:
+        np.save(work / VECTORS_FILE, vectors)
+    del vectors
     writer.write_atlas(work, index, records, model=model, source=f"bioclip-nb demo --synthetic {n}",
                        extra={"synthetic": True})
     from ..builder.pipeline import move_into_place
