@@ -51,7 +51,7 @@ class WideVectors:
 
 
 def run(quick: bool = False, workdir: Path | None = None) -> dict:
-    from bioclip_nb.builder.fromembeddings import build_from_embeddings
+    from bioclip_nb.builder.fromembeddings import ENCODE_ROWS, build_from_embeddings
     from bioclip_nb.builder.writer import choose_index
     from bioclip_nb.layout import BIOCLIP25
     from bioclip_nb.testing.embeddingfiles import write_published_embeddings
@@ -88,15 +88,19 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
             _keep_training(trained, built)
         s = built.seconds
         rows.append([f"{built.rows_read:,}", label, built.factory, s.get("sample", "-"), s.get("train", "-"), s["encode"],
-                     s["add"], s["write"], built.rows_read / s["encode"]])
-        raw.append({"rows": built.rows_read, "workers": workers, "hnsw": hnsw, "factory": built.factory, **s})
+                     s["add"], s["write"], built.rows_read / s["encode"], built.worker_peak_mb])
+        raw.append({"rows": built.rows_read, "workers": workers, "hnsw": hnsw, "factory": built.factory,
+                    "worker_peak_mb": built.worker_peak_mb, **s})
         shutil.rmtree(out)
     fromembeddings.HNSW_ASSIGN_CELLS = default_cells
-    md = table(["vectors", "run", "index", "sample s", "train s", "encode s", "add s", "write s", "encode vectors/s"], rows)
+    md = table(["vectors", "run", "index", "sample s", "train s", "encode s", "add s", "write s", "encode vectors/s",
+                "worker peak MB"], rows)
     load = os.getloadavg()[0]
     md += (f"\n\nLoad average when the runs ended: {load:.1f} on {cores} cores (above {cores} means something else "
            "shared the CPU and the rates are low). The second run reuses the first's trained index (as a resumed build does), so training is timed once. "
-           "Files of about 250,000 rows each, as the published 933.\n\n" + extrapolation(raw, cores, n))
+           "Files of about 250,000 rows each, as the published 933. Worker peak: the largest resident memory a "
+           f"worker process reached (each converts and encodes {ENCODE_ROWS:,} rows at a time; whole files at once "
+           "took one to 9.5 GB).\n\n" + extrapolation(raw, cores, n))
     return {"name": "embeddings_build", "title": "Building an atlas from published embeddings (1024-d, BioCLIP 2.5's "
             f"width), {n:,} vectors, per stage", "markdown": md, "raw": raw}
 

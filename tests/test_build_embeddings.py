@@ -107,3 +107,62 @@ def test_the_command(published, tmp_path, capsys):
     done = json.loads(captured.out)
     assert done["count"] == written.rows and done["factory"] == "IVF16,PQ32" and f"{EXTRA:,} have no row" in captured.err
     assert set(done["seconds"]) == {"sample", "train", "encode", "add", "write"}
+
+
+def test_searched_in_the_dashboard_beside_the_bioclip2_atlas(published, tmp_path, tiny_bioclip, tiny_bioclip25):
+    """What the issue asks for, end to end: built from the parquet, chosen in the model menu, a
+    photo encoded by (tiny) BioCLIP 2.5 searches it, and the hits carry the lite atlas's URLs."""
+    from helpers.pictures import encode, photo
+
+    from bioclip_nb.config import Settings
+    from bioclip_nb.dashboard import Dashboard
+    lite, _, root = published
+    out = tmp_path / "bioclip25"
+    build_from_embeddings(root / "parquet", lite.path, BIOCLIP25, out, workers=1, progress=False)
+    d = Dashboard.from_settings(settings=Settings(home=tmp_path / "home", atlas=lite.path, more_atlases=(out,)),
+                                device="cpu", link="")
+    d.widget
+    d.upload_bytes(encode(photo(seed=3), "JPEG"), "photo.jpg")
+    d.search()
+    d.wait(60)
+    d.switcher.menu.value = 1
+    d.wait(60)
+    s = d.session
+    assert (s.atlas.model, s.encoding.embedding.shape, str(s.atlas.path)) == (BIOCLIP25, (1024,), str(out))
+    con = duckdb.connect(str(out / METADATA_FILE), read_only=True)
+    uuid_of = dict(con.execute("SELECT id, uuid::VARCHAR FROM metadata").fetchall())
+    con.close()
+    theirs = _urls(lite.path)
+    hits = s.hits
+    assert len(hits) == s.request.top_n
+    for record_id, url in zip(hits["id"], hits["url"]):
+        assert (url if isinstance(url, str) else None) == theirs.get(uuid_of[int(record_id)])
+
+
+def test_a_file_is_encoded_in_slices_alike(tmp_path, monkeypatch):
+    """A worker encodes a file in slices (its memory bounded): the codes and the unusable rows
+    (a null, a zero vector, a short one, in later slices) are those of one pass over the file."""
+    import faiss
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bioclip_nb.builder import fromembeddings
+    rng = np.random.default_rng(2)
+    rows = [list(v) for v in rng.normal(size=(1000, 1024)).astype(np.float16)]
+    rows[150], rows[420], rows[777] = None, [0.0] * 1024, [1.0] * 7
+    path = tmp_path / "part.parquet"
+    pq.write_table(pa.table({"emb": pa.array(rows, type=pa.list_(pa.float16()))}), path)
+    index = faiss.index_factory(1024, "IVF8,PQ16")
+    index.train(rng.normal(size=(2000, 1024)).astype(np.float32))
+    trained = (faiss.serialize_index(index).tobytes(), None)
+    answers = []
+    for rows_at_once in (1 << 20, 100):
+        monkeypatch.setattr(fromembeddings, "ENCODE_ROWS", rows_at_once)
+        out = tmp_path / f"codes-{rows_at_once}.npz"
+        report = fromembeddings.encode_file(trained, str(path), "emb", 1024, str(out))
+        with np.load(out) as z:
+            answers.append((z["codes"], z["dropped"]))
+        assert (report["rows"], report["usable"]) == (1000, 997) and report["peak_mb"] > 0
+    (one_codes, one_dropped), (sliced_codes, sliced_dropped) = answers
+    assert one_dropped.tolist() == sliced_dropped.tolist() == [150, 420, 777]
+    assert np.array_equal(one_codes, sliced_codes) and len(one_codes) == 997

@@ -79,6 +79,16 @@ def test_one_server_two_models(pair, tmp_path):
         first.close(), second.close()
 
 
+def test_a_dashboard_reuses_a_server_only_when_it_holds_the_same_atlases(pair, tmp_path):
+    from bioclip_nb.service.commands import server_for_dashboard
+    old, new, root = pair
+    home = tmp_path / "home"
+    with server_process(old, home) as (_proc, record):
+        assert server_for_dashboard("auto", [old], Settings(home=home)) == record.url
+        with pytest.raises(OSError, match="serves .*bioclip-2, not .*bioclip-2, .*bioclip-2.5"):
+            server_for_dashboard("auto", [old, new], Settings(home=home))
+
+
 def test_the_model_selector_switches_atlas_and_model(pair, tmp_path):
     old, new, root = pair
     d = Dashboard.from_settings(settings=Settings(home=tmp_path, atlas=old, more_atlases=(new,)), device="cpu", link="")

@@ -46,6 +46,9 @@ TRAIN_PER_CELL = 64
 #: assignment at 65,536 cells would make encoding 233M vectors take ~1,200 worker-hours here).
 #: The atlas keeps the flat quantizer, as published.
 HNSW_ASSIGN_CELLS = 4096
+#: Rows a worker converts and encodes at once. Whole 250,000-row files at once took a worker to
+#: 9.5 GB (the float32 copies and the residuals); in slices it stays near the file's own size.
+ENCODE_ROWS = 32_768
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class EmbeddingsBuild:
     model: str
     factory: str
     seconds: dict = field(default_factory=dict)
+    worker_peak_mb: float | None = None        # the largest resident memory a worker reached (None: all reused)
 
     def to_json(self) -> dict:
         return {**asdict(self), "path": str(self.path)}
@@ -116,7 +120,11 @@ def training_sample(files: list[Path], column: str, dim: int, size: int, seed: i
 def encode_file(trained: tuple[bytes, bytes | None], path: str, column: str, dim: int, out: str) -> dict:
     """One chunk (a Dask task): a file's vectors as IVF list numbers and PQ codes, saved to
     ``out`` with the rows that had no usable vector. ``trained``: the serialised index and,
-    for many cells, an HNSW graph over its centroids to assign vectors with."""
+    for many cells, an HNSW graph over its centroids to assign vectors with. The file's rows are
+    converted and encoded :data:`ENCODE_ROWS` at a time, so a worker holds the file's float16
+    column and one slice, not the whole file in float32 several times over."""
+    import resource
+
     import faiss
     import pyarrow.parquet as pq
 
@@ -125,17 +133,24 @@ def encode_file(trained: tuple[bytes, bytes | None], path: str, column: str, dim
     if trained[1] is not None:
         hnsw = faiss.deserialize_index(np.frombuffer(trained[1], dtype=np.uint8))
         swap_in(index, hnsw)
-    vectors, usable = vectors_of(pq.read_table(path, columns=[column]).column(column), dim)
-    codes = index.sa_encode(np.ascontiguousarray(vectors[usable]))
+    col = pq.read_table(path, columns=[column]).column(column)
+    codes, dropped = [], []
+    for start in range(0, len(col), ENCODE_ROWS):
+        vectors, usable = vectors_of(col.slice(start, ENCODE_ROWS), dim)
+        codes.append(index.sa_encode(np.ascontiguousarray(vectors[usable])))
+        dropped.append(np.flatnonzero(~usable).astype(np.int64) + start)
     tmp = Path(out).with_suffix(".partial.npz")
     with open(tmp, "wb") as fh:
-        np.savez(fh, codes=codes, dropped=np.flatnonzero(~usable).astype(np.int64))
+        np.savez(fh, codes=np.concatenate(codes) if codes else np.zeros((0, index.sa_code_size()), np.uint8),
+                 dropped=np.concatenate(dropped) if dropped else np.zeros(0, np.int64))
     tmp.replace(out)
-    return {"rows": int(len(usable)), "usable": int(usable.sum())}
+    rows = len(col)
+    return {"rows": rows, "usable": rows - sum(len(d) for d in dropped),
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}     # Linux: KB
 
 
 def _run(tasks: list[tuple[int, tuple]], scheduler: str | None, workers: int | None,
-         on_done: Callable[[int], None]) -> None:
+         on_done: Callable[[int, dict], None]) -> None:
     """Run ``encode_file`` over ``tasks`` on Dask: a local cluster, or the one at ``scheduler``."""
     if not tasks:
         return
@@ -150,8 +165,7 @@ def _run(tasks: list[tuple[int, tuple]], scheduler: str | None, workers: int | N
         shared = client.scatter([tasks[0][1][0]], broadcast=True)[0]    # the trained index, sent once per worker
         futures = {client.submit(encode_file, shared, *args[1:], pure=False): i for i, args in tasks}
         for fut in as_completed(futures):
-            fut.result()
-            on_done(futures[fut])
+            on_done(futures[fut], fut.result())
     finally:
         client.close()
         if cluster is not None:
@@ -207,7 +221,13 @@ def build_from_embeddings(source: str | Path, metadata: str | Path, model: str, 
     chunk = [work / "codes" / f"{i:05d}-{f.stem}.npz" for i, f in enumerate(files)]
     todo = [(i, (trained_bytes, str(f), vec_col, spec.dim, str(chunk[i]))) for i, f in enumerate(files) if not chunk[i].is_file()]
     bar = tqdm(total=len(files), initial=len(files) - len(todo), desc="encoding chunks", unit="file", disable=not progress)
-    _run(todo, scheduler, workers, lambda i: bar.update(1))
+    peaks: list[float] = []
+
+    def done(_i: int, result: dict) -> None:
+        peaks.append(result["peak_mb"])
+        bar.update(1)
+
+    _run(todo, scheduler, workers, done)
     bar.close()
     seconds["encode"] = time.perf_counter() - t0
 
@@ -241,7 +261,8 @@ def build_from_embeddings(source: str | Path, metadata: str | Path, model: str, 
     (work / "trained.index").unlink()
     move_into_place(work, out)
     return EmbeddingsBuild(out, count, len(files), total, total - count, without, len(todo), len(files) - len(todo),
-                           model, factory, {k: round(v, 3) for k, v in seconds.items()})
+                           model, factory, {k: round(v, 3) for k, v in seconds.items()},
+                           round(max(peaks), 1) if peaks else None)
 
 
 def write_joined_metadata(path: Path, files: list[Path], dropped: list[tuple[str, np.ndarray]],

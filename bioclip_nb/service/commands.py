@@ -118,15 +118,17 @@ def server_for_dashboard(value: str, atlas: Path | list[Path], settings: Setting
     """The URL ``bioclip-nb dashboard --server [URL]`` hands its kernels: the given one, or
     this home's server (started if none runs, on every atlas given)."""
     atlases = [atlas] if isinstance(atlas, str | Path) else atlas
-    atlas = atlases[0]
     from .client import connect
     if value != "auto":
         connect(value, settings=settings).close()          # refuse an unreachable server before serving pages
         return value
     record = read_record(settings.home)
-    if record is not None and not _same_atlas(record, atlas):
-        raise OSError(f"the running server serves {record.atlas}, not {atlas}; stop it (bioclip-nb stop) or "
-                      "open the dashboard on that atlas")
+    if record is not None:
+        from .client import Client
+        served = [Path(a["path"]) for a in Client(record.url, record.token, timeout=10).atlases()]
+        if [p.resolve() for p in served] != [Path(p).resolve() for p in atlases]:
+            raise OSError(f"the running server serves {', '.join(map(str, served))}, not {', '.join(map(str, atlases))}; "
+                          "stop it (bioclip-nb stop) or open the dashboard on those atlases")
     record = record or _start(atlases, settings, "auto")
     if record is None:
         raise OSError("the server could not be started; see the message above")
