@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -168,19 +169,22 @@ def run(quick: bool = False, workdir: Path | None = None, records: int | None = 
             d = (base / f"rehearsal-{small}") if base is not None else scale.default_dir(small)
             scale.build(d, small)
             sizes[small] = d
-    home = Path(tempfile.mkdtemp(prefix="bioclip-rehearsal-"))
-    parts = [
-        ("Opening the index, fresh process, medians of 3", table(
-            ["method", "open s", "resident MB after open", "first search s", "resident MB after first search"],
-            opening(main_dir))),
-        ("End to end: vector in, DataFrame with metadata out (100 planted queries, top 10)", table(
-            ["coarse quantizer", "nprobe", "median ms", "90th percentile ms"], searching(main_dir, home / "search"))),
-        ("Metadata lookup, best of runs", table(
-            ["rows", "ids", "previous: unnest join ms", "ours: index-backed IN list ms"], lookups(sizes))),
-        ("Scoped pages at nprobe 16 (taxon shares: see the probing table)", table(
-            ["scope", "share", "full pages: today's probing", "full pages: ours"], scoped(main_dir, home / "scoped"))),
-        ("The dashboard after prepare", table(["what", "seconds"], dashboard_ready(main_dir, home / "dash"))),
-    ]
+    home = Path(tempfile.mkdtemp(prefix="bioclip-rehearsal-", dir=workdir))   # its caches: removed at the end
+    try:
+        parts = [
+            ("Opening the index, fresh process, medians of 3", table(
+                ["method", "open s", "resident MB after open", "first search s", "resident MB after first search"],
+                opening(main_dir))),
+            ("End to end: vector in, DataFrame with metadata out (100 planted queries, top 10)", table(
+                ["coarse quantizer", "nprobe", "median ms", "90th percentile ms"], searching(main_dir, home / "search"))),
+            ("Metadata lookup, best of runs", table(
+                ["rows", "ids", "previous: unnest join ms", "ours: index-backed IN list ms"], lookups(sizes))),
+            ("Scoped pages at nprobe 16 (taxon shares: see the probing table)", table(
+                ["scope", "share", "full pages: today's probing", "full pages: ours"], scoped(main_dir, home / "scoped"))),
+            ("The dashboard after prepare", table(["what", "seconds"], dashboard_ready(main_dir, home / "dash"))),
+        ]
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     md = "\n\n".join(f"**{title}**\n\n{body}" for title, body in parts)
     md = (f"The rehearsal atlas: {n:,} records, IVF{scale.nlist()},PQ16, the published schema and shares "
           f"(`python -m benchmarks.scale{' --quick' if quick else ''}`).\n\n" + md)
