@@ -124,8 +124,6 @@ def encode_file(trained: tuple[bytes, bytes | None], path: str, column: str, dim
     for many cells, an HNSW graph over its centroids to assign vectors with. The file is read,
     converted and encoded :data:`ENCODE_ROWS` rows at a time, so a worker holds one row group
     and one batch, not the whole file in float32 several times over."""
-    import resource
-
     import faiss
     import pyarrow.parquet as pq
 
@@ -145,8 +143,23 @@ def encode_file(trained: tuple[bytes, bytes | None], path: str, column: str, dim
         np.savez(fh, codes=np.concatenate(codes) if codes else np.zeros((0, index.sa_code_size()), np.uint8),
                  dropped=np.concatenate(dropped) if dropped else np.zeros(0, np.int64))
     tmp.replace(out)
-    return {"rows": rows, "usable": rows - sum(len(d) for d in dropped),
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}     # Linux: KB
+    return {"rows": rows, "usable": rows - sum(len(d) for d in dropped), "peak_mb": peak_memory_mb()}
+
+
+def peak_memory_mb() -> float:
+    """This process's largest resident memory so far, in MB: Linux's ``VmHWM`` (``ru_maxrss``
+    would carry over the peak of the process that started a Dask worker), else ``ru_maxrss``."""
+    import resource
+    import sys
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def _run(tasks: list[tuple[int, tuple]], scheduler: str | None, workers: int | None,
