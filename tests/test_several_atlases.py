@@ -74,6 +74,10 @@ def test_one_server_two_models(pair, tmp_path):
         assert (predict(128 * 1024), predict(400 * 1024)) == (422, 413)    # /predict's own cap (256 KB), not the default
         with pytest.raises(LookupError, match="no atlas 'no-such-atlas'.*holds: atlas-"):
             connect(record.url, record.token, atlas="no-such-atlas")
+        # `search --atlas` naming the server's second atlas searches through it, under its key
+        found = cli("search", str(query_file(root, "Vulpes")), "--atlas", str(new), "--top-n", "3", home=tmp_path / "home")
+        assert found.returncode == 0 and "in-process" not in found.stderr, found.stderr
+        assert BIOCLIP25 in found.stdout and BIOCLIP2 + '"' not in found.stdout      # its provenance names 2.5 only
         status = cli("status", home=tmp_path / "home")
         assert f"at /v1/atlases/{listed[1]['key']}" in status.stdout and "BioCLIP 2.5 Huge" in status.stdout
         first.close(), second.close()

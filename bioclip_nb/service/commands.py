@@ -97,9 +97,12 @@ def search_connection(args, atlas: Path | None, settings: Settings):
             note(f"{exc}; searching in-process")
             return None
     record = read_record(settings.home)
+    key = None
     if record is not None and atlas is not None and not _same_atlas(record, atlas):
-        note(f"the running server serves {record.atlas}, not {atlas}; searching in-process")
-        return None
+        key = _key_of(record, atlas)            # one of its other atlases?
+        if key is None:
+            note(f"the running server serves {record.atlas}, not {atlas}; searching in-process")
+            return None
     if record is None:
         if os.environ.get(ENV_AUTOSTART, "1").strip().lower() in ("0", "no", "false", "off"):
             return None
@@ -108,10 +111,21 @@ def search_connection(args, atlas: Path | None, settings: Settings):
         if record is None:
             return None
     try:
-        return connect(record.url, record.token, settings=settings)
+        return connect(record.url, record.token, settings=settings, atlas=key)
     except ServerError as exc:
         note(f"{exc}; searching in-process")
         return None
+
+
+def _key_of(record: ServerRecord, atlas: Path) -> str | None:
+    """The key under which the running server holds ``atlas`` (None: it does not, or does not answer)."""
+    from .client import Client
+    try:
+        listed = Client(record.url, record.token, timeout=10).atlases()
+    except ServerError:
+        return None
+    want = Path(atlas).resolve()
+    return next((a["key"] for a in listed if a.get("key") and Path(a["path"]).resolve() == want), None)
 
 
 def server_for_dashboard(value: str, atlas: Path | list[Path], settings: Settings) -> str:
