@@ -74,7 +74,7 @@ def run(quick: bool = False) -> dict:
         base = None
         for rt in ("torch", *runtimes.FAST_RUNTIMES):
             if enc.use_runtime(rt) != rt:
-                rows.append([rt, "failed: " + enc.runtime_note, "", "", "", "", "", ""])
+                rows.append([rt, "failed: " + enc.runtime_note + _alone(enc, rt, record), "", "", "", "", "", ""])
                 continue
             enc.encode(one[0])                                   # warm-up
             times = {1: [], 4: [], 8: []}
@@ -105,6 +105,19 @@ def run(quick: bool = False) -> dict:
             "torch_seconds": record.torch_seconds, "export_seconds": record.export_seconds, "disk_bytes": record.disk_bytes},
             "rows": [dict(zip(["runtime", "seconds", "speedup", "batch4", "batch8", "check", "other_cos", "other_top1"], r))
                      for r in rows]}
+
+
+def _alone(enc, rt: str, record) -> str:
+    """What a runtime that failed the check would have given: its visual tower alone on the
+    check images, against torch's (as the check times them), or '' if it does not run at all."""
+    import torch
+    pixels = torch.stack([enc.preprocess(img.convert("RGB")) for img in runtimes.check_images()]).numpy()
+    try:
+        alone = runtimes.seconds_per_photo(runtimes.open_visual(rt, enc.export_dir), pixels)
+    except Exception:  # noqa: BLE001 - a runtime that does not run has no time to report
+        return ""
+    return (f"; unused, its visual tower alone took {alone:.3g} s per photo against torch's "
+            f"{record.torch_seconds:.3g} s ({record.torch_seconds / alone:.2f}x)")
 
 
 if __name__ == "__main__":
