@@ -10,14 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
 
 import pandas as pd
 
 from ..encoders import Encoder, Encoding, EncodingCache
 from ..encoders.within import Within
-from ..errors import AtlasError, EncoderUnavailableError, ServerError, UploadError
+from ..errors import UploadError
 from ..faces import AtlasLike, FetcherLike, FiguresLike
 from ..images.fetch import FetchResult
 from ..images.uploads import load_upload
@@ -28,33 +26,11 @@ from ..outputs.provenance import sha256
 from ..request import SearchRequest
 from ..taxonomy import Consensus, TaxonNode, neighbour_consensus, result_tree
 from .places import Places
+from .status import EXPECTED_ERRORS, OUR_ERRORS, Level, Query, Status, display_bytes, display_or_none
 from .wording import describe_failures
 
-
-class Level(str, Enum):
-    INFO = "info"
-    WORKING = "working"
-    WARNING = "warning"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class Status:
-    """The line the user reads."""
-
-    message: str
-    level: Level = Level.INFO
-
-
-@dataclass(frozen=True)
-class Query:
-    """What is being searched for."""
-
-    kind: str                      # "image", "text", "url" or "result"
-    label: str
-    image: bytes | None = None     # the query picture (JPEG/PNG bytes) for display
-    source: str = ""               # the text, the image URL, or the result's record id (what a link carries)
-    sha256: str = ""               # of the uploaded or fetched image's bytes
+#: The status line's parts live in ``status``; importing them from here still works.
+__all__ = ["EXPECTED_ERRORS", "OUR_ERRORS", "Level", "Query", "SearchSession", "Status", "display_bytes"]
 
 
 class SearchSession:
@@ -396,7 +372,7 @@ class SearchSession:
         photos = batch.encode_photos(self.encoder, items, cache=self.cache)
         batch.search_photos(self.atlas, self.encoder, photos, self.request, within=self.prediction_within())
         self.batch = photos
-        self.batch_images = {i: _display_or_none(data) for i, (_n, data) in enumerate(items)
+        self.batch_images = {i: display_or_none(data) for i, (_n, data) in enumerate(items)
                              if photos[i].encoding is not None}
         bad = sum(p.error is not None for p in photos)
         self.status = Status(f"{len(photos)} photos: one row each in the Batch tab; open one to see its results."
@@ -463,28 +439,5 @@ class SearchSession:
         return result_tree(self.hits) if self.hits is not None and len(self.hits) else None
 
 
-
 def _name(row: pd.Series) -> str:
     return clean(row.get("common_name")) or scientific_name(row.get("genus"), row.get("species")) or "unnamed"
-
-
-def display_bytes(img) -> bytes:
-    import io
-    copy = img.copy()
-    copy.thumbnail((512, 512))
-    buf = io.BytesIO()
-    copy.save(buf, format="JPEG", quality=88)
-    return buf.getvalue()
-
-
-def _display_or_none(data: bytes) -> bytes | None:
-    try:
-        return display_bytes(load_upload(data))
-    except UploadError:  # the batch table already says why the photo could not be used
-        return None
-
-
-#: Errors bioclip-nb raises on purpose, with a message for the user.
-OUR_ERRORS = (UploadError, EncoderUnavailableError, AtlasError, ServerError)
-#: What a callback may raise and the status line shows; the bare ones are logged too (a bug?).
-EXPECTED_ERRORS = (*OUR_ERRORS, ValueError, OSError)
