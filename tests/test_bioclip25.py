@@ -129,3 +129,17 @@ def test_an_atlas_of_bioclip_25_from_build_to_predictions(tmp_path, tiny_bioclip
     assert "Tree of Life labels embedded with this model" in "\n".join(lines)
     enc = BioClipEncoder.load_open_clip(BIOCLIP25, device="cpu", runtime="torch")     # reads the cache prepare wrote
     assert enc.labels is not None and set(enc.encode(photo(seed=2)).predictions) == set(Rank)
+
+
+def test_labels_prepared_later_are_taken_up_without_a_restart(tiny_bioclip25, tmp_path):
+    """An encoder loaded before `prepare --labels` ran (a dashboard kernel, a server) predicts
+    at its next photo once the labels exist; until then it says why it does not."""
+    from bioclip_nb.commands.prepare import prepare_labels
+    enc = _load(tmp_path)
+    first = enc.encode(photo(seed=4))
+    assert first.predictions == {} and "prepare --labels" in first.note
+    prepare_labels(BIOCLIP25, tmp_path)                          # elsewhere, into the same place
+    later = enc.encode(photo(seed=4))
+    assert set(later.predictions) == set(Rank) and later.note == ""
+    fresh = _load(tmp_path)                                      # the same as an encoder loaded now
+    assert [p.name for p in later.predict("species", 3)] == [p.name for p in fresh.encode(photo(seed=4)).predict("species", 3)]

@@ -41,7 +41,7 @@ def test_demo_query_finds_its_species_in_the_browser(browser, demo_server, demo_
     search_page(page, base, demo_atlas / "queries" / q["file"])
     assert page.locator(".bnb-tile img.bnb-thumb").count() >= 9      # each thumbnail counted once
     # the scope menu carries record counts (counted in the background on an unprepared atlas)
-    assert "(10,070)" in page.locator("select").first.inner_text()
+    assert "(10,070)" in page.get_by_label("Scope").inner_text()
     page.locator(".bnb-tile button:has-text('Details')").first.click()
     page.wait_for_selector(".bnb-taxonomy", timeout=30_000)
     table = page.locator(".bnb-taxonomy").inner_text()
@@ -299,7 +299,7 @@ def test_a_restricted_prediction_in_the_browser(browser, tmp_path_factory, tiny_
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         search_page(page, base, query_file(root, "Parus"))
-        page.locator("select").nth(1).select_option("genus")          # Taxon rank
+        page.get_by_label("Taxon rank").select_option("genus")
         name = page.locator("input[placeholder='pick or type a name']")
         name.fill("Vulpes")
         name.press("Enter")

@@ -104,6 +104,7 @@ class BioClipEncoder:
         self.runtime_ready = threading.Event()       # set once the runtime is settled
         self.runtime_ready.set()
         self.labels_note = ""                        # why there are no predictions (labels not prepared)
+        self._pending_labels: tuple[Path | None, str] | None = None   # where labels may yet appear (see _adopt_labels)
 
     @classmethod
     def load(cls, model_id: str = BIOCLIP2, device: str = "auto", runtime: str = "auto",
@@ -141,6 +142,8 @@ class BioClipEncoder:
         encoder = cls(model_id, clf, labels, device, digest)
         if labels is None:
             encoder.labels_note = openclip.missing_labels_reason(model_id, clf.txt_names is not None)
+            if clf.txt_names is not None:
+                encoder._pending_labels = (labels_root, digest)
         encoder.use_runtime(runtime, background=background)
         return encoder
 
@@ -255,8 +258,31 @@ class BioClipEncoder:
                 feats = torch.from_numpy(self._visual(batch.numpy()))
         return F.normalize(feats.float(), dim=-1)
 
+    def _adopt_labels(self) -> None:
+        """Take up label embeddings prepared since this encoder was loaded (``prepare --labels``
+        run elsewhere, while a dashboard or a server kept this encoder): the next prediction has
+        them, with no restart. A few file checks per call, only while they are missing."""
+        pending = self._pending_labels
+        if pending is None:
+            return
+        import torch
+
+        from . import openclip
+        root, digest = pending
+        directory = openclip.labels_dir(root or openclip.labels_root(self.model_id, digest), self.model_id, digest)
+        emb = openclip.cached_label_embeddings(directory, self._clf.txt_names)
+        if emb is None:
+            return
+        txt = torch.from_numpy(np.ascontiguousarray(emb)).to(self.device)
+        labels = TreeOfLifeLabels(self._clf.txt_names, emb)
+        with self._lock:
+            self._clf.txt_embeddings = txt
+            self._txt, self._valid = txt.float(), torch.from_numpy(labels.valid).to(self.device)
+            self.labels, self.labels_note, self._pending_labels = labels, "", None
+
     def _predictions(self, feats, k: int, within: Within | None = None) -> list[dict[Rank, tuple[Prediction, ...]]]:
         import torch
+        self._adopt_labels()
         if self.labels is None:
             return [{} for _ in range(len(feats))]
         allowed = self._valid if within is None else self._valid & self._keep(within)
