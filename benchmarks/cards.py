@@ -32,6 +32,10 @@ CHROMIUM = "/usr/bin/chromium"
 WAYS = {"previous": "five ipywidgets per card (and their layouts)", "ours": "one anywidget for every card"}
 
 
+#: The previous gallery's placeholder while a picture loads (as it drew it; the dashboard's
+#: cards now draw their own).
+LOADING = '<div class="bnb-missing bnb-loading">loading...</div>'
+
 def page_of_results(n: int) -> tuple:
     """A synthetic page: hits (the columns the cards read) and a JPEG thumbnail per hit."""
     import pandas as pd
@@ -60,7 +64,7 @@ def previous_gallery(hits, thumbs) -> object:
         mark = w.ToggleButton(value=False, description="☆ Mark", layout=w.Layout(width="78px"))
         caption = (f'<div class="bnb-caption"><b>#{int(row["rank"])}</b> {html.escape(row["common_name"])}<br>'
                    f'<span class="sci">{html.escape(html.scientific(row))}</span><br>similarity {row["similarity"]:.3f}</div>')
-        tile = w.VBox([w.HTML(html.placeholder(None)), w.HTML(caption), w.HBox([details, mark])], layout=w.Layout(width="172px"))
+        tile = w.VBox([w.HTML(LOADING), w.HTML(caption), w.HBox([details, mark])], layout=w.Layout(width="172px"))
         tile.add_class("bnb-tile")
         tiles.append(tile)
     grid.children = tiles
