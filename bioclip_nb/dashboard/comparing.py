@@ -11,7 +11,7 @@ import ipywidgets as w
 from ..insight.compare import Comparison, compare
 from ..names import scientific_name
 from .callbacks import guarded
-from .tab import App, Tab
+from .tab import App, DrawnWhenShown
 
 EMPTY = ("<p>Upload a photo (or type a name) and search: this tab then shows the top hits of each model "
          "side by side, each searched in its own atlas with the same settings.</p>")
@@ -21,7 +21,7 @@ EMPTY = ("<p>Upload a photo (or type a name) and search: this tab then shows the
 MODEL_COLUMNS = "<col><col style='width:6em'>"
 
 
-class CompareTab(Tab):
+class CompareTab(DrawnWhenShown):
     """Each model's answer to the current query, side by side."""
 
     key, title = "compare", "Compare models"
@@ -40,14 +40,6 @@ class CompareTab(Tab):
     def on_query(self) -> None:
         self.stale = True
         self.widget.value = EMPTY
-
-    def on_results(self) -> None:
-        self.stale = True
-        if self.app.current_tab == self.key:
-            self.render()
-
-    def on_shown(self) -> None:
-        self.render()
 
     @guarded
     def render(self) -> None:

@@ -10,10 +10,10 @@ from .callbacks import guarded
 from .chart import Chart
 from .jobs import Job
 from .state import Level, Status
-from .tab import App, Tab
+from .tab import App, DrawnWhenShown
 
 
-class PlotsTab(Tab):
+class PlotsTab(DrawnWhenShown):
     """Cluster assignment and nprobe recall for the current query; the atlas map on request.
     Drawn when the tab is opened (the figures cost more than a search)."""
 
@@ -28,14 +28,6 @@ class PlotsTab(Tab):
         self.note = w.HTML("<p>Search, then open this tab to see how the index found the results.</p>")
         self.widget = w.VBox([self.note, self.cells, self.recall, self.map_button, self.map])
         self.stale = True
-
-    def on_results(self) -> None:
-        self.stale = True
-        if self.app.current_tab == self.key:
-            self.render()
-
-    def on_shown(self) -> None:
-        self.render()
 
     @guarded
     def start_map(self) -> None:

@@ -103,3 +103,22 @@ class Tab(Part):
 
     def on_shown(self) -> None:
         """The tab was opened."""
+
+
+class DrawnWhenShown(Tab):
+    """A tab whose drawing costs more than a search: new results only mark it ``stale``; it
+    draws (:meth:`render`) when it is open, or once it is opened."""
+
+    stale: bool = True
+
+    def on_results(self) -> None:
+        self.stale = True
+        if self.app.current_tab == self.key:
+            self.render()
+
+    def on_shown(self) -> None:
+        self.render()
+
+    def render(self) -> None:
+        """Draw for the current search if ``stale`` (cheap otherwise)."""
+        raise NotImplementedError
