@@ -27,6 +27,7 @@ PUBLISHED_VECTORS = 233_055_986
 PUBLISHED_FILES = 933
 ROWS_PER_FILE = PUBLISHED_VECTORS // PUBLISHED_FILES
 DIM = 1024
+LARGE = 10_000_000                 # the full run's second size
 
 
 class WideVectors:
@@ -54,10 +55,60 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
     from bioclip_nb.builder.fromembeddings import ENCODE_ROWS, build_from_embeddings
     from bioclip_nb.builder.writer import choose_index
     from bioclip_nb.layout import BIOCLIP25
-    from bioclip_nb.testing.embeddingfiles import write_published_embeddings
     n = 20_000 if smoke() else 300_000 if quick else 1_000_000
     cores = os.cpu_count() or 1
     work = Path(workdir or tempfile.mkdtemp(prefix="bioclip-embbuild-")) / "embeddings-build"
+    factory = choose_index(n)[0]
+    from bioclip_nb.builder import fromembeddings
+    default_cells = fromembeddings.HNSW_ASSIGN_CELLS
+    runs = [(n, "1 Dask worker, flat cell assignment (baseline)", 1, False),
+            (n, f"{cores} Dask workers, HNSW cell assignment (ours)", cores, True)]
+    if not (smoke() or quick):                       # ten times the vectors, ours only, with the same index shape
+        runs.append((LARGE, f"{cores} Dask workers, HNSW cell assignment (ours)", cores, True))
+    rows, raw, trained = [], [], None
+    try:
+        for size, label, workers, hnsw in runs:
+            fromembeddings.HNSW_ASSIGN_CELLS = 1 if hnsw else 1 << 30
+            meta, parquet = _inputs(work, size)
+            out = work / f"atlas-{size}-{workers}"
+            partial = out.with_name(f".{out.name}.partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            if trained is not None and size == n:    # the same training: resumed from the first run's
+                partial.mkdir(parents=True)
+                shutil.copy(trained, partial / "trained.index")
+            built = build_from_embeddings(parquet, meta, BIOCLIP25, out, workers=workers, factory=factory,
+                                          force=True, progress=False)
+            if trained is None:
+                trained = work / "trained.index"
+                _keep_training(trained, built)
+            s = built.seconds
+            rows.append([f"{built.rows_read:,}", label, built.factory, s.get("sample", "-"), s.get("train", "-"),
+                         s["encode"], s["add"], s["write"], built.rows_read / s["encode"], built.worker_peak_mb])
+            raw.append({"rows": built.rows_read, "workers": workers, "hnsw": hnsw, "factory": built.factory,
+                        "worker_peak_mb": built.worker_peak_mb, **s})
+            shutil.rmtree(out)
+    finally:
+        fromembeddings.HNSW_ASSIGN_CELLS = default_cells
+    md = table(["vectors", "run", "index", "sample s", "train s", "encode s", "add s", "write s", "encode vectors/s",
+                "worker peak MB"], rows)
+    load = os.getloadavg()[0]
+    md += (f"\n\nLoad average when the runs ended: {load:.1f} on {cores} cores (above {cores} means something else "
+           "shared the CPU and the rates are low). The second run reuses the first's trained index (as a resumed "
+           "build does), so training is timed once at that size. "
+           + (f"The {LARGE:,}-vector run keeps the same index shape ({factory}) so that the rates compare; it "
+              "trains its own on a sample of the same size. " if len(runs) > 2 else "")
+           + "Files of about 250,000 rows each, as the published 933. Worker peak: the largest resident memory a "
+           f"worker process reached (each converts and encodes {ENCODE_ROWS:,} rows at a time; whole files at once "
+           "took one to 9.5 GB).\n\n" + extrapolation(raw, cores, n))
+    return {"name": "embeddings_build", "title": "Building an atlas from published embeddings (1024-d, BioCLIP 2.5's "
+            f"width), {n:,}" + (f" and {LARGE:,}" if len(runs) > 2 else "") + " vectors, per stage",
+            "markdown": md, "raw": raw}
+
+
+def _inputs(work: Path, n: int) -> tuple[Path, Path]:
+    """The metadata atlas (the rehearsal's schema) and its published-format parquet for ``n``
+    vectors, written once and reused."""
+    from bioclip_nb.testing.embeddingfiles import write_published_embeddings
     meta = work / f"rehearsal-{n}"
     scale.build(meta, n)
     parquet = work / f"parquet-{n}"
@@ -66,43 +117,7 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
         write_published_embeddings(meta, WideVectors(n), parquet, files=max(1, round(n / ROWS_PER_FILE)), missing=0.01,
                                    extra=100)
         (parquet / "done").write_text("")
-    factory = choose_index(n)[0]
-    rows, raw, trained = [], [], None
-    from bioclip_nb.builder import fromembeddings
-    default_cells = fromembeddings.HNSW_ASSIGN_CELLS
-    runs = (("1 Dask worker, flat cell assignment (baseline)", 1, False),
-            (f"{cores} Dask workers, HNSW cell assignment (ours)", cores, True))
-    for label, workers, hnsw in runs:
-        fromembeddings.HNSW_ASSIGN_CELLS = 1 if hnsw else 1 << 30
-        out = work / f"atlas-{workers}"
-        partial = out.with_name(f".{out.name}.partial")
-        if trained is not None:                      # the same training: resumed from the first run's
-            partial.mkdir(parents=True, exist_ok=True)
-            shutil.copy(trained, partial / "trained.index")
-        else:
-            shutil.rmtree(partial, ignore_errors=True)
-        built = build_from_embeddings(parquet, meta, BIOCLIP25, out, workers=workers, factory=factory, force=True,
-                                      progress=False)
-        if trained is None:
-            trained = work / "trained.index"
-            _keep_training(trained, built)
-        s = built.seconds
-        rows.append([f"{built.rows_read:,}", label, built.factory, s.get("sample", "-"), s.get("train", "-"), s["encode"],
-                     s["add"], s["write"], built.rows_read / s["encode"], built.worker_peak_mb])
-        raw.append({"rows": built.rows_read, "workers": workers, "hnsw": hnsw, "factory": built.factory,
-                    "worker_peak_mb": built.worker_peak_mb, **s})
-        shutil.rmtree(out)
-    fromembeddings.HNSW_ASSIGN_CELLS = default_cells
-    md = table(["vectors", "run", "index", "sample s", "train s", "encode s", "add s", "write s", "encode vectors/s",
-                "worker peak MB"], rows)
-    load = os.getloadavg()[0]
-    md += (f"\n\nLoad average when the runs ended: {load:.1f} on {cores} cores (above {cores} means something else "
-           "shared the CPU and the rates are low). The second run reuses the first's trained index (as a resumed build does), so training is timed once. "
-           "Files of about 250,000 rows each, as the published 933. Worker peak: the largest resident memory a "
-           f"worker process reached (each converts and encodes {ENCODE_ROWS:,} rows at a time; whole files at once "
-           "took one to 9.5 GB).\n\n" + extrapolation(raw, cores, n))
-    return {"name": "embeddings_build", "title": "Building an atlas from published embeddings (1024-d, BioCLIP 2.5's "
-            f"width), {n:,} vectors, per stage", "markdown": md, "raw": raw}
+    return meta, parquet
 
 
 def _keep_training(trained: Path, built) -> None:
@@ -121,11 +136,13 @@ def extrapolation(raw: list[dict], cores: int, n: int) -> str:
 
     from bioclip_nb.builder.writer import choose_index
     flat = next(r for r in raw if not r["hnsw"])
-    ours = next(r for r in raw if r["hnsw"])
+    ours = max((r for r in raw if r["hnsw"]), key=lambda r: r["rows"])     # the largest run's rates
     nlist = choose_index(n)[1]
-    flat_rate = n / flat["encode"] / flat["workers"] * nlist / 65_536
-    hnsw_rate = n / ours["encode"] / ours["workers"] * math.log2(nlist) / 16
-    add_rate, write_rate = n / ours["add"], n / ours["write"]
+    flat_per_worker = flat["rows"] / flat["encode"] / flat["workers"]
+    hnsw_per_worker = ours["rows"] / ours["encode"] / ours["workers"]
+    flat_rate = flat_per_worker * nlist / 65_536
+    hnsw_rate = hnsw_per_worker * math.log2(nlist) / 16
+    add_rate, write_rate = ours["rows"] / ours["add"], ours["rows"] / ours["write"]
     train_h = flat["train"] * (4_194_304 * 65_536) / (min(n, max(64 * nlist, 50_000)) * nlist) / 3600
     lines = ["| workers | encode h, flat assignment | encode h, HNSW assignment | add h | write h | total h, HNSW (without training) |",
              "|---|---|---|---|---|---|"]
@@ -135,8 +152,8 @@ def extrapolation(raw: list[dict], cores: int, n: int) -> str:
         lines.append(f"| {w} | {f:.3g} | {h:.3g} | {PUBLISHED_VECTORS / add_rate / 3600:.3g} | "
                      f"{PUBLISHED_VECTORS / write_rate / 3600:.3g} | {h + fixed:.3g} |")
     return (f"**Extrapolated to 233,055,986 vectors (IVF65536,PQ16).** Per worker, encoding ran at "
-            f"{n / flat['encode'] / flat['workers']:,.0f} vectors/s with the flat assignment and "
-            f"{n / ours['encode'] / ours['workers']:,.0f} with HNSW at {nlist:,} cells; at 65,536 cells that is about "
+            f"{flat_per_worker:,.0f} vectors/s with the flat assignment ({flat['rows']:,} vectors) and "
+            f"{hnsw_per_worker:,.0f} with HNSW ({ours['rows']:,} vectors) at {nlist:,} cells; at 65,536 cells that is about "
             f"{flat_rate:,.0f} (flat, x cells) against {hnsw_rate:,.0f} (HNSW, x log cells). Workers multiply it while "
             f"the file system keeps up. Adding and the metadata write at their measured rates ({add_rate:,.0f} and "
             f"{write_rate:,.0f} rows/s, one process). Training 65,536 centroids on a 4.2M-vector sample, scaled from "
