@@ -42,7 +42,7 @@ from . import index as ivf
 from .derived import DerivedData
 from .exactness import Exactness
 from .fullvectors import FullVectors
-from .metadata import MAX_LOOKUP, MetadataStore
+from .metadata import MAX_LOOKUP, MetadataStore, hit_frame
 
 #: A scope holding records in at least this share of the cells is searched the ordinary way first.
 LARGE_SCOPE = 0.5
@@ -417,19 +417,17 @@ class Atlas:
 
     def _hits(self, dist: np.ndarray, ids: np.ndarray, batch: bool, scanned: np.ndarray,
               exact: np.ndarray) -> pd.DataFrame:
-        qn, rank = np.nonzero(ids >= 0)
-        found = ids[qn, rank]
-        frame = pd.DataFrame({
-            "query": qn.astype(np.int64), "rank": (rank + 1).astype(np.int64), "id": found.astype(np.int64),
-            "distance": dist[qn, rank].astype(np.float32), "exact": exact[qn, rank].astype(bool),
-            "cells_scanned": scanned[qn].astype(np.int64),
-        })
-        frame["similarity"] = ivf.similarity_from_distance(frame["distance"].to_numpy(), self.metric)
-        meta = self.lookup(np.unique(found))
-        out = frame.merge(meta, on="id", how="left", sort=False)
-        out = out.sort_values(["query", "rank"], kind="stable").reset_index(drop=True)
-        cols = (["query"] if batch else []) + list(RESULT_COLUMNS)
-        return out[cols]
+        qn, rank = np.nonzero(ids >= 0)                   # row-major: already by query, then rank
+        found = ids[qn, rank].astype(np.int64)
+        distance = dist[qn, rank].astype(np.float32)
+        columns = {"query": qn.astype(np.int64)} if batch else {}
+        columns.update({"rank": (rank + 1).astype(np.int64), "id": found, "distance": distance,
+                        "similarity": ivf.similarity_from_distance(distance, self.metric),
+                        "exact": exact[qn, rank].astype(bool)})
+        columns.update(self.lookup_values(found))
+        columns["cells_scanned"] = scanned[qn].astype(np.int64)
+        order = (["query"] if batch else []) + list(RESULT_COLUMNS)
+        return hit_frame({c: columns[c] for c in order})
 
     def stored_vector(self, record_id: int) -> np.ndarray | None:
         """A record's full vector (unit length) if the atlas has one for it (``vectors.npy`` of
@@ -446,8 +444,16 @@ class Atlas:
     def lookup(self, ids) -> pd.DataFrame:
         """Metadata for any number of ids (in chunks of 1,000), in the given order."""
         ids = np.asarray(ids, dtype=np.int64).ravel()
-        chunks = [self.metadata.get(ids[i:i + MAX_LOOKUP]) for i in range(0, len(ids), MAX_LOOKUP)]
-        return pd.concat(chunks, ignore_index=True) if chunks else self.metadata.get([])
+        return hit_frame({"id": ids, **self.lookup_values(ids)})
+
+    def lookup_values(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The hit columns of any number of ids as object arrays, in the given order."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        if len(ids) <= MAX_LOOKUP:
+            return self.metadata.values(ids)
+        unique, inverse = np.unique(ids, return_inverse=True)
+        chunks = [self.metadata.values(unique[i:i + MAX_LOOKUP]) for i in range(0, len(unique), MAX_LOOKUP)]
+        return {c: np.concatenate([ch[c] for ch in chunks])[inverse] for c in chunks[0]}
 
     def taxon_values(self, rank: Rank | str, prefix: str = "", limit: int = 50) -> list[str]:
         """Names present at a rank, most frequent first (for completion)."""

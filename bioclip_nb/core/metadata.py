@@ -126,31 +126,36 @@ class MetadataStore:
         where ``url_prefix_id`` is NULL (the published file has such rows).
         """
         ids = np.asarray(ids, dtype=np.int64).ravel()
+        return hit_frame({"id": ids, **self.values(ids, cols)})
+
+    def values(self, ids, cols: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """The hit columns of up to 1,000 ids as object arrays in the order given (the values of
+        :meth:`get`, without building a DataFrame)."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
         if ids.size > MAX_LOOKUP:
             raise ValueError(f"at most {MAX_LOOKUP} ids per lookup, got {ids.size}")
         wanted = HIT_COLUMNS if cols is None else tuple(cols)
         if ids.size == 0:
-            return pd.DataFrame(columns=["id", *wanted])
-        cur = self._cursor().execute(self.lookup_sql(np.unique(ids), wanted))
+            return {c: np.empty(0, dtype=object) for c in wanted}
+        unique, inverse = np.unique(ids, return_inverse=True)
+        cur = self._cursor().execute(self.lookup_sql(unique, wanted))
         names = [d[0] for d in cur.description]
         by_id = {row[0]: row for row in cur.fetchall()}           # a few thousand values: plain Python is fastest
         empty = (None,) * len(names)
-        rows = [by_id.get(int(i), empty) for i in ids]             # FAISS order; ids without a row stay
+        rows = [by_id.get(int(i), empty) for i in unique]          # ids without a row stay, as missing values
         col = {name: [r[k] for r in rows] for k, name in enumerate(names)}
-        out = {"id": ids.tolist()}
+        out = {}
         for c in wanted:
             if c == "url":
-                out[c] = [self._url(p, sfx) for p, sfx in zip(col["url_prefix_id"], col["identifier_suffix"])]
+                v = [self._url(p, sfx) for p, sfx in zip(col["url_prefix_id"], col["identifier_suffix"])]
             elif c in RANKS or c == "common_name":
-                out[c] = [v.strip() or None if isinstance(v, str) else None for v in col[c]]
+                v = [x.strip() or None if isinstance(x, str) else None for x in col[c]]
             else:
-                out[c] = col[c]
-        df = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in out.items()})   # missing stays None
-        df["id"] = df["id"].astype(np.int64)
-        for c in ("has_url", "in_bioclip2_training"):
-            if c in df and df[c].notna().all():
-                df[c] = df[c].astype(bool)
-        return df
+                v = col[c]
+            arr = np.empty(len(v), dtype=object)
+            arr[:] = v
+            out[c] = arr[inverse]
+        return out
 
     def _url(self, prefix_id: int | None, suffix: str | None) -> str | None:
         """Prefix plus suffix; the suffix alone where the prefix id is NULL (a whole URL)."""
@@ -213,3 +218,18 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
         [table],
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def hit_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """A DataFrame of hit columns (object arrays from :meth:`MetadataStore.values`, plus numeric
+    ones): missing values stay None, ``id`` is int64, and the two flags are bool where no row
+    lacks them."""
+    df = pd.DataFrame({c: (v if v.dtype != object else pd.Series(v, dtype=object, copy=False))
+                       for c, v in ((c, np.asarray(v)) for c, v in columns.items())})
+    if "id" in df:
+        df["id"] = df["id"].astype(np.int64)
+    for c in ("has_url", "in_bioclip2_training"):
+        if c in df and df[c].notna().all():
+            df[c] = df[c].astype(bool)
+    return df
+
