@@ -25,10 +25,11 @@ class BuiltAtlas:
 
 def build_synthetic_atlas(path: Path, n: int, factory: str | None = None, published_layout: bool = True,
                           model: str = "hf-hub:imageomics/bioclip-2", seed: int = 0,
-                          keep_vectors: bool = False) -> BuiltAtlas:
-    """An atlas of ``n`` hierarchical vectors; ``published_layout`` drops atlas.json."""
+                          keep_vectors: bool = False, spectrum: float = 0.0) -> BuiltAtlas:
+    """An atlas of ``n`` hierarchical vectors; ``published_layout`` drops atlas.json.
+    ``spectrum`` shapes the variation within a species (``synthetic.make_vectors``)."""
     tax = synthetic.make_taxonomy(seed=seed)
-    vectors, species = synthetic.make_vectors(tax, n, seed=seed)
+    vectors, species = synthetic.make_vectors(tax, n, seed=seed, spectrum=spectrum)
     records = synthetic.make_records(tax, species, seed=seed)
     index = writer.train_index(vectors, factory or writer.choose_index(n)[0], seed=seed)
     writer.add_vectors(index, vectors)
