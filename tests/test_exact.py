@@ -311,3 +311,38 @@ def test_a_card_claims_three_digits_only_for_an_exact_similarity():
     estimated = card(row.copy().replace({True: False}), marked=False)
     assert estimated["similarity"] == "similarity ≈ 0.91" and "compressed codes" in estimated["similarity_note"]
     assert estimated["alt"] == "#3 Arctic fox, Vulpes lagopus, similarity about 0.91"
+
+
+def test_a_large_read_announces_each_run_of_adjacent_pages_once(tmp_path, monkeypatch):
+    import mmap
+    import os
+
+    from bioclip_nb.core import fullvectors
+    from bioclip_nb.core.fullvectors import FullVectors, encode
+    rng = np.random.default_rng(0)
+    unit = rng.standard_normal((20_000, 768)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    path = tmp_path / "rows.npy"
+    np.save(path, encode(unit, "int8"))
+    data = np.load(path, mmap_mode="r")
+    # rows 0-9 share the first pages (768 bytes each), 5000 stands alone, 5001 continues it
+    rows = np.r_[np.arange(10), 5000, 5001, rng.choice(np.arange(6000, 20_000, 40), 40, replace=False)]
+    calls = []
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, length, advice: calls.append((off, length, advice)))
+    got, has = FullVectors(data, None, "int8", "test", path).get(rows)
+    plain, _ = FullVectors(data, None, "int8", "test", path, prefetch=False).get(rows)
+    page, header = mmap.PAGESIZE, data.offset
+    expected = []
+    for r in np.unique(rows):
+        a, b = (header + r * 768) // page, (header + (r + 1) * 768 - 1) // page
+        if expected and a <= expected[-1][1] + 1:
+            expected[-1][1] = max(expected[-1][1], b)
+        else:
+            expected.append([a, b])
+    assert [(o // page, o // page + n // page - 1) for o, n, _ in calls] == [tuple(e) for e in expected]
+    assert len(calls) < len(np.unique(rows)) and {c[2] for c in calls} == {os.POSIX_FADV_WILLNEED}
+    assert has.all() and np.array_equal(got, plain)
+    np.testing.assert_allclose(got, unit[rows], atol=0.02)
+    calls.clear()
+    FullVectors(data, None, "int8", "test", path).get(rows[:fullvectors.PREFETCH_FROM - 1])
+    assert calls == []                              # a handful of rows: no advice

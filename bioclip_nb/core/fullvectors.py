@@ -13,13 +13,19 @@ from one of two places:
   (a bitmap of the ids that have a vector) and ``full-vectors.json`` (what was written, from
   what, and that it is complete).
 
-Reads gather the wanted rows in id order (one pass forward through the file, which the
-kernel's read-ahead serves best) and return unit-length float32 rows.
+Reads gather the wanted rows in id order and return unit-length float32 rows. A re-rank reads
+a few hundred to thousands of scattered rows; where they are not in memory (a 234M-record file
+is 180 GB as int8), each page fault would wait for the disk in turn. So a read of many rows
+first tells the kernel every page it will touch (``POSIX_FADV_WILLNEED``, one call per run of
+adjacent pages), and the disk fetches them together; the mapping is marked random access so
+that a fault does not also read the 128 KB around it (``prefetch``; docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import json
+import mmap
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +42,8 @@ PRECISIONS: dict[str, np.dtype] = {"float16": np.dtype(np.float16), "int8": np.d
 #: What ``prepare --embeddings`` writes unless told otherwise (docs/benchmarks.md: int8 keeps
 #: recall@10 and the similarity within 1e-3 at half the disk of float16).
 DEFAULT_PRECISION = "int8"
+#: Reads of at least this many distinct rows announce their pages to the kernel first.
+PREFETCH_FROM = 32
 
 
 def encode(unit: np.ndarray, precision: str) -> np.ndarray:
@@ -75,6 +83,15 @@ class FullVectors:
     source: str
     path: Path
     recorded_covered: int | None = None     # ids with a vector, as ``prepare`` recorded it
+    prefetch: bool = True                   # announce a large read's pages to the kernel first
+
+    def __post_init__(self) -> None:
+        mapped = getattr(self.data, "_mmap", None)
+        if mapped is not None and hasattr(mmap, "MADV_RANDOM"):
+            try:
+                mapped.madvise(mmap.MADV_RANDOM)        # rows are read scattered: no read-around
+            except (OSError, ValueError):
+                pass
 
     @classmethod
     def of_atlas(cls, atlas_path: Path, derived) -> FullVectors | None:
@@ -149,5 +166,28 @@ class FullVectors:
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         if has.any():
             wanted, back = np.unique(ids[has], return_inverse=True)
+            if self.prefetch and len(wanted) >= PREFETCH_FROM:
+                self._announce(wanted)
             out[has] = normalise(self.data[wanted])[back]
         return out, has
+
+    def _announce(self, rows: np.ndarray) -> None:
+        """Ask the kernel to start reading the pages of ``rows`` (sorted) at once."""
+        offset = getattr(self.data, "offset", None)
+        if offset is None or not hasattr(os, "posix_fadvise"):
+            return                                   # in memory, or a platform without it
+        row_bytes = self.dim * self.data.itemsize
+        page = mmap.PAGESIZE
+        first = (offset + rows * row_bytes) // page
+        last = (offset + (rows + 1) * row_bytes - 1) // page
+        starts = np.flatnonzero(np.r_[True, first[1:] > last[:-1] + 1])      # runs of adjacent pages
+        ends = np.r_[starts[1:], len(rows)] - 1
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                for a, b in zip(first[starts].tolist(), last[ends].tolist()):
+                    os.posix_fadvise(fd, a * page, (b - a + 1) * page, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
+        except OSError:
+            self.prefetch = False                    # advice is only advice: read without it
