@@ -42,9 +42,16 @@ def _quantizer(atlas: Atlas) -> object:
     return build_sidecar(atlas.index, atlas.cache_dir)
 
 
+def _hit_columns(atlas: Atlas) -> object:
+    from ..core import hitcolumns
+    written = hitcolumns.write(atlas.metadata, atlas.cache_dir, progress=False)
+    atlas.attach_hit_columns()
+    return written
+
+
 def steps(atlas: Atlas, with_map: bool = True, with_quantizer: bool = True) -> list[Step]:
     """What ``prepare`` computes for ``atlas``, in order."""
-    out = [Step("scope counts", lambda a: a.scope_counts())]
+    out = [Step("scope counts", lambda a: a.scope_counts()), Step("hit columns", _hit_columns)]
     for scope in (s for s in Scope if s is not Scope.ALL):
         out.append(Step(f"bitmap and cell counts: {scope.value}",
                         lambda a, s=scope: (a.bitmap(s), a.cell_counts(s))))

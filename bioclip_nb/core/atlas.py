@@ -91,6 +91,7 @@ class Atlas:
             atlas._hnsw = use_sidecar(index, atlas.derived(SIDECAR))   # keeps it alive
             if atlas._hnsw is not None:
                 atlas.quantizer = "hnsw"
+            atlas.attach_hit_columns()
         except Exception:
             metadata.close()
             raise
@@ -195,7 +196,15 @@ class Atlas:
             "created": self.manifest.created, "source": self.manifest.source,
             "scope_counts": self.scope_counts(),
             "full_vectors": self.exactness.info(),
+            "hit_columns": self.metadata.hit_columns is not None,
         }
+
+    def attach_hit_columns(self) -> bool:
+        """Look hits up in the memory-mapped hit columns ``prepare`` wrote (``hitcolumns``) if
+        they are there and agree with DuckDB on a sample; else lookups stay in DuckDB."""
+        from . import hitcolumns
+        found = hitcolumns.HitColumns.open(self.derived(f"{hitcolumns.DIRECTORY}/{hitcolumns.RECORD}").parent)
+        return self.metadata.attach_hit_columns(found)
 
     def derived(self, name: str) -> Path:
         """Where this atlas's derived file ``name`` is (``DerivedData.path``): the shared prepared

@@ -42,6 +42,7 @@ class MetadataStore:
         self.prefixes = prefixes          # url_prefixes (411 rows in the published file), read once
         self.columns = columns
         self._count: int | None = None
+        self.hit_columns = None           # ``hitcolumns.HitColumns`` once attached and checked
 
     @classmethod
     def open(cls, path: str | Path) -> MetadataStore:
@@ -138,12 +139,11 @@ class MetadataStore:
         if ids.size == 0:
             return {c: np.empty(0, dtype=object) for c in wanted}
         unique, inverse = np.unique(ids, return_inverse=True)
-        cur = self._cursor().execute(self.lookup_sql(unique, wanted))
-        names = [d[0] for d in cur.description]
-        by_id = {row[0]: row for row in cur.fetchall()}           # a few thousand values: plain Python is fastest
-        empty = (None,) * len(names)
-        rows = [by_id.get(int(i), empty) for i in unique]          # ids without a row stay, as missing values
-        col = {name: [r[k] for r in rows] for k, name in enumerate(names)}
+        hc = self.hit_columns
+        if cols is None and hc is not None and unique[0] >= 0 and unique[-1] < hc.rows:
+            col = self._sidecar_columns(hc, unique)
+        else:
+            col = self._duckdb_columns(unique, wanted)
         out = {}
         for c in wanted:
             if c == "url":
@@ -156,6 +156,62 @@ class MetadataStore:
             arr[:] = v
             out[c] = arr[inverse]
         return out
+
+    def _duckdb_columns(self, unique: np.ndarray, wanted: tuple[str, ...]) -> dict[str, list]:
+        """The raw columns of ``lookup_sql`` for distinct ``unique`` ids, in their order."""
+        cur = self._cursor().execute(self.lookup_sql(unique, wanted))
+        names = [d[0] for d in cur.description]
+        by_id = {row[0]: row for row in cur.fetchall()}           # a few thousand values: plain Python is fastest
+        empty = (None,) * len(names)
+        rows = [by_id.get(int(i), empty) for i in unique]          # ids without a row stay, as missing values
+        return {name: [r[k] for r in rows] for k, name in enumerate(names)}
+
+    @staticmethod
+    def _sidecar_columns(hc, unique: np.ndarray) -> dict[str, list]:
+        """The same raw columns from the memory-mapped hit columns (``hitcolumns``)."""
+        col = hc.raw(unique)
+        n = len(unique)
+        for c in HIT_COLUMNS:
+            if c not in ("url", "occurrence_url") and c not in col:
+                col[c] = [None] * n                                  # an older schema without this column
+        col.setdefault("url_prefix_id", [None] * n)
+        col.setdefault("identifier_suffix", [None] * n)
+        col["occurrence_url"] = [GBIF_OCCURRENCE + sid if ds == "gbif" and sid is not None else None
+                                 for ds, sid in zip(col["source_dataset"], col["source_id"])]
+        return col
+
+    def raw_hit_expressions(self) -> dict[str, tuple[str, str]]:
+        """What ``hitcolumns.write`` stores: each raw column a hit needs, as ``(SQL expression,
+        kind)`` with kind ``text``, ``uuid``, ``int`` or ``bool``."""
+        types = {r[0]: str(r[1]).upper() for r in self._cursor().execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'metadata'").fetchall()}
+        out: dict[str, tuple[str, str]] = {}
+        for c in (*[h for h in HIT_COLUMNS if h not in ("url", "occurrence_url")], "url_prefix_id", "identifier_suffix"):
+            if c not in self.columns:
+                continue
+            if c == "uuid" and types.get(c) == "UUID":
+                out[c] = (f"{_q(c)}::VARCHAR", "uuid")
+            elif c == "url_prefix_id":
+                out[c] = (_q(c), "int")
+            elif c in ("has_url", "in_bioclip2_training"):
+                out[c] = (_q(c), "bool")
+            else:
+                out[c] = (f"{_q(c)}::VARCHAR", "text")
+        return out
+
+    def attach_hit_columns(self, hc, sample: int = 32, seed: int = 0) -> bool:
+        """Use ``hc`` for lookups if it holds this table's rows: a sample of ids read both ways
+        must agree exactly (the DuckDB file stays the source of truth)."""
+        if hc is None or hc.rows != self.count():
+            return False
+        ids = np.unique(np.random.default_rng(seed).integers(0, hc.rows, size=min(sample, hc.rows)))
+        ids = np.unique(np.r_[ids, 0, hc.rows - 1])
+        expected = self._duckdb_columns(ids, HIT_COLUMNS)
+        got = self._sidecar_columns(hc, ids)
+        if any(got.get(k) != v for k, v in expected.items() if k != "id"):
+            return False
+        self.hit_columns = hc
+        return True
 
     def _url(self, prefix_id: int | None, suffix: str | None) -> str | None:
         """Prefix plus suffix; the suffix alone where the prefix id is NULL (a whole URL)."""

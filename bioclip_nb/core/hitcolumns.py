@@ -1,0 +1,202 @@
+"""The hits' metadata columns as id-ordered, memory-mapped arrays: a lookup without DuckDB.
+
+A search shows ten rows of metadata. DuckDB finds them through its id index, but decompressing
+a vector of each of 19 columns for each row costs about 7 ms at any table size
+(docs/benchmarks.md), most of a search once FAISS and re-ranking take one or two. ``bioclip-nb
+prepare`` therefore writes the columns a hit needs (``MetadataStore.RAW_HIT_COLUMNS``), ordered
+by id, into the atlas's derived data (``hit-columns/``):
+
+* a column of few distinct values (the ranks, common names, sources, publishers) as one code
+  per record (1, 2 or 4 bytes; 0 is NULL) and its values in ``NAME.values.json``;
+* a column of many (record ids, URL suffixes) as UTF-8 bytes with int64 offsets;
+* ``uuid`` as 16 bytes, numbers as int64 and flags as int8, each with NULL marked.
+
+Reading a hit is then an array index per column. The published DuckDB stays the source of
+truth: the files live in the derived directory of this exact metadata file (its fingerprint),
+and opening them compares a sample of ids with DuckDB; any difference and they are not used.
+An atlas whose ids are not exactly 0 to n-1 keeps DuckDB lookups.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid as uuidlib
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+DIRECTORY = "hit-columns"
+RECORD = "hit-columns.json"
+#: A text column with at most this many distinct values per record is stored as codes.
+CODED_SHARE = 0.25
+BATCH = 262_144
+NULL_INT = np.iinfo(np.int64).min
+
+
+def write(store, out: Path, progress: bool = False) -> dict | None:
+    """Write ``store``'s (a ``MetadataStore``) hit columns into ``out/hit-columns``; the record
+    written, or None where the ids are not exactly 0 to n-1."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from tqdm.auto import tqdm
+
+    from .embeddings import arrow_batches
+    def con():
+        return store._cursor()                         # one cursor per query: no result left open
+    n, lo, hi, distinct = con().execute("SELECT count(*), min(id), max(id), count(DISTINCT id) FROM metadata").fetchone()
+    if not n or lo != 0 or hi != n - 1 or distinct != n:
+        return None
+    exprs = store.raw_hit_expressions()
+    final = Path(out) / DIRECTORY
+    work = final.with_name(f".{DIRECTORY}.partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    kinds: dict[str, dict] = {}
+    values: dict[str, pa.Array] = {}
+    for name, (expr, kind) in exprs.items():
+        if kind == "text":
+            (count,) = con().execute(f"SELECT approx_count_distinct({expr}) FROM metadata").fetchone()
+            if count <= CODED_SHARE * n:
+                distinct_values = [r[0] for r in con().execute(
+                    f"SELECT DISTINCT {expr} AS v FROM metadata WHERE v IS NOT NULL ORDER BY v").fetchall()]
+                width = np.uint8 if len(distinct_values) < 255 else np.uint16 if len(distinct_values) < 65_535 else np.uint32
+                kinds[name] = {"kind": "codes", "dtype": np.dtype(width).name}
+                values[name] = pa.array(distinct_values, type=pa.string())
+                (work / f"{name}.values.json").write_text(json.dumps(distinct_values))
+                continue
+        kinds[name] = {"kind": kind}
+    select = ", ".join(f"{expr} AS \"{name}\"" for name, (expr, _) in exprs.items())
+    reader = arrow_batches(con(), f"SELECT {select} FROM metadata ORDER BY id", BATCH)
+    with ExitStack() as stack, tqdm(total=n, disable=not progress, desc="hit columns", unit="row",
+                                    unit_scale=True) as bar:
+        def opened(name: str):
+            return stack.enter_context(open(work / name, "wb"))
+        files = {name: opened(f"{name}.bin") for name in exprs}
+        nulls = {name: opened(f"{name}.nulls.bin") for name, k in kinds.items() if k["kind"] in ("text", "uuid")}
+        ends = {name: 0 for name, k in kinds.items() if k["kind"] == "text"}
+        offsets = {name: opened(f"{name}.offsets.bin") for name in ends}
+        for f in offsets.values():
+            f.write(np.zeros(1, np.int64).tobytes())
+        for batch in reader:
+            for name in exprs:
+                col, kind = batch.column(name), kinds[name]["kind"]
+                if kind == "codes":
+                    codes = pc.index_in(col.cast(pa.string()), value_set=values[name])
+                    arr = np.asarray(pc.fill_null(pc.add(codes, 1), 0), dtype=np.dtype(kinds[name]["dtype"]))
+                    files[name].write(arr.tobytes())
+                elif kind == "text":
+                    offs, blob = _string_buffers(col)
+                    files[name].write(blob)
+                    offsets[name].write((ends[name] + offs[1:] - offs[0]).tobytes())
+                    ends[name] += int(offs[-1] - offs[0])
+                    nulls[name].write(np.asarray(pc.is_null(col), dtype=np.uint8).tobytes())
+                elif kind == "uuid":
+                    null = np.asarray(pc.is_null(col), dtype=np.uint8)
+                    files[name].write(_uuid_bytes(col, null).tobytes())
+                    nulls[name].write(null.tobytes())
+                elif kind == "int":
+                    files[name].write(np.asarray(pc.fill_null(col.cast(pa.int64()), NULL_INT), dtype=np.int64).tobytes())
+                else:                                          # bool: -1 NULL, 0, 1
+                    files[name].write(np.asarray(pc.fill_null(col.cast(pa.int8()), -1), dtype=np.int8).tobytes())
+            bar.update(batch.num_rows)
+    record = {"rows": int(n), "columns": kinds, "metadata": str(store.path)}
+    (work / RECORD).write_text(json.dumps(record))
+    shutil.rmtree(final, ignore_errors=True)
+    work.rename(final)
+    return record
+
+
+class HitColumns:
+    """The written hit columns, memory-mapped. Open with :meth:`open`."""
+
+    def __init__(self, root: Path, record: dict):
+        self.rows = int(record["rows"])
+        self.kinds = record["columns"]
+        self._arrays: dict[str, np.ndarray] = {}
+        self._values: dict[str, np.ndarray] = {}
+        for name, spec in self.kinds.items():
+            kind = spec["kind"]
+            if kind == "codes":
+                self._arrays[name] = _map(root / f"{name}.bin", np.dtype(spec["dtype"]))
+                vals = json.loads((root / f"{name}.values.json").read_text())
+                self._values[name] = np.array([None, *vals], dtype=object)
+            elif kind == "text":
+                self._arrays[name] = _map(root / f"{name}.bin", np.uint8)
+                self._arrays[name + ".offsets"] = _map(root / f"{name}.offsets.bin", np.int64)
+                self._arrays[name + ".nulls"] = _map(root / f"{name}.nulls.bin", np.uint8)
+            elif kind == "uuid":
+                self._arrays[name] = _map(root / f"{name}.bin", np.uint8).reshape(-1, 16)
+                self._arrays[name + ".nulls"] = _map(root / f"{name}.nulls.bin", np.uint8)
+            else:
+                self._arrays[name] = _map(root / f"{name}.bin", np.int64 if kind == "int" else np.int8)
+
+    @classmethod
+    def open(cls, root: Path) -> HitColumns | None:
+        """The columns in ``root`` if complete and readable, else None."""
+        try:
+            record = json.loads((Path(root) / RECORD).read_text())
+            return cls(Path(root), record)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def raw(self, ids: np.ndarray) -> dict[str, list]:
+        """Each column's Python values for ``ids`` (all within 0 to rows-1), as DuckDB's
+        ``fetchall`` gives them: str, int, bool or None."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out: dict[str, list] = {}
+        for name, spec in self.kinds.items():
+            kind, arr = spec["kind"], self._arrays[name]
+            if kind == "codes":
+                out[name] = self._values[name][arr[ids]].tolist()
+            elif kind == "text":
+                offs, null = self._arrays[name + ".offsets"], self._arrays[name + ".nulls"]
+                out[name] = [None if null[i] else bytes(arr[offs[i]:offs[i + 1]]).decode() for i in ids.tolist()]
+            elif kind == "uuid":
+                null = self._arrays[name + ".nulls"]
+                out[name] = [None if null[i] else str(uuidlib.UUID(bytes=bytes(arr[i]))) for i in ids.tolist()]
+            elif kind == "int":
+                out[name] = [None if v == NULL_INT else v for v in arr[ids].tolist()]
+            else:
+                out[name] = [None if v < 0 else bool(v) for v in arr[ids].tolist()]
+        return out
+
+
+def _string_buffers(col) -> tuple[np.ndarray, bytes]:
+    """A string column's int64 offsets (``len + 1``) and the UTF-8 bytes they index."""
+    import pyarrow as pa
+    text = col.cast(pa.large_string())
+    _, off_buf, data = text.buffers()
+    offs = np.frombuffer(off_buf, dtype=np.int64)[text.offset:text.offset + len(text) + 1]
+    blob = b"" if data is None else data.to_pybytes()[int(offs[0]):int(offs[-1])]
+    return offs, blob
+
+
+def _uuid_bytes(col, null: np.ndarray) -> np.ndarray:
+    """``(n, 16)`` bytes of a column of UUID strings (zeros where NULL), decoded from the hex
+    in one pass when every value has the canonical 36 characters."""
+    offs, blob = _string_buffers(col)
+    n = len(null)
+    lengths = np.diff(offs)
+    out = np.zeros((n, 16), dtype=np.uint8)
+    if n and np.all(lengths[null == 0] == 36) and np.all(lengths[null == 1] == 0):
+        chars = np.frombuffer(blob, dtype=np.uint8).reshape(-1, 36)
+        hexes = chars[:, [i for i in range(36) if i not in (8, 13, 18, 23)]]
+        nibble = np.full(256, 0, dtype=np.uint8)
+        nibble[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+        nibble[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+        v = nibble[hexes]
+        out[null == 0] = (v[:, 0::2] << 4) | v[:, 1::2]
+        return out
+    for i, value in enumerate(col.to_pylist()):
+        if value is not None:
+            out[i] = np.frombuffer(uuidlib.UUID(value).bytes, dtype=np.uint8)
+    return out
+
+
+def _map(path: Path, dtype) -> np.ndarray:
+    size = path.stat().st_size
+    if size == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r")

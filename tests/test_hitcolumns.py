@@ -1,0 +1,91 @@
+"""The hit columns ``prepare`` writes: lookups without DuckDB that give exactly DuckDB's rows.
+
+The published-layout fixture (ENUMs, UUIDs, a NULL URL prefix with the whole URL in the
+suffix, a class with no name, hostile and non-ASCII community data) is copied per test, so
+tampering stays local.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from bioclip_nb import Atlas
+from bioclip_nb.commands.check import _derived
+from bioclip_nb.commands.prepare import prepare
+from bioclip_nb.config import Settings
+from bioclip_nb.core import hitcolumns
+from bioclip_nb.core.metadata import MetadataStore
+
+
+@pytest.fixture
+def atlas_copy(published_atlas, tmp_path):
+    path = tmp_path / "atlas"
+    shutil.copytree(published_atlas.path, path)
+    return path
+
+
+def _open(path, home):
+    return Atlas.open(path, settings=Settings(home=home))
+
+
+def test_prepared_hit_columns_give_duckdbs_rows_and_hits(atlas_copy, tmp_path):
+    with _open(atlas_copy, tmp_path / "plain") as plain:
+        assert plain.metadata.hit_columns is None and not plain.info()["hit_columns"]
+        line = _derived(plain)
+        assert line.warning and "hit columns" in line.found and "DuckDB" in line.found
+        ids = np.r_[np.arange(plain.count), 5, 0, 5]                     # every row, repeats, FAISS order
+        want = plain.lookup(ids[::-1])
+        q = np.random.default_rng(0).standard_normal((4, plain.dim)).astype(np.float32)
+        want_hits = plain.search(q, top_n=10, nprobe=4)
+    with _open(atlas_copy, tmp_path / "prepared") as atlas:
+        seconds = prepare(atlas, with_map=False, with_quantizer=False, progress=False)
+        assert "hit columns" in seconds and atlas.metadata.hit_columns is not None
+        pd.testing.assert_frame_equal(atlas.lookup(ids[::-1]), want, check_exact=True)
+        pd.testing.assert_frame_equal(atlas.search(q, top_n=10, nprobe=4), want_hits, check_exact=True)
+        assert atlas.lookup([atlas.count + 3])["genus"].isna().all()    # beyond the rows: DuckDB says none
+    with _open(atlas_copy, tmp_path / "prepared") as again:              # found and checked on open
+        assert again.metadata.hit_columns is not None and again.info()["hit_columns"]
+        assert "hit columns" not in _derived(again).found        # only the atlas map is left to compute
+        row = again.lookup([5]).iloc[0]
+        assert row["url"] == want.loc[want["id"] == 5, "url"].iloc[0] and row["url"].startswith("https://")
+
+
+def test_hit_columns_that_disagree_with_duckdb_are_not_used(atlas_copy, tmp_path):
+    with _open(atlas_copy, tmp_path / "home") as atlas:
+        hitcolumns.write(atlas.metadata, atlas.cache_dir)
+        genus = atlas.cache_dir / hitcolumns.DIRECTORY / "genus.bin"
+    spec = json.loads((genus.parent / hitcolumns.RECORD).read_text())["columns"]["genus"]
+    names = json.loads((genus.parent / "genus.values.json").read_text())
+    codes = np.fromfile(genus, dtype=spec["dtype"])
+    codes[0] = codes[0] % len(names) + 1                      # the first record now names another genus
+    codes.tofile(genus)
+    with _open(atlas_copy, tmp_path / "home") as atlas:
+        assert atlas.metadata.hit_columns is None
+        assert atlas.lookup([0])["genus"].iloc[0] == _duckdb_genus(atlas_copy, 0)
+
+
+def test_a_table_whose_ids_have_gaps_keeps_duckdb_lookups(atlas_copy, tmp_path):
+    db = atlas_copy / "duckdb" / "metadata.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("DELETE FROM metadata WHERE id = 7")
+    con.close()
+    store = MetadataStore.open(db)
+    try:
+        assert hitcolumns.write(store, tmp_path / "derived") is None
+        assert not (tmp_path / "derived" / hitcolumns.DIRECTORY).exists()
+    finally:
+        store.close()
+
+
+def _duckdb_genus(path, record_id):
+    con = duckdb.connect(str(path / "duckdb" / "metadata.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT genus::VARCHAR FROM metadata WHERE id = ?", [record_id]).fetchone()[0]
+    finally:
+        con.close()
