@@ -278,14 +278,30 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 def hit_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
     """A DataFrame of hit columns (object arrays from :meth:`MetadataStore.values`, plus numeric
-    ones): missing values stay None, ``id`` is int64, and the two flags are bool where no row
-    lacks them."""
-    df = pd.DataFrame({c: (v if v.dtype != object else pd.Series(v, dtype=object, copy=False))
-                       for c, v in ((c, np.asarray(v)) for c, v in columns.items())})
-    if "id" in df:
-        df["id"] = df["id"].astype(np.int64)
-    for c in ("has_url", "in_bioclip2_training"):
-        if c in df and df[c].notna().all():
-            df[c] = df[c].astype(bool)
-    return df
-
+    ones), in the order given: missing values stay None, ``id`` is int64, and the two flags are
+    bool where no row lacks them. The object columns go in as one block (building each as its
+    own Series took most of a search's time once lookups were memory-mapped)."""
+    numeric: dict[str, np.ndarray] = {}
+    objects: dict[str, np.ndarray] = {}
+    for c, v in columns.items():
+        v = np.asarray(v)
+        if c == "id":
+            v = v.astype(np.int64)
+        if v.dtype == object and c in ("has_url", "in_bioclip2_training") and not pd.isna(v).any():
+            v = v.astype(bool)
+        (objects if v.dtype == object else numeric)[c] = v
+    parts = []
+    if numeric:
+        parts.append(pd.DataFrame(numeric))
+    if objects:
+        n = len(next(iter(objects.values())))
+        block = np.empty((n, len(objects)), dtype=object)
+        for k, v in enumerate(objects.values()):
+            block[:, k] = v
+        parts.append(pd.DataFrame(block, columns=list(objects), dtype=object, copy=False))
+    df = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1)
+    placed = [*numeric, *objects]
+    if placed == list(columns):
+        return df
+    where = {c: k for k, c in enumerate(placed)}
+    return df.iloc[:, [where[c] for c in columns]]
