@@ -230,7 +230,7 @@ def latency_rows(n: int, workdir: Path, factors: tuple[int, ...], queries: int) 
             atlas.exactness.pool_factor = factor
             warm = [_timed(lambda q=q: atlas.search(q, top_n=K, nprobe=nprobe)) for q in planted]
             rows.append(_row(n, "re-ranked, int8 full vectors", factor, "warm", warm, base))
-            for prefetch, pages in ((False, "cold, read page by page"), (True, "cold, pages announced (ours)")):
+            for prefetch, pages in ((False, "cold, read page by page (default)"), (True, "cold, pages announced (prefetch)")):
                 atlas.full_vectors.prefetch = prefetch
                 cold = []
                 for q in planted:
@@ -303,8 +303,9 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
            "`prepare`). Latency rows use the "
            "rehearsal atlases with random full vectors; 'cold' evicts the vector file's pages before each query, as a "
            "234M-record file (180 GB as int8) that cannot stay in memory would be read; 'page by page' faults each "
-           "row in turn (the baseline), 'announced' first tells the kernel every page the re-rank will read "
-           "(`POSIX_FADV_WILLNEED`). This machine's disk is virtual, and its host may cache what the guest drops. 'metadata p50' is the part "
+           "row in turn (the default), 'announced' first tells the kernel every page the re-rank will read "
+           "(`FullVectors.prefetch`: `POSIX_FADV_WILLNEED`, random-access mapping); it stays off unless it measurably "
+           "helps. This machine's disk is virtual, and its host may cache what the guest drops. 'metadata p50' is the part "
            "of a search after FAISS and re-ranking: reading the hits' columns and building the DataFrame. "
            "'hits merged as before' assembles the page as this package did until December 2026 (a DataFrame per "
            "lookup, a merge and a sort); the other rows build it once from the columns. 'DuckDB lookup' reads "

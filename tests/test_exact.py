@@ -329,8 +329,8 @@ def test_a_large_read_announces_each_run_of_adjacent_pages_once(tmp_path, monkey
     rows = np.r_[np.arange(10), 5000, 5001, rng.choice(np.arange(6000, 20_000, 40), 40, replace=False)]
     calls = []
     monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, length, advice: calls.append((off, length, advice)))
-    got, has = FullVectors(data, None, "int8", "test", path).get(rows)
-    plain, _ = FullVectors(data, None, "int8", "test", path, prefetch=False).get(rows)
+    got, has = FullVectors(data, None, "int8", "test", path, prefetch=True).get(rows)
+    plain, _ = FullVectors(data, None, "int8", "test", path).get(rows)
     page, header = mmap.PAGESIZE, data.offset
     expected = []
     for r in np.unique(rows):
@@ -344,5 +344,7 @@ def test_a_large_read_announces_each_run_of_adjacent_pages_once(tmp_path, monkey
     assert has.all() and np.array_equal(got, plain)
     np.testing.assert_allclose(got, unit[rows], atol=0.02)
     calls.clear()
-    FullVectors(data, None, "int8", "test", path).get(rows[:fullvectors.PREFETCH_FROM - 1])
+    FullVectors(data, None, "int8", "test", path, prefetch=True).get(rows[:fullvectors.PREFETCH_FROM - 1])
     assert calls == []                              # a handful of rows: no advice
+    FullVectors(data, None, "int8", "test", path).get(rows)
+    assert calls == []                              # off unless asked for (no gain measured here)

@@ -135,8 +135,11 @@ class Atlas:
         self.data.write_json("validated.json", {"ntotal": ntotal, "rows": rows})
 
     def close(self) -> None:
-        """Release the metadata connection."""
+        """Release the metadata connection and drop the memory maps of the hit columns and the
+        full vectors (their files close once nothing else holds a row of them)."""
         self.metadata.close()
+        self.metadata.hit_columns = None
+        self.exactness.reload()
 
     def __enter__(self) -> Atlas:
         return self

@@ -15,10 +15,11 @@ from one of two places:
 
 Reads gather the wanted rows in id order and return unit-length float32 rows. A re-rank reads
 a few hundred to thousands of scattered rows; where they are not in memory (a 234M-record file
-is 180 GB as int8), each page fault would wait for the disk in turn. So a read of many rows
-first tells the kernel every page it will touch (``POSIX_FADV_WILLNEED``, one call per run of
-adjacent pages), and the disk fetches them together; the mapping is marked random access so
-that a fault does not also read the 128 KB around it (``prefetch``; docs/benchmarks.md).
+is 180 GB as int8), each page fault waits for the disk in turn. With ``prefetch`` a read of many
+rows first tells the kernel every page it will touch (``POSIX_FADV_WILLNEED``, one call per run
+of adjacent pages) and marks the mapping random access (no 128 KB read-around per fault). It is
+off by default: on this machine's virtual disk it made no difference beyond noise at 2M and 20M
+records (docs/benchmarks.md, "Exact answers"), and the benchmark measures it again wherever it runs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -83,15 +84,8 @@ class FullVectors:
     source: str
     path: Path
     recorded_covered: int | None = None     # ids with a vector, as ``prepare`` recorded it
-    prefetch: bool = True                   # announce a large read's pages to the kernel first
-
-    def __post_init__(self) -> None:
-        mapped = getattr(self.data, "_mmap", None)
-        if mapped is not None and hasattr(mmap, "MADV_RANDOM"):
-            try:
-                mapped.madvise(mmap.MADV_RANDOM)        # rows are read scattered: no read-around
-            except (OSError, ValueError):
-                pass
+    prefetch: bool = False                  # announce a large read's pages to the kernel first
+    _random: bool = field(default=False, init=False, repr=False)
 
     @classmethod
     def of_atlas(cls, atlas_path: Path, derived) -> FullVectors | None:
@@ -176,6 +170,13 @@ class FullVectors:
         offset = getattr(self.data, "offset", None)
         if offset is None or not hasattr(os, "posix_fadvise"):
             return                                   # in memory, or a platform without it
+        mapped = getattr(self.data, "_mmap", None)
+        if not self._random and mapped is not None and hasattr(mmap, "MADV_RANDOM"):
+            try:
+                mapped.madvise(mmap.MADV_RANDOM)        # rows are read scattered: no read-around
+            except (OSError, ValueError):
+                pass
+            self._random = True
         row_bytes = self.dim * self.data.itemsize
         page = mmap.PAGESIZE
         first = (offset + rows * row_bytes) // page
