@@ -207,7 +207,11 @@ class Atlas:
         they are there and agree with DuckDB on a sample; else lookups stay in DuckDB."""
         from . import hitcolumns
         found = hitcolumns.HitColumns.open(self.derived(f"{hitcolumns.DIRECTORY}/{hitcolumns.RECORD}").parent)
-        return self.metadata.attach_hit_columns(found)
+        if found is None:
+            return False
+        validated = self.data.read_json("validated.json") or {}       # rows counted once, not again here
+        rows = validated.get("rows") if isinstance(validated.get("rows"), int) else self.metadata.count()
+        return self.metadata.attach_hit_columns(found, rows)
 
     def derived(self, name: str) -> Path:
         """Where this atlas's derived file ``name`` is (``DerivedData.path``): the shared prepared

@@ -199,10 +199,10 @@ class MetadataStore:
                 out[c] = (f"{_q(c)}::VARCHAR", "text")
         return out
 
-    def attach_hit_columns(self, hc, sample: int = 32, seed: int = 0) -> bool:
-        """Use ``hc`` for lookups if it holds this table's rows: a sample of ids read both ways
-        must agree exactly (the DuckDB file stays the source of truth)."""
-        if hc is None or hc.rows != self.count():
+    def attach_hit_columns(self, hc, rows: int, sample: int = 32, seed: int = 0) -> bool:
+        """Use ``hc`` for lookups if it holds this table's ``rows`` rows: a sample of ids read
+        both ways must agree exactly (the DuckDB file stays the source of truth)."""
+        if hc is None or hc.rows != rows:
             return False
         ids = np.unique(np.random.default_rng(seed).integers(0, hc.rows, size=min(sample, hc.rows)))
         ids = np.unique(np.r_[ids, 0, hc.rows - 1])
