@@ -3,7 +3,7 @@
 A search shows ten rows of metadata. DuckDB finds them through its id index, but decompressing
 a vector of each of 19 columns for each row costs about 7 ms at any table size
 (docs/benchmarks.md), most of a search once FAISS and re-ranking take one or two. ``bioclip-nb
-prepare`` therefore writes the columns a hit needs (``MetadataStore.RAW_HIT_COLUMNS``), ordered
+prepare`` therefore writes the columns a hit needs (``MetadataStore.raw_hit_expressions``), ordered
 by id, into the atlas's derived data (``hit-columns/``):
 
 * a column of few distinct values (the ranks, common names, sources, publishers) as one code

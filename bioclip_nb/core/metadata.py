@@ -33,6 +33,11 @@ def _q(column: str) -> str:
     return '"' + column.replace('"', '""') + '"'
 
 
+def _column_sql(column: str) -> str:
+    """How a lookup selects a present column: text (ENUMs, UUIDs) as VARCHAR, the rest as stored."""
+    return f"{_q(column)}::VARCHAR" if column in TEXT_COLUMNS else _q(column)
+
+
 class MetadataStore:
     """Read-only access to an atlas's ``metadata.duckdb``. Open with :meth:`open`."""
 
@@ -111,10 +116,8 @@ class MetadataStore:
                               f"THEN '{GBIF_OCCURRENCE}' || source_id::VARCHAR END AS occurrence_url")
             elif c not in self.columns:
                 select.append(f"NULL::VARCHAR AS {_q(c)}")          # an older schema without this column
-            elif c in TEXT_COLUMNS:
-                select.append(f"{_q(c)}::VARCHAR AS {_q(c)}")
             else:
-                select.append(_q(c))
+                select.append(f"{_column_sql(c)} AS {_q(c)}")
         listed = ", ".join(str(int(i)) for i in ids)
         return f"SELECT {', '.join(dict.fromkeys(select))} FROM metadata WHERE id IN ({listed})"
 
@@ -189,14 +192,9 @@ class MetadataStore:
         for c in (*[h for h in HIT_COLUMNS if h not in ("url", "occurrence_url")], "url_prefix_id", "identifier_suffix"):
             if c not in self.columns:
                 continue
-            if c == "uuid" and types.get(c) == "UUID":
-                out[c] = (f"{_q(c)}::VARCHAR", "uuid")
-            elif c == "url_prefix_id":
-                out[c] = (_q(c), "int")
-            elif c in ("has_url", "in_bioclip2_training"):
-                out[c] = (_q(c), "bool")
-            else:
-                out[c] = (f"{_q(c)}::VARCHAR", "text")
+            kind = ("uuid" if c == "uuid" and types.get(c) == "UUID" else "int" if c == "url_prefix_id"
+                    else "bool" if c in ("has_url", "in_bioclip2_training") else "text")
+            out[c] = (_column_sql(c), kind)                 # the expression lookup_sql selects
         return out
 
     def attach_hit_columns(self, hc, rows: int, sample: int = 32, seed: int = 0) -> bool:
