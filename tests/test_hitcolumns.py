@@ -89,3 +89,15 @@ def _duckdb_genus(path, record_id):
         return con.execute("SELECT genus::VARCHAR FROM metadata WHERE id = ?", [record_id]).fetchone()[0]
     finally:
         con.close()
+
+
+def test_truncated_hit_columns_are_refused_and_the_atlas_still_opens(atlas_copy, tmp_path):
+    with _open(atlas_copy, tmp_path / "home") as atlas:
+        hitcolumns.write(atlas.metadata, atlas.cache_dir)
+        want = atlas.lookup([atlas.count - 1])
+    suffix = tmp_path / "home" / "cache"
+    offsets = next(suffix.rglob("identifier_suffix.offsets.bin"))
+    offsets.write_bytes(offsets.read_bytes()[:-8 * 100])          # an interrupted copy: the last rows missing
+    with _open(atlas_copy, tmp_path / "home") as atlas:
+        assert atlas.metadata.hit_columns is None
+        pd.testing.assert_frame_equal(atlas.lookup([atlas.count - 1]), want)

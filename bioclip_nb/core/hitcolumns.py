@@ -112,25 +112,35 @@ class HitColumns:
     """The written hit columns, memory-mapped. Open with :meth:`open`."""
 
     def __init__(self, root: Path, record: dict):
-        self.rows = int(record["rows"])
+        self.rows = n = int(record["rows"])
         self.kinds = record["columns"]
         self._arrays: dict[str, np.ndarray] = {}
         self._values: dict[str, np.ndarray] = {}
+        sizes: dict[str, int] = {}                        # entries each file must hold (text bytes: any)
         for name, spec in self.kinds.items():
             kind = spec["kind"]
             if kind == "codes":
                 self._arrays[name] = _map(root / f"{name}.bin", np.dtype(spec["dtype"]))
                 vals = json.loads((root / f"{name}.values.json").read_text())
                 self._values[name] = np.array([None, *vals], dtype=object)
+                sizes[name] = n
             elif kind == "text":
                 self._arrays[name] = _map(root / f"{name}.bin", np.uint8)
                 self._arrays[name + ".offsets"] = _map(root / f"{name}.offsets.bin", np.int64)
                 self._arrays[name + ".nulls"] = _map(root / f"{name}.nulls.bin", np.uint8)
+                sizes[name + ".offsets"], sizes[name + ".nulls"] = n + 1, n
             elif kind == "uuid":
                 self._arrays[name] = _map(root / f"{name}.bin", np.uint8).reshape(-1, 16)
                 self._arrays[name + ".nulls"] = _map(root / f"{name}.nulls.bin", np.uint8)
+                sizes[name], sizes[name + ".nulls"] = n, n
             else:
                 self._arrays[name] = _map(root / f"{name}.bin", np.int64 if kind == "int" else np.int8)
+                sizes[name] = n
+        for key, want in sizes.items():                   # a truncated or foreign file is refused, not read past
+            if len(self._arrays[key]) != want:
+                raise ValueError(f"{key}: {len(self._arrays[key]):,} entries for {n:,} records")
+            if key.endswith(".offsets") and n and self._arrays[key][-1] != len(self._arrays[key[:-len(".offsets")]]):
+                raise ValueError(f"{key}: the offsets do not end at the text's length")
 
     @classmethod
     def open(cls, root: Path) -> HitColumns | None:
