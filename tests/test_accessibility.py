@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.voila import CHROMIUM, ROOT, jupyterlab_server, search_page, settled, voila_server
+from helpers.voila import CHROMIUM, ROOT, choose_files, jupyterlab_server, search_page, settled, voila_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                                      reason="needs Debian's chromium (apt-get install chromium)")]
@@ -87,10 +87,8 @@ def test_the_keyboard_alone_uploads_searches_and_opens_the_third_card(browser, s
                 return
         raise AssertionError(f"Tab never reached {predicate}")
 
-    tab_to("el.textContent.includes('Upload photo')")
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Enter")
-    chooser.value.set_files(str(query))
+    tab_to("el.tagName === 'BUTTON' && el.textContent.includes('Upload photo')")
+    choose_files(page, lambda: page.keyboard.press("Enter"), str(query))
     page.wait_for_selector(".bnb-status:has-text('encoded')", timeout=60_000)
     tab_to("el.tagName === 'BUTTON' && el.textContent.trim() === 'Search'")
     page.keyboard.press("Enter")

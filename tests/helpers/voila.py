@@ -63,11 +63,35 @@ def voila_server(atlas: Path, home: Path, timeout: float = 90.0, env: dict | Non
         yield base, proc
 
 
+def choose_files(page, act, files) -> None:
+    """Run ``act`` (a click or a key press on the upload button) and give the file chooser ``files``.
+
+    Playwright asks Chromium to intercept file choosers when the first listener arrives and does
+    not wait for the answer, so a press sent at once can open a chooser nobody sees (puppeteer#6040,
+    a CI flake here). A user whose dialog did not appear presses again; so does this, once.
+    """
+    choosers: list = []
+
+    def listener(chooser) -> None:          # a function: Playwright tags its handlers with attributes
+        choosers.append(chooser)
+
+    page.on("filechooser", listener)
+    try:
+        for wait_ms in (5_000, 30_000):
+            act()
+            for _ in range(wait_ms // 100):
+                if choosers:
+                    choosers[0].set_files(files)
+                    return
+                page.wait_for_timeout(100)
+        raise AssertionError("the upload button opened no file chooser, after two presses")
+    finally:
+        page.remove_listener("filechooser", listener)
+
+
 def upload(page, path: Path) -> None:
     """Choose a file through the FileUpload widget, as a user would."""
-    with page.expect_file_chooser() as chooser:
-        page.click("text=Upload photo")
-    chooser.value.set_files(str(path))
+    choose_files(page, lambda: page.click("text=Upload photo"), str(path))
 
 
 def kernel_memory_mb(proc) -> list[float]:
