@@ -73,6 +73,25 @@ def test_the_check_is_recorded_beside_the_export(tiny_bioclip):
     assert record["disk_bytes"] == sum(p.stat().st_size for p in enc.export_dir.glob("visual*"))
 
 
+def test_int8_quantises_every_weight_matrix_with_seven_bit_weights(tiny_bioclip):
+    """Every weight matrix of the tower, the attention's output projections (exported as Gemm)
+    included, is int8 in the int8 model, and no weight uses the 8th bit: full 8-bit weights
+    saturate AVX2's 16-bit pair sums (``quantize_int8``)."""
+    import onnx
+    from onnx import numpy_helper
+    enc = fresh_encoder("onnxruntime")
+    fp32 = onnx.load(str(enc.export_dir / "visual.onnx")).graph
+    consts = {t.name for t in fp32.initializer}
+    matrices = [n for n in fp32.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in consts]
+    assert any(n.op_type == "Gemm" for n in matrices)           # the case the rewrite exists for
+    int8 = onnx.load(str(enc.export_dir / "visual-int8.onnx")).graph
+    assert not [n for n in int8.node if n.op_type in ("MatMul", "Gemm")
+                and n.input[1] in {t.name for t in int8.initializer if t.data_type == onnx.TensorProto.FLOAT}]
+    quantised = [numpy_helper.to_array(t) for t in int8.initializer if t.data_type == onnx.TensorProto.INT8 and t.dims]
+    assert len([w for w in quantised if w.ndim == 2]) == len(matrices)
+    assert max(int(np.abs(w.astype(np.int16)).max()) for w in quantised) <= 64
+
+
 def test_a_record_from_another_cpu_or_library_is_checked_again(tiny_bioclip):
     enc = fresh_encoder("onnxruntime")
     path = enc.export_dir / runtimes.RECORD
@@ -241,6 +260,8 @@ def test_vit_l14_export_is_checked_and_chosen(tmp_path, monkeypatch):
     for c in record.candidates:
         assert c.passed == (c.worst_cosine is not None and c.worst_cosine >= runtimes.CHECK_COSINE
                             and c.top1_agreement == "8/8"), c
+    # int8 at ViT-L/14's width: 8-bit weights saturated AVX2's pair sums (worst cosine 0.9950, failed)
+    assert record.candidate("onnxruntime-int8").worst_cosine > 0.999
     pics = [photo(300, 200, seed=s) for s in range(3)]
     reference = enc.embed(pics)
     assert enc.use_runtime("auto") == record.chosen
