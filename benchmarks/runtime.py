@@ -95,7 +95,7 @@ def run(quick: bool = False) -> dict:
                          f"{cos:.4f}", f"{top1}/{len(others)}"])
     md = table(["runtime", "s / photo", "speed-up", "s / photo, batches of 4", "s / photo, batches of 8",
                 "check: worst cosine, top-1", f"{len(others)} other photos: worst cosine", "top-1 same"], rows)
-    md += (f"\n\nExport (ONNX, then the MLP weights to int8) and check: {record.export_seconds:.0f} s to export, "
+    md += (f"\n\nExport (ONNX, then every weight matrix to int8 with 7-bit weights) and check: {record.export_seconds:.0f} s to export, "
            f"{record.disk_bytes / 2**20:,.0f} MB on disk; chosen by the check: **{record.chosen}**. "
            f"Threshold: worst cosine >= {runtimes.CHECK_COSINE} and the same top-1 species on "
            f"{len(runtimes.check_images())} check images. Random weights put species scores in near-ties, so "

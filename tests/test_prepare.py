@@ -47,6 +47,18 @@ def test_prepare_into_a_shared_directory_then_nobody_scans(small, tmp_path, caps
     assert not (tmp_path / "user" / "cache" / fingerprint / "scope-inat.npy").exists()
 
 
+def test_no_hit_columns_leaves_them_out_and_searches_read_duckdb(small, tmp_path, capsys):
+    from bioclip_nb.core import hitcolumns
+    shared = tmp_path / "lean"
+    code = main(["prepare", "--atlas", str(small.path), "--derived-dir", str(shared), "--no-map", "--no-hit-columns"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and "hit columns" not in out["seconds"] and "scope counts" in out["seconds"]
+    assert not list(shared.rglob(hitcolumns.DIRECTORY))
+    with Atlas.open(small.path, settings=Settings(home=tmp_path / "user", derived=shared)) as atlas:
+        assert atlas.metadata.hit_columns is None and not atlas.info()["hit_columns"]
+        assert len(atlas.search(small.vectors[0], top_n=5, nprobe=4)) == 5
+
+
 def test_the_dashboard_never_counts_in_its_constructor(small, tmp_path, monkeypatch):
     from bioclip_nb.core.metadata import MetadataStore
     from bioclip_nb.dashboard import Dashboard

@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write here instead of $BIOCLIP_NB_HOME/cache; users read it with BIOCLIP_NB_DERIVED_DIR=DIR")
     pr.add_argument("--no-map", action="store_true", help="skip the atlas map (UMAP; about 40 s at 65,536 cells)")
     pr.add_argument("--no-quantizer", action="store_true", help="skip the HNSW coarse quantizer")
+    pr.add_argument("--no-hit-columns", action="store_true",
+                    help="skip the hit columns (about 100 bytes a record, 24 GB at 234M); searches then read "
+                         "their rows from DuckDB, a few ms slower")
     pr.add_argument("--embeddings", type=Path, default=None, metavar="PATH",
                     help="a folder of published embedding parquet files (TreeOfLife-200M-Embeddings, the config of "
                          "the atlas's model): join them by uuid into the atlas's full vectors, so searches rank exactly")
@@ -298,7 +301,8 @@ def cmd_prepare(args) -> int:
     t0 = time.perf_counter()
     with Atlas.open(locate_atlas(args.atlas), settings=settings) as atlas:       # validates, once
         opened = time.perf_counter() - t0
-        seconds = prepare(atlas, with_map=not args.no_map, with_quantizer=not args.no_quantizer)
+        seconds = prepare(atlas, with_map=not args.no_map, with_quantizer=not args.no_quantizer,
+                          with_hit_columns=not args.no_hit_columns)
         report = {}
         if args.embeddings is not None:
             from ..core.embeddings import prepare_embeddings

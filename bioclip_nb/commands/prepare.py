@@ -49,9 +49,12 @@ def _hit_columns(atlas: Atlas) -> object:
     return written
 
 
-def steps(atlas: Atlas, with_map: bool = True, with_quantizer: bool = True) -> list[Step]:
+def steps(atlas: Atlas, with_map: bool = True, with_quantizer: bool = True,
+          with_hit_columns: bool = True) -> list[Step]:
     """What ``prepare`` computes for ``atlas``, in order."""
-    out = [Step("scope counts", lambda a: a.scope_counts()), Step("hit columns", _hit_columns)]
+    out = [Step("scope counts", lambda a: a.scope_counts())]
+    if with_hit_columns:
+        out.append(Step("hit columns", _hit_columns))
     for scope in (s for s in Scope if s is not Scope.ALL):
         out.append(Step(f"bitmap and cell counts: {scope.value}",
                         lambda a, s=scope: (a.bitmap(s), a.cell_counts(s))))
@@ -66,11 +69,12 @@ def steps(atlas: Atlas, with_map: bool = True, with_quantizer: bool = True) -> l
 
 
 def prepare(atlas: Atlas, with_map: bool = True, with_quantizer: bool = True,
-            progress: bool = True) -> dict[str, float]:
+            progress: bool = True, with_hit_columns: bool = True) -> dict[str, float]:
     """Compute every piece of derived data of ``atlas`` (validation happened on open); returns
-    seconds per step. Writes go to ``atlas.settings.cache_dir``."""
+    seconds per step. Writes go to ``atlas.settings.cache_dir``. Without ``with_hit_columns``
+    (a laptop short of disk: about 100 bytes a record) searches read their rows from DuckDB."""
     seconds: dict[str, float] = {}
-    todo = steps(atlas, with_map, with_quantizer)
+    todo = steps(atlas, with_map, with_quantizer, with_hit_columns)
     for step in tqdm(todo, disable=not progress, desc="preparing", unit="step"):
         t0 = time.perf_counter()
         step.run(atlas)

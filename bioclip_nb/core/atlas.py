@@ -27,7 +27,6 @@ from ..layout import (
     INDEX_FILE,
     MANIFEST_FILE,
     METADATA_FILE,
-    RESULT_COLUMNS,
     Manifest,
     ManifestError,
     Rank,
@@ -37,15 +36,12 @@ from ..layout import (
     parse_taxon,
 )
 from ..request import SearchRequest
-from . import folding, probing, rerank
+from . import folding, probing, searching
 from . import index as ivf
 from .derived import DerivedData
 from .exactness import Exactness
 from .fullvectors import FullVectors
 from .metadata import MAX_LOOKUP, MetadataStore, hit_frame
-
-#: A scope holding records in at least this share of the cells is searched the ordinary way first.
-LARGE_SCOPE = 0.5
 
 
 class Atlas:
@@ -262,9 +258,10 @@ class Atlas:
         bitmap, key = self._scope(scope, taxon)
         if bitmap is None or self.nlist <= 1:
             return None
-        return self._cell_counts(key, bitmap)
+        return self.cells_in(key, bitmap)
 
-    def _cell_counts(self, key: str, bitmap: np.ndarray) -> np.ndarray:
+    def cells_in(self, key: str, bitmap: np.ndarray) -> np.ndarray:
+        """In-scope records per cell for the scope ``bitmap`` named ``key`` (kept per key)."""
         return self.data.remembered("cells", key, f"cells-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy",
                                     lambda: probing.cell_counts(self.index, bitmap), lambda c: len(c) == self.nlist)
 
@@ -327,11 +324,11 @@ class Atlas:
         t1 = time.perf_counter()
         nprobe = min(int(nprobe), self.nlist)
         if fold:
-            hits, scanned, t2 = self._search_folded(queries, top_n, nprobe, bitmap, key, batch, full)
+            hits, scanned, t2 = searching.search_folded(self, queries, top_n, nprobe, bitmap, key, batch, full)
         else:
-            dist, ids, known, scanned, _cells = self._candidates(queries, top_n, nprobe, bitmap, key, full)
+            dist, ids, known, scanned, _cells = searching.candidates(self, queries, top_n, nprobe, bitmap, key, full)
             t2 = time.perf_counter()
-            hits = self._hits(dist, ids, batch, scanned, known)
+            hits = searching.hits(self, dist, ids, batch, scanned, known)
         t3 = time.perf_counter()
         hits.attrs["timings"] = {"scope": t1 - t0, "search": t2 - t1, "metadata": t3 - t2}
         hits.attrs["metric"] = self.metric
@@ -348,37 +345,6 @@ class Atlas:
     def pool_factor(self) -> int:
         """Candidates re-ranked per result asked for (``exactness.Exactness.pool_factor``)."""
         return self.exactness.pool_factor
-
-    def _candidates(self, queries: np.ndarray, k: int, nprobe: int, bitmap: np.ndarray | None, key: str,
-                    full: FullVectors | None, want_cells: bool = False):
-        """``(distances, ids, exact, cells scanned per query, cells)``: the best ``k`` per query,
-        from the PQ codes alone or, with ``full``, re-ranked from a larger pool."""
-        pool = k if full is None else rerank.pool_size(k, self.pool_factor)
-        dist, ids, scanned, cells = self._probe(queries, k, nprobe, bitmap, key, want_cells, pool=pool)
-        if full is None:
-            return dist, ids, np.zeros(ids.shape, dtype=bool), scanned, cells
-        dist, ids, known = rerank.rerank(queries, dist, ids, full, k, self.metric)
-        return dist, ids, known, scanned, cells
-
-    def _search_folded(self, queries: np.ndarray, top_n: int, nprobe: int, bitmap: np.ndarray | None, key: str,
-                       batch: bool, full: FullVectors | None) -> tuple[pd.DataFrame, np.ndarray, float]:
-        """Search with copies folded (``folding.refill``: more candidates until every page holds
-        ``top_n`` distinct images). Returns the hits, the cells each query scanned, and when
-        searching ended."""
-        def candidates(todo: np.ndarray, asked: int):
-            dist, ids, known, scanned, cells = self._candidates(queries[todo], asked, nprobe, bitmap, key, full,
-                                                                want_cells=True)
-            return self._hits(dist, ids, True, scanned, known), scanned, cells
-
-        def vectors(ids: np.ndarray, q: int, cells) -> np.ndarray:
-            return self.hit_vectors(ids, queries[q], nprobe if cells is None else cells)
-
-        hits, depth, t_search = folding.refill(len(queries), top_n, candidates, vectors, self.same_image)
-        if not batch:
-            copies = hits.attrs["copies"]
-            hits = hits.drop(columns="query")
-            hits.attrs["copies"] = copies
-        return hits, depth, t_search
 
     @property
     def same_image(self) -> float:
@@ -403,47 +369,6 @@ class Atlas:
             cells = ivf.probe(self.index, query, int(cells), int(cells)).cells
         out[~has] = ivf.decode(self.index, rest, cells)
         return out
-
-    def _probe(self, queries: np.ndarray, top_n: int, nprobe: int, bitmap: np.ndarray | None,
-               key: str, want_cells: bool = False,
-               pool: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """``(distances, ids, cells scanned per query, the cells scanned)``: ``pool`` (default
-        ``top_n``) candidates per query; the depth is chosen to fill ``top_n``. Unscoped, and for
-        scopes that fill most cells, the query's nearest ``nprobe`` cells; a page that comes
-        back short, and every smaller scope, scans the scope's own cells nearest first
-        (``probing``), as many as a full page needs. The cells are None for an ordinary search
-        unless ``want_cells`` (then its one quantizer search is made here and kept)."""
-        n = len(queries)
-        k = pool or top_n
-        flat = self.nlist <= 1
-        counts = None if bitmap is None or flat else self._cell_counts(key, bitmap)
-        if counts is None or np.count_nonzero(counts) >= LARGE_SCOPE * self.nlist:
-            if want_cells and not flat:
-                nearest = probing.nearest(self.index, queries, nprobe)
-                dist, ids = probing.search(self.index, queries, k, nearest, bitmap)
-                scanned, cells = nearest.scanned, nearest.cells
-            else:
-                dist, ids = ivf.search(self.index, queries, k, nprobe, bitmap)
-                scanned, cells = np.full(n, 1 if flat else nprobe, dtype=np.int64), None
-            if counts is None or ((ids >= 0).sum(axis=1) >= min(top_n, int(counts.sum()))).all():
-                return dist, ids, scanned, cells
-        plan = probing.plan(queries, self.centroids, counts, nprobe, top_n, self.metric)
-        dist, ids = probing.search(self.index, queries, k, plan, bitmap)
-        return dist, ids, plan.scanned, plan.cells
-
-    def _hits(self, dist: np.ndarray, ids: np.ndarray, batch: bool, scanned: np.ndarray,
-              exact: np.ndarray) -> pd.DataFrame:
-        qn, rank = np.nonzero(ids >= 0)                   # row-major: already by query, then rank
-        found = ids[qn, rank].astype(np.int64)
-        distance = dist[qn, rank].astype(np.float32)
-        columns = {"query": qn.astype(np.int64)} if batch else {}
-        columns.update({"rank": (rank + 1).astype(np.int64), "id": found, "distance": distance,
-                        "similarity": ivf.similarity_from_distance(distance, self.metric),
-                        "exact": exact[qn, rank].astype(bool)})
-        columns.update(self.lookup_values(found))
-        columns["cells_scanned"] = scanned[qn].astype(np.int64)
-        order = (["query"] if batch else []) + list(RESULT_COLUMNS)
-        return hit_frame({c: columns[c] for c in order})
 
     def stored_vector(self, record_id: int) -> np.ndarray | None:
         """A record's full vector (unit length) if the atlas has one for it (``vectors.npy`` of
