@@ -50,7 +50,7 @@ FAST_RUNTIMES = ("onnxruntime-int8", "openvino", "onnxruntime")
 RUNTIMES = ("auto", "torch", *FAST_RUNTIMES)
 #: The worst cosine to torch fp32 a runtime may have on the check images.
 CHECK_COSINE = 0.995
-#: Photos per forward pass on a CPU: one. On 2 cores, batches of 4 or 8 took from 3% less to
+#: Photos per forward pass on a CPU: one. On 2 cores, batches of 4 or 8 took from 5% less to
 #: 14% more per photo than single photos, varying by runtime and run (docs/benchmarks.md,
 #: "Encoder runtimes"): one core's worth of work per photo already fills the machine.
 CPU_BATCH = 1
