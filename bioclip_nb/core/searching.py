@@ -1,13 +1,14 @@
 """How ``Atlas.search`` runs: probe the cells, re-rank with the full vectors, fold copies,
 attach the metadata.
 
-The functions take the open :class:`~bioclip_nb.core.atlas.Atlas` whose index, derived data and
-metadata they use; ``Atlas.search`` validates the request and calls them.
+The functions take the open :class:`~bioclip_nb.core.atlas.Atlas` (typed by the ``Searchable``
+protocol below) whose index, derived data and metadata they use; ``Atlas.search`` validates the
+request and calls them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -15,17 +16,32 @@ import pandas as pd
 from ..layout import RESULT_COLUMNS
 from . import folding, probing, rerank
 from . import index as ivf
+from .fullvectors import FullVectors
 from .metadata import hit_frame
 
-if TYPE_CHECKING:
-    from .atlas import Atlas
-    from .fullvectors import FullVectors
+
+class Searchable(Protocol):
+    """What these functions use of ``core.atlas.Atlas`` (named here, not imported: the atlas
+    imports this module)."""
+
+    index: object
+    nlist: int
+    metric: str
+    centroids: np.ndarray
+    pool_factor: int
+    same_image: float
+
+    def cells_in(self, key: str, bitmap: np.ndarray) -> np.ndarray: ...
+
+    def lookup_values(self, ids: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def hit_vectors(self, ids: np.ndarray, query: np.ndarray, cells) -> np.ndarray: ...
 
 #: A scope holding records in at least this share of the cells is searched the ordinary way first.
 LARGE_SCOPE = 0.5
 
 
-def candidates(atlas: Atlas, queries: np.ndarray, k: int, nprobe: int, bitmap: np.ndarray | None, key: str,
+def candidates(atlas: Searchable, queries: np.ndarray, k: int, nprobe: int, bitmap: np.ndarray | None, key: str,
                full: FullVectors | None, want_cells: bool = False):
     """``(distances, ids, exact, cells scanned per query, cells)``: the best ``k`` per query,
     from the PQ codes alone or, with ``full``, re-ranked from a larger pool."""
@@ -37,7 +53,7 @@ def candidates(atlas: Atlas, queries: np.ndarray, k: int, nprobe: int, bitmap: n
     return dist, ids, known, scanned, cells
 
 
-def search_folded(atlas: Atlas, queries: np.ndarray, top_n: int, nprobe: int, bitmap: np.ndarray | None, key: str,
+def search_folded(atlas: Searchable, queries: np.ndarray, top_n: int, nprobe: int, bitmap: np.ndarray | None, key: str,
                   batch: bool, full: FullVectors | None) -> tuple[pd.DataFrame, np.ndarray, float]:
     """Search with copies folded (``folding.refill``: more candidates until every page holds
     ``top_n`` distinct images). Returns the hits, the cells each query scanned, and when
@@ -58,7 +74,7 @@ def search_folded(atlas: Atlas, queries: np.ndarray, top_n: int, nprobe: int, bi
     return found, depth, t_search
 
 
-def probe(atlas: Atlas, queries: np.ndarray, top_n: int, nprobe: int, bitmap: np.ndarray | None,
+def probe(atlas: Searchable, queries: np.ndarray, top_n: int, nprobe: int, bitmap: np.ndarray | None,
           key: str, want_cells: bool = False,
           pool: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """``(distances, ids, cells scanned per query, the cells scanned)``: ``pool`` (default
@@ -86,7 +102,7 @@ def probe(atlas: Atlas, queries: np.ndarray, top_n: int, nprobe: int, bitmap: np
     return dist, ids, plan.scanned, plan.cells
 
 
-def hits(atlas: Atlas, dist: np.ndarray, ids: np.ndarray, batch: bool, scanned: np.ndarray,
+def hits(atlas: Searchable, dist: np.ndarray, ids: np.ndarray, batch: bool, scanned: np.ndarray,
          exact: np.ndarray) -> pd.DataFrame:
     """The hits as a frame of ``RESULT_COLUMNS`` (and ``query`` for a batch), metadata attached."""
     qn, rank = np.nonzero(ids >= 0)                   # row-major: already by query, then rank
