@@ -230,26 +230,25 @@ def latency_rows(n: int, workdir: Path, factors: tuple[int, ...], queries: int) 
         for q in planted:                                   # the mapped columns' pages warm, as DuckDB's were
             atlas.search(q, top_n=K, nprobe=nprobe, exact=False)
         base = [_timed(lambda q=q: atlas.search(q, top_n=K, nprobe=nprobe, exact=False)) for q in planted]
+        prepared = f"{atlas.quantizer} coarse quantizer"
         rows.append(_row(n, "not prepared: flat coarse quantizer, DuckDB lookup", "-", "-", unprepared, base))
-        rows.append(_row(n, f"{atlas.quantizer} coarse quantizer, PQ codes only, DuckDB lookup, hits merged as before",
-                         "-", "-", before, base))
-        rows.append(_row(n, f"{atlas.quantizer} coarse quantizer, PQ codes only, DuckDB lookup (baseline)", "-", "-", duck, base))
-        rows.append(_row(n, f"{atlas.quantizer} coarse quantizer, PQ codes only, hit columns memory-mapped (ours)",
-                         "-", "-", base, base))
+        rows.append(_row(n, f"{prepared}, PQ codes only, DuckDB lookup, hits merged as before", "-", "-", before, base))
+        rows.append(_row(n, f"{prepared}, PQ codes only, DuckDB lookup (baseline)", "-", "-", duck, base))
+        rows.append(_row(n, f"{prepared}, PQ codes only, hit columns memory-mapped (ours)", "-", "-", base, base))
         size = sum(f.stat().st_size for f in (atlas.cache_dir / hitcolumns.DIRECTORY).iterdir())
         rows[-1].update(hit_columns_s=write_s, hit_columns_bytes=size)
         vec_file = write_full_vectors(atlas, np.load(path / "planted.npy"), np.load(path / "planted_ids.npy"))
         for factor in factors:
             atlas.exactness.pool_factor = factor
             warm = [_timed(lambda q=q: atlas.search(q, top_n=K, nprobe=nprobe)) for q in planted]
-            rows.append(_row(n, f"{atlas.quantizer} coarse quantizer, re-ranked, int8 full vectors", factor, "warm", warm, base))
+            rows.append(_row(n, f"{prepared}, re-ranked, int8 full vectors", factor, "warm", warm, base))
             for prefetch, pages in ((False, "cold, read page by page (default)"), (True, "cold, pages announced (prefetch)")):
                 atlas.full_vectors.prefetch = prefetch
                 cold = []
                 for q in planted:
                     drop_pages(vec_file)
                     cold.append(_timed(lambda q=q: atlas.search(q, top_n=K, nprobe=nprobe)))
-                rows.append(_row(n, f"{atlas.quantizer} coarse quantizer, re-ranked, int8 full vectors", factor, pages, cold, base))
+                rows.append(_row(n, f"{prepared}, re-ranked, int8 full vectors", factor, pages, cold, base))
         first = atlas.search(planted[:5], top_n=1, nprobe=nprobe)
         rows[-1]["planted_found"] = float(np.mean(first["id"].to_numpy() == ids[:5]))
         vec_file.unlink()

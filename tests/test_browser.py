@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.voila import CHROMIUM, choose_files, kernel_memory_mb, search_page, upload, voila_server
+from helpers.voila import CHROMIUM, kernel_memory_mb, search_page, upload, voila_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                                      reason="needs Debian's chromium (apt-get install chromium)")]
@@ -218,7 +218,7 @@ def test_marks_links_and_batches_in_the_browser(browser, demo_server, demo_atlas
     fresh.context.close()
     # a batch of five photos: five rows, each opening its own gallery
     five = [demo_atlas / "queries" / f for f in queries["file"].iloc[5:10]]
-    choose_files(page, lambda: page.click("text=Upload photo"), [str(p) for p in five])
+    upload(page, five)
     page.wait_for_selector(".bnb-batch", timeout=120_000)
     assert page.locator(".bnb-batch tr").count() == 6
     page.screenshot(path=str(ARTIFACTS / "dashboard-batch.png"), full_page=True)

@@ -37,6 +37,7 @@ class Searchable(Protocol):
 
     def hit_vectors(self, ids: np.ndarray, query: np.ndarray, cells) -> np.ndarray: ...
 
+
 #: A scope holding records in at least this share of the cells is searched the ordinary way first.
 LARGE_SCOPE = 0.5
 
@@ -116,4 +117,3 @@ def hits(atlas: Searchable, dist: np.ndarray, ids: np.ndarray, batch: bool, scan
     columns["cells_scanned"] = scanned[qn].astype(np.int64)
     order = (["query"] if batch else []) + list(RESULT_COLUMNS)
     return hit_frame({c: columns[c] for c in order})
-

@@ -89,9 +89,10 @@ def choose_files(page, act, files) -> None:
         page.remove_listener("filechooser", listener)
 
 
-def upload(page, path: Path) -> None:
-    """Choose a file through the FileUpload widget, as a user would."""
-    choose_files(page, lambda: page.click("text=Upload photo"), str(path))
+def upload(page, paths: Path | list[Path]) -> None:
+    """Choose a file (or several) through the FileUpload widget, as a user would."""
+    files = [str(p) for p in paths] if isinstance(paths, list) else str(paths)
+    choose_files(page, lambda: page.click("text=Upload photo"), files)
 
 
 def kernel_memory_mb(proc) -> list[float]:
