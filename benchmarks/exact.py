@@ -198,6 +198,14 @@ def previous_hits(atlas: Atlas, dist, ids, batch, scanned, exact) -> pd.DataFram
     return out[(["query"] if batch else []) + list(RESULT_COLUMNS)]
 
 
+#: How the cold rows read the vector file: ``(random access, pages announced, label)``.
+READS = ((False, False, "cold, mapping as opened (before)"),
+         (True, False, "cold, random access, page by page"),
+         (True, True, "cold, random access, pages announced (ours)"))
+#: Queries for the read-around row (seconds each where the disk's read-ahead is large).
+SLOW_QUERIES = 10
+
+
 def latency_rows(n: int, workdir: Path, factors: tuple[int, ...], queries: int) -> list[dict]:
     """p50/p90 of end-to-end searches, PQ-only against re-ranked (warm, and cold vector pages),
     and the PQ-only search with hits assembled as before."""
@@ -237,23 +245,48 @@ def latency_rows(n: int, workdir: Path, factors: tuple[int, ...], queries: int) 
         rows.append(_row(n, f"{prepared}, PQ codes only, hit columns memory-mapped (ours)", "-", "-", base, base))
         size = sum(f.stat().st_size for f in (atlas.cache_dir / hitcolumns.DIRECTORY).iterdir())
         rows[-1].update(hit_columns_s=write_s, hit_columns_bytes=size)
+        needed = atlas.count * atlas.dim                    # an int8 row per record
+        free = shutil.disk_usage(atlas.cache_dir).free
+        if free < 1.1 * needed:
+            rows.append({**_row(n, f"{prepared}, re-ranked, int8 full vectors", "-", "not measured", base, base),
+                         "p50_ms": None, "p90_ms": None, "metadata_p50_ms": None, "ratio_p50": None,
+                         "note": f"the vector file needs {needed / 1e9:.0f} GB; {free / 1e9:.0f} GB free"})
+            shutil.rmtree(atlas.cache_dir / hitcolumns.DIRECTORY, ignore_errors=True)
+            return rows
         vec_file = write_full_vectors(atlas, np.load(path / "planted.npy"), np.load(path / "planted_ids.npy"))
+        full = atlas.full_vectors
         for factor in factors:
             atlas.exactness.pool_factor = factor
+            for q in planted:                               # the rows in memory: a repeated search
+                atlas.search(q, top_n=K, nprobe=nprobe)
             warm = [_timed(lambda q=q: atlas.search(q, top_n=K, nprobe=nprobe)) for q in planted]
             rows.append(_row(n, f"{prepared}, re-ranked, int8 full vectors", factor, "warm", warm, base))
-            for prefetch, pages in ((False, "cold, read page by page (default)"), (True, "cold, pages announced (prefetch)")):
-                atlas.full_vectors.prefetch = prefetch
+            for random_access, prefetch, pages in READS:
+                full.data, full._random = np.load(vec_file, mmap_mode="r"), False        # a fresh mapping
+                full.random_access, full.prefetch = random_access, prefetch
                 cold = []
-                for q in planted:
+                for q in planted if random_access else planted[:SLOW_QUERIES]:
                     drop_pages(vec_file)
                     cold.append(_timed(lambda q=q: atlas.search(q, top_n=K, nprobe=nprobe)))
                 rows.append(_row(n, f"{prepared}, re-ranked, int8 full vectors", factor, pages, cold, base))
+        full.random_access = full.prefetch = True
         first = atlas.search(planted[:5], top_n=1, nprobe=nprobe)
         rows[-1]["planted_found"] = float(np.mean(first["id"].to_numpy() == ids[:5]))
         vec_file.unlink()
         shutil.rmtree(atlas.cache_dir / hitcolumns.DIRECTORY, ignore_errors=True)
     return rows
+
+
+def read_ahead(path: Path) -> str:
+    """The read-ahead window of the disk holding ``path``, as Linux reports it."""
+    st = os.stat(path)
+    dev = Path(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}")
+    for queue in (dev / "queue", dev / ".." / "queue"):             # a disk, or a partition of one
+        try:
+            return f"{int((queue / 'read_ahead_kb').read_text()):,} KB"
+        except (OSError, ValueError):
+            continue
+    return "not reported"
 
 
 def _timed(fn) -> tuple[float, float]:
@@ -280,7 +313,7 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
     recall += published + shaped
     storage += shaped_storage
     factors = tuple(sorted({10, *(s["pool_factor"] for s in storage)}))
-    sizes = (scale.quick_records(),) if quick else (2_000_000, 20_000_000)
+    sizes = (scale.quick_records(),) if quick else (2_000_000, 20_000_000, scale.PUBLISHED_RECORDS)
     latency = [r for n in sizes for r in latency_rows(n, workdir, factors, (5 if smoke() else 30) if quick else 100)]
     md = "**recall@10 against brute force, PQ codes only (baseline) and re-ranked with full vectors**\n\n"
     md += table(["atlas", "records", "nprobe", "pool per result", "recall@10 PQ", "recall@10 re-ranked",
@@ -297,8 +330,9 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
     md += "\n\n**Search latency, end to end (vector in, DataFrame with metadata out), top 10, nprobe 16, ms**\n\n"
     md += table(["records", "search", "pool per result", "vector pages", "p50", "p90", "metadata p50",
                  "p50 / PQ codes only (ours)"],
-                [[f"{r['records']:,}", r["search"], r["pool_factor"], r["pages"], r["p50_ms"], r["p90_ms"],
-                  r["metadata_p50_ms"], r["ratio_p50"]] for r in latency])
+                [[f"{r['records']:,}", r["search"], r["pool_factor"], r["pages"]]
+                 + ([r["note"], "-", "-", "-"] if "note" in r else
+                    [r["p50_ms"], r["p90_ms"], r["metadata_p50_ms"], r["ratio_p50"]]) for r in latency])
     md += "\n\n**The hit columns (`prepare`), written from the DuckDB file**\n\n"
     md += table(["records", "write s", "disk", "disk at 234M (in proportion)"],
                 [[f"{r['records']:,}", r["hit_columns_s"], f"{r['hit_columns_bytes'] / 1e6:.0f} MB",
@@ -315,11 +349,16 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
            "`prepare`). Latency rows use the "
            "rehearsal atlases (65,536 cells, as published) with random full vectors and, except the 'not prepared' "
            "row, the HNSW coarse quantizer `prepare` builds (a flat one compares each query with all 65,536 "
-           "centroids); 'cold' evicts the vector file's pages before each query, as a "
-           "234M-record file (180 GB as int8) that cannot stay in memory would be read; 'page by page' faults each "
-           "row in turn (the default), 'announced' first tells the kernel every page the re-rank will read "
-           "(`FullVectors.prefetch`: `POSIX_FADV_WILLNEED`, random-access mapping); it stays off unless it measurably "
-           "helps. This machine's disk is virtual, and its host may cache what the guest drops. 'metadata p50' is the part "
+           "centroids); 'warm' repeats searches whose rows are in memory; 'cold' evicts the vector file's pages "
+           "before each query, as a 234M-record file (180 GB as int8) that cannot stay in memory would be read. "
+           "'mapping as opened' reads through numpy's memory map as it comes, so each page fault reads the disk's "
+           f"whole read-ahead window around the row (this disk's: {read_ahead(workdir)}; {SLOW_QUERIES} queries only); 'random access' marks "
+           "the mapping `MADV_RANDOM` and faults the rows in one at a time; 'announced' also first tells the "
+           "kernel every page the re-rank will read (`POSIX_FADV_WILLNEED`), as `FullVectors` does by default. "
+           "At 234M records the re-ranked rows need a vector file this disk cannot hold: every cold read misses "
+           "the cache whatever the file's size, so the 20M cold rows' extra time over PQ-only is the cost to add "
+           "to the 234M PQ-only search. "
+           "This machine's disk is virtual, and its host may cache what the guest drops. 'metadata p50' is the part "
            "of a search after FAISS and re-ranking: reading the hits' columns and building the DataFrame. "
            "'hits merged as before' assembles the page as this package did until December 2026 (a DataFrame per "
            "lookup, a merge and a sort); the other rows build it once from the columns. 'DuckDB lookup' reads "

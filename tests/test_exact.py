@@ -329,8 +329,8 @@ def test_a_large_read_announces_each_run_of_adjacent_pages_once(tmp_path, monkey
     rows = np.r_[np.arange(10), 5000, 5001, rng.choice(np.arange(6000, 20_000, 40), 40, replace=False)]
     calls = []
     monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, length, advice: calls.append((off, length, advice)))
-    got, has = FullVectors(data, None, "int8", "test", path, prefetch=True).get(rows)
-    plain, _ = FullVectors(data, None, "int8", "test", path).get(rows)
+    got, has = FullVectors(data, None, "int8", "test", path).get(rows)
+    plain, _ = FullVectors(data, None, "int8", "test", path, prefetch=False).get(rows)
     page, header = mmap.PAGESIZE, data.offset
     expected = []
     for r in np.unique(rows):
@@ -344,7 +344,41 @@ def test_a_large_read_announces_each_run_of_adjacent_pages_once(tmp_path, monkey
     assert has.all() and np.array_equal(got, plain)
     np.testing.assert_allclose(got, unit[rows], atol=0.02)
     calls.clear()
-    FullVectors(data, None, "int8", "test", path, prefetch=True).get(rows[:fullvectors.PREFETCH_FROM - 1])
+    FullVectors(data, None, "int8", "test", path).get(rows[:fullvectors.PREFETCH_FROM - 1])
     assert calls == []                              # a handful of rows: no advice
-    FullVectors(data, None, "int8", "test", path).get(rows)
-    assert calls == []                              # off unless asked for (no gain measured here)
+    FullVectors(data, None, "int8", "test", path, prefetch=False).get(rows)
+    assert calls == []                              # asked not to
+
+
+class _RecordingMap:
+    """A mapping's stand-in that records the advice given to it and reads through to it."""
+
+    def __init__(self, mapped):
+        self.mapped, self.advice = mapped, []
+
+    def madvise(self, *args):
+        self.advice.append(args)
+
+    def __getattr__(self, name):
+        return getattr(self.mapped, name)
+
+
+def test_a_mapped_file_is_marked_random_access_before_its_first_read_and_scans_get_their_own(tmp_path):
+    # Without MADV_RANDOM each page fault reads the disk's read-ahead window around the row
+    # (8 MB on the machine measured): a re-rank's scattered reads took seconds.
+    import mmap
+
+    from bioclip_nb.core.fullvectors import FullVectors
+    path = tmp_path / "rows.npy"
+    np.save(path, np.arange(50 * 8, dtype=np.float32).reshape(50, 8) + 1)
+    data = np.load(path, mmap_mode="r")
+    recorder = data._mmap = _RecordingMap(data._mmap)
+    full = FullVectors(data, None, "float32", "test", path)
+    assert recorder.advice == []                    # nothing before a read
+    full.get([3])
+    full.get([4, 9])
+    assert recorder.advice == [(mmap.MADV_RANDOM,)]     # once, whatever the size of the read
+    scan = full.sequential()
+    assert scan._mmap is not recorder and np.array_equal(scan, np.load(path))
+    in_memory = np.ones((4, 8), np.float32)
+    assert FullVectors(in_memory, None, "float32", "test", path).sequential() is in_memory

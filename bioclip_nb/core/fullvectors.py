@@ -15,11 +15,19 @@ from one of two places:
 
 Reads gather the wanted rows in id order and return unit-length float32 rows. A re-rank reads
 a few hundred to thousands of scattered rows; where they are not in memory (a 234M-record file
-is 180 GB as int8), each page fault waits for the disk in turn. With ``prefetch`` a read of many
-rows first tells the kernel every page it will touch (``POSIX_FADV_WILLNEED``, one call per run
-of adjacent pages) and marks the mapping random access (no 128 KB read-around per fault). It is
-off by default: on this machine's virtual disk it made no difference beyond noise at 2M and 20M
-records (docs/benchmarks.md, "Exact answers"), and the benchmark measures it again wherever it runs.
+is 180 GB as int8), every row is a wait for the disk. Two things keep that cheap, both on by
+default because both were measured (docs/benchmarks.md, "Exact answers"):
+
+* the mapping is marked random access (``MADV_RANDOM``) before its first read. Without it, each
+  page fault reads the disk's whole read-ahead window around the row: 8 MB on this machine's
+  virtual disk, which made 200 cold rows of a 16 GB file take 2 s instead of 9 ms;
+* a read of at least :data:`PREFETCH_FROM` rows first tells the kernel every page it will touch
+  (``POSIX_FADV_WILLNEED``, one call per run of adjacent pages), so the disk serves them
+  together rather than one fault at a time: 2,000 cold rows in 26 ms instead of 85 ms here. On
+  rows already in memory the advice costs about 1 microsecond a row (``prefetch=False`` skips it).
+
+Scans of the whole file (brute-force truth) use :meth:`FullVectors.sequential`, a mapping of
+their own that keeps the kernel's read-ahead.
 """
 
 from __future__ import annotations
@@ -84,7 +92,8 @@ class FullVectors:
     source: str
     path: Path
     recorded_covered: int | None = None     # ids with a vector, as ``prepare`` recorded it
-    prefetch: bool = False                  # announce a large read's pages to the kernel first
+    prefetch: bool = True                   # announce a large read's pages to the kernel first
+    random_access: bool = True              # mark the mapping random access before the first read
     _random: bool = field(default=False, init=False, repr=False)
 
     @classmethod
@@ -160,23 +169,39 @@ class FullVectors:
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         if has.any():
             wanted, back = np.unique(ids[has], return_inverse=True)
+            self._mark_random()
             if self.prefetch and len(wanted) >= PREFETCH_FROM:
                 self._announce(wanted)
             out[has] = normalise(self.data[wanted])[back]
         return out, has
+
+    def sequential(self) -> np.ndarray:
+        """The rows for a scan from first to last: a mapping of their own, with the kernel's
+        read-ahead (the one :meth:`get` uses is marked random access)."""
+        if getattr(self.data, "_mmap", None) is None:
+            return self.data                        # in memory
+        try:
+            return np.load(self.path, mmap_mode="r")[:self.count]
+        except (OSError, ValueError):
+            return self.data
+
+    def _mark_random(self) -> None:
+        """Mark the mapping random access once: scattered rows, no read-around per fault."""
+        if self._random or not self.random_access:
+            return
+        self._random = True
+        mapped = getattr(self.data, "_mmap", None)
+        if mapped is not None and hasattr(mmap, "MADV_RANDOM"):
+            try:
+                mapped.madvise(mmap.MADV_RANDOM)
+            except (OSError, ValueError):
+                pass                                 # advice is only advice
 
     def _announce(self, rows: np.ndarray) -> None:
         """Ask the kernel to start reading the pages of ``rows`` (sorted) at once."""
         offset = getattr(self.data, "offset", None)
         if offset is None or not hasattr(os, "posix_fadvise"):
             return                                   # in memory, or a platform without it
-        mapped = getattr(self.data, "_mmap", None)
-        if not self._random and mapped is not None and hasattr(mmap, "MADV_RANDOM"):
-            try:
-                mapped.madvise(mmap.MADV_RANDOM)        # rows are read scattered: no read-around
-            except (OSError, ValueError):
-                pass
-            self._random = True
         row_bytes = self.dim * self.data.itemsize
         page = mmap.PAGESIZE
         first = (offset + rows * row_bytes) // page

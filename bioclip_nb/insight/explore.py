@@ -167,7 +167,7 @@ def _truth(atlas: Atlas, q: np.ndarray, k: int, deepest: int, bitmap: np.ndarray
         if full.present is not None:
             present = np.unpackbits(np.asarray(full.present), bitorder="little")[:atlas.count].astype(bool)
             allowed = present if allowed is None else allowed & present
-        return exact_neighbours(full.data[:atlas.count], q, k, allowed), "exact search (full vectors)"
+        return exact_neighbours(full.sequential()[:atlas.count], q, k, allowed), "exact search (full vectors)"
     d, pool = ivf.search(atlas.index, q, rerank.pool_size(k, atlas.pool_factor) if full is not None else k, deepest, bitmap)
     if full is None:
         return pool, f"deepest search (nprobe {deepest})"
