@@ -313,7 +313,7 @@ def run(quick: bool = False, workdir: Path | None = None) -> dict:
     recall += published + shaped
     storage += shaped_storage
     factors = tuple(sorted({10, *(s["pool_factor"] for s in storage)}))
-    sizes = (scale.quick_records(),) if quick else (2_000_000, 20_000_000, scale.PUBLISHED_RECORDS)
+    sizes = (scale.quick_records(),) if quick else (2_000_000, 20_000_000)
     latency = [r for n in sizes for r in latency_rows(n, workdir, factors, (5 if smoke() else 30) if quick else 100)]
     md = "**recall@10 against brute force, PQ codes only (baseline) and re-ranked with full vectors**\n\n"
     md += table(["atlas", "records", "nprobe", "pool per result", "recall@10 PQ", "recall@10 re-ranked",

@@ -33,6 +33,16 @@ RECORD = "hit-columns.json"
 CODED_SHARE = 0.25
 BATCH = 262_144
 NULL_INT = np.iinfo(np.int64).min
+#: Free disk a record needs while its columns are written: the files (about 100 bytes on the
+#: published schema) and DuckDB's sort of the rows by id, which spilled 39 GB at 234M records
+#: (the published rows are in taxonomic order, not id order).
+WRITE_BYTES_PER_RECORD = 280
+#: Where that sort spills, in the derived data (the metadata file's own folder may be read-only).
+SPILL_DIRECTORY = ".duckdb-spill"
+
+
+class NotEnoughDisk(OSError):
+    """Too little free disk to write the hit columns."""
 
 
 def write(store, out: Path, progress: bool = False) -> dict | None:
@@ -48,6 +58,12 @@ def write(store, out: Path, progress: bool = False) -> dict | None:
     n, lo, hi, distinct = con().execute("SELECT count(*), min(id), max(id), count(DISTINCT id) FROM metadata").fetchone()
     if not n or lo != 0 or hi != n - 1 or distinct != n:
         return None
+    free = shutil.disk_usage(out).free
+    if free < n * WRITE_BYTES_PER_RECORD:
+        raise NotEnoughDisk(f"the hit columns of {n:,} records need about {n * WRITE_BYTES_PER_RECORD / 1e9:.1f} GB "
+                            f"free in {out} while they are written ({free / 1e9:.1f} GB is): free some, or "
+                            f"prepare --no-hit-columns (searches then read their rows from DuckDB)")
+    _spill_into(con(), Path(out) / SPILL_DIRECTORY)
     exprs = store.raw_hit_expressions()
     final = Path(out) / DIRECTORY
     work = final.with_name(f".{DIRECTORY}.partial")
@@ -106,6 +122,18 @@ def write(store, out: Path, progress: bool = False) -> dict | None:
     shutil.rmtree(final, ignore_errors=True)
     work.rename(final)
     return record
+
+
+def _spill_into(cursor, directory: Path) -> None:
+    """Have DuckDB spill large sorts into ``directory`` rather than beside the metadata file,
+    whose folder may be read-only (a shared copy at OSC). The setting belongs to the database and
+    cannot change once it has spilled, so the directory stays; DuckDB removes its files."""
+    import duckdb
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        cursor.execute("SET temp_directory = ?", [str(directory)])
+    except duckdb.Error:
+        pass                                          # it has spilled before: keep its directory
 
 
 class HitColumns:
