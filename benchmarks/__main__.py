@@ -28,6 +28,7 @@ from . import (
     extrapolate,
     folding,
     gallery,
+    hitwrite,
     models,
     probing,
     quantizer,
@@ -44,7 +45,7 @@ from .common import SMOKE_ENV
 SUITE = [("scale", scale), ("rehearsal", rehearsal), ("probing", probing), ("search", search), ("scopes", scopes),
          ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("cards", cards), ("encoder", encoder),
          ("service", service), ("folding", folding), ("demo", demo_baseline),
-         ("exact", exact), ("runtime", runtime),
+         ("exact", exact), ("hitwrite", hitwrite), ("runtime", runtime),
          ("embeddings_build", embeddings_build), ("models", models)]
 
 

@@ -124,3 +124,18 @@ def test_prepare_short_of_disk_for_the_hit_columns_says_so_and_writes_nothing(at
     assert code == 1 and "hit columns" in err and "GB" in err and "--no-hit-columns" in err
     assert "Traceback" not in err
     assert not list(home.rglob(hitcolumns.DIRECTORY)) and not list(home.rglob(f".{hitcolumns.DIRECTORY}.partial"))
+
+
+def test_columns_written_in_many_small_passes_are_byte_for_byte_those_of_one(atlas_copy, tmp_path, monkeypatch):
+    # A column larger than PASS_BYTES is written in passes of ids (each a DuckDB query whose rows
+    # come back in table order, which is taxonomic, not by id); the files must not show it.
+    with _open(atlas_copy, tmp_path / "home") as atlas:
+        whole = hitcolumns.write(atlas.metadata, tmp_path / "one")
+        monkeypatch.setattr(hitcolumns, "PASS_BYTES", 40 * atlas.count)     # text and uuids: 2 or 3 passes
+        pieces = hitcolumns.write(atlas.metadata, tmp_path / "many")
+    assert whole == pieces and atlas.count > 20
+    one, many = tmp_path / "one" / hitcolumns.DIRECTORY, tmp_path / "many" / hitcolumns.DIRECTORY
+    names = sorted(p.name for p in one.iterdir())
+    assert names == sorted(p.name for p in many.iterdir()) and any(n.endswith(".offsets.bin") for n in names)
+    for name in names:
+        assert (one / name).read_bytes() == (many / name).read_bytes(), name

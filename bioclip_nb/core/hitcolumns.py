@@ -11,7 +11,11 @@ by id, into the atlas's derived data (``hit-columns/``):
 * a column of many (record ids, URL suffixes) as UTF-8 bytes with int64 offsets;
 * ``uuid`` as 16 bytes, numbers as int64 and flags as int8, each with NULL marked.
 
-Reading a hit is then an array index per column. The published DuckDB stays the source of
+Reading a hit is then an array index per column. The published rows are in taxonomic order,
+not id order, and a DuckDB query sorted by id spilled 39 GB at 234M records; :func:`write`
+instead reads one column at a time in table order and places each value by id in memory, in
+passes of ids where a column is larger than :data:`PASS_BYTES`, so the disk it needs is the
+files' own (docs/benchmarks.md, "Writing the hit columns"). The published DuckDB stays the source of
 truth: the files live in the derived directory of this exact metadata file (its fingerprint),
 and opening them compares a sample of ids with DuckDB; any difference and they are not used.
 An atlas whose ids are not exactly 0 to n-1 keeps DuckDB lookups.
@@ -33,11 +37,13 @@ RECORD = "hit-columns.json"
 CODED_SHARE = 0.25
 BATCH = 262_144
 NULL_INT = np.iinfo(np.int64).min
-#: Free disk a record needs while its columns are written: the files (about 100 bytes on the
-#: published schema) and DuckDB's sort of the rows by id, which spilled 39 GB at 234M records
-#: (the published rows are in taxonomic order, not id order).
-WRITE_BYTES_PER_RECORD = 280
-#: Where that sort spills, in the derived data (the metadata file's own folder may be read-only).
+#: Free disk a record needs while its columns are written: the files themselves (about 100
+#: bytes on the published schema; nothing is spilled, see :func:`write`).
+WRITE_BYTES_PER_RECORD = 120
+#: Memory one pass over a column may use; a larger column is written in several passes of ids.
+PASS_BYTES = 1 << 30
+#: Where DuckDB spills large queries (``count(DISTINCT id)``), in the derived data: the metadata
+#: file's own folder may be read-only (a shared copy at OSC).
 SPILL_DIRECTORY = ".duckdb-spill"
 
 
@@ -48,8 +54,6 @@ class NotEnoughDisk(OSError):
 def write(store, out: Path, progress: bool = False) -> dict | None:
     """Write ``store``'s (a ``MetadataStore``) hit columns into ``out/hit-columns``; the record
     written, or None where the ids are not exactly 0 to n-1."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
     from tqdm.auto import tqdm
 
     from .embeddings import arrow_batches
@@ -58,6 +62,7 @@ def write(store, out: Path, progress: bool = False) -> dict | None:
     n, lo, hi, distinct = con().execute("SELECT count(*), min(id), max(id), count(DISTINCT id) FROM metadata").fetchone()
     if not n or lo != 0 or hi != n - 1 or distinct != n:
         return None
+    Path(out).mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out).free
     if free < n * WRITE_BYTES_PER_RECORD:
         raise NotEnoughDisk(f"the hit columns of {n:,} records need about {n * WRITE_BYTES_PER_RECORD / 1e9:.1f} GB "
@@ -69,59 +74,132 @@ def write(store, out: Path, progress: bool = False) -> dict | None:
     work = final.with_name(f".{DIRECTORY}.partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    kinds: dict[str, dict] = {}
-    values: dict[str, pa.Array] = {}
-    for name, (expr, kind) in exprs.items():
-        if kind == "text":
-            (count,) = con().execute(f"SELECT approx_count_distinct({expr}) FROM metadata").fetchone()
-            if count <= CODED_SHARE * n:
-                distinct_values = [r[0] for r in con().execute(
-                    f"SELECT DISTINCT {expr} AS v FROM metadata WHERE v IS NOT NULL ORDER BY v").fetchall()]
-                width = np.uint8 if len(distinct_values) < 255 else np.uint16 if len(distinct_values) < 65_535 else np.uint32
-                kinds[name] = {"kind": "codes", "dtype": np.dtype(width).name}
-                values[name] = pa.array(distinct_values, type=pa.string())
-                (work / f"{name}.values.json").write_text(json.dumps(distinct_values))
-                continue
-        kinds[name] = {"kind": kind}
-    select = ", ".join(f"{expr} AS \"{name}\"" for name, (expr, _) in exprs.items())
-    reader = arrow_batches(con(), f"SELECT {select} FROM metadata ORDER BY id", BATCH)
-    with ExitStack() as stack, tqdm(total=n, disable=not progress, desc="hit columns", unit="row",
-                                    unit_scale=True) as bar:
-        def opened(name: str):
-            return stack.enter_context(open(work / name, "wb"))
-        files = {name: opened(f"{name}.bin") for name in exprs}
-        nulls = {name: opened(f"{name}.nulls.bin") for name, k in kinds.items() if k["kind"] in ("text", "uuid")}
-        ends = {name: 0 for name, k in kinds.items() if k["kind"] == "text"}
-        offsets = {name: opened(f"{name}.offsets.bin") for name in ends}
-        for f in offsets.values():
-            f.write(np.zeros(1, np.int64).tobytes())
-        for batch in reader:
-            for name in exprs:
-                col, kind = batch.column(name), kinds[name]["kind"]
-                if kind == "codes":
-                    codes = pc.index_in(col.cast(pa.string()), value_set=values[name])
-                    arr = np.asarray(pc.fill_null(pc.add(codes, 1), 0), dtype=np.dtype(kinds[name]["dtype"]))
-                    files[name].write(arr.tobytes())
-                elif kind == "text":
-                    offs, blob = _string_buffers(col)
-                    files[name].write(blob)
-                    offsets[name].write((ends[name] + offs[1:] - offs[0]).tobytes())
-                    ends[name] += int(offs[-1] - offs[0])
-                    nulls[name].write(np.asarray(pc.is_null(col), dtype=np.uint8).tobytes())
-                elif kind == "uuid":
-                    null = np.asarray(pc.is_null(col), dtype=np.uint8)
-                    files[name].write(_uuid_bytes(col, null).tobytes())
-                    nulls[name].write(null.tobytes())
-                elif kind == "int":
-                    files[name].write(np.asarray(pc.fill_null(col.cast(pa.int64()), NULL_INT), dtype=np.int64).tobytes())
-                else:                                          # bool: -1 NULL, 0, 1
-                    files[name].write(np.asarray(pc.fill_null(col.cast(pa.int8()), -1), dtype=np.int8).tobytes())
-            bar.update(batch.num_rows)
+    kinds, values, row_bytes = plan(con, exprs, n, work)
+    with tqdm(total=n * len(exprs), disable=not progress, desc="hit columns", unit="value", unit_scale=True) as bar:
+        for name, (expr, _) in exprs.items():
+            step = max(1, PASS_BYTES // row_bytes[name])
+            with _ColumnFiles(work, name, kinds[name]["kind"]) as files:
+                for start in range(0, n, step):
+                    stop = min(n, start + step)
+                    where = "" if stop - start == n else f" WHERE id >= {start} AND id < {stop}"
+                    batches = arrow_batches(con(), f"SELECT id, {expr} AS v FROM metadata{where}", BATCH)
+                    files.add(start, stop, batches, values.get(name))
+                    bar.update(stop - start)
     record = {"rows": int(n), "columns": kinds, "metadata": str(store.path)}
     (work / RECORD).write_text(json.dumps(record))
     shutil.rmtree(final, ignore_errors=True)
     work.rename(final)
     return record
+
+
+def plan(con, exprs: dict, n: int, work: Path) -> tuple[dict, dict, dict]:
+    """How each column is stored: ``(kinds, values, row_bytes)``, the kind of each column (a
+    text column of few distinct values becomes codes, their values written to ``work``), the
+    values of the coded ones, and the memory a record of each takes in one pass."""
+    import pyarrow as pa
+    kinds: dict[str, dict] = {}
+    values: dict[str, pa.Array] = {}
+    row_bytes: dict[str, int] = {}                         # memory a record takes in one pass
+    for name, (expr, kind) in exprs.items():
+        if kind == "text":
+            count, mean = con().execute(
+                f"SELECT approx_count_distinct({expr}), avg(strlen(CAST({expr} AS VARCHAR))) FROM metadata").fetchone()
+            if count <= CODED_SHARE * n:
+                distinct_values = [r[0] for r in con().execute(
+                    f"SELECT DISTINCT {expr} AS v FROM metadata WHERE v IS NOT NULL ORDER BY v").fetchall()]
+                width = _code_dtype(len(distinct_values))
+                kinds[name] = {"kind": "codes", "dtype": width.name}
+                values[name] = pa.array(distinct_values, type=pa.string())
+                (work / f"{name}.values.json").write_text(json.dumps(distinct_values))
+                row_bytes[name] = 24 + width.itemsize
+                continue
+            row_bytes[name] = 48 + 2 * int(mean or 0)      # arrow's copy and ours, offsets, lengths, nulls
+        else:
+            row_bytes[name] = {"uuid": 24 + 17 + 2 * 36, "int": 24 + 8}.get(kind, 24 + 1)
+        kinds[name] = {"kind": kind}
+    return kinds, values, row_bytes
+
+
+class _ColumnFiles:
+    """One hit column's files, written pass by pass: each pass holds the values of ids
+    ``start`` to ``stop`` in memory, placed by id whatever order DuckDB returns them in."""
+
+    def __init__(self, work: Path, name: str, kind: str):
+        self.work, self.name, self.kind = work, name, kind
+        self.stack = ExitStack()
+        self.end = 0                                        # text bytes written so far
+
+    def __enter__(self) -> _ColumnFiles:
+        def opened(suffix: str):
+            return self.stack.enter_context(open(self.work / f"{self.name}{suffix}", "wb"))
+        self.data = opened(".bin")
+        if self.kind in ("text", "uuid"):
+            self.nulls = opened(".nulls.bin")
+        if self.kind == "text":
+            self.offsets = opened(".offsets.bin")
+            self.offsets.write(np.zeros(1, np.int64).tobytes())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stack.close()
+
+    def add(self, start: int, stop: int, batches, value_set) -> None:
+        """Place one pass's ``(id, v)`` record batches and append them to the files."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        m = stop - start
+        if self.kind == "text":
+            self._add_text(m, [(np.asarray(b.column(0), dtype=np.int64) - start, b.column(1)) for b in batches])
+            return
+        if self.kind == "codes":
+            out = np.zeros(m, dtype=_code_dtype(len(value_set)))
+        elif self.kind == "uuid":
+            out = np.zeros((m, 16), np.uint8)
+        elif self.kind == "int":
+            out = np.full(m, NULL_INT, np.int64)
+        else:
+            out = np.full(m, -1, np.int8)
+        null = np.ones(m, np.uint8)
+        for batch in batches:
+            at, col = np.asarray(batch.column(0), dtype=np.int64) - start, batch.column(1)
+            if self.kind == "codes":
+                out[at] = np.asarray(pc.fill_null(pc.add(pc.index_in(col.cast(pa.string()), value_set=value_set), 1), 0))
+            elif self.kind == "uuid":
+                null[at] = np.asarray(pc.is_null(col), dtype=np.uint8)
+                out[at] = _uuid_bytes(col, null[at])
+            elif self.kind == "int":
+                out[at] = np.asarray(pc.fill_null(col.cast(pa.int64()), NULL_INT), dtype=np.int64)
+            else:                                                   # bool: -1 NULL, 0, 1
+                out[at] = np.asarray(pc.fill_null(col.cast(pa.int8()), -1), dtype=np.int8)
+        self.data.write(out.tobytes())
+        if self.kind == "uuid":
+            self.nulls.write(null.tobytes())
+
+    def _add_text(self, m: int, parts: list) -> None:
+        import pyarrow.compute as pc
+        lengths = np.zeros(m, np.int64)
+        null = np.ones(m, np.uint8)
+        buffers = []
+        for at, col in parts:
+            offs, blob = _string_buffers(col)
+            lengths[at] = np.diff(offs)
+            null[at] = np.asarray(pc.is_null(col), dtype=np.uint8)
+            buffers.append((at, offs, blob))
+        starts = np.zeros(m + 1, np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        text = np.empty(int(starts[-1]), np.uint8)
+        for at, offs, blob in buffers:                              # each value's bytes to its id's place
+            within = offs[:-1] - offs[0]
+            text[np.repeat(starts[at] - within, np.diff(offs)) + np.arange(len(blob))] = np.frombuffer(blob, np.uint8)
+        self.data.write(text.tobytes())
+        self.offsets.write((self.end + starts[1:]).tobytes())
+        self.nulls.write(null.tobytes())
+        self.end += int(starts[-1])
+
+
+def _code_dtype(distinct: int) -> np.dtype:
+    """The narrowest unsigned integer holding codes 0 (NULL) to ``distinct``."""
+    return np.dtype(np.uint8 if distinct < 255 else np.uint16 if distinct < 65_535 else np.uint32)
 
 
 def _spill_into(cursor, directory: Path) -> None:
