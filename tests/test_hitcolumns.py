@@ -70,10 +70,13 @@ def test_hit_columns_that_disagree_with_duckdb_are_not_used(atlas_copy, tmp_path
         assert atlas.lookup([0])["genus"].iloc[0] == _duckdb_genus(atlas_copy, 0)
 
 
-def test_a_table_whose_ids_have_gaps_keeps_duckdb_lookups(atlas_copy, tmp_path):
+@pytest.mark.parametrize("change", ["DELETE FROM metadata WHERE id = 7",
+                                    "UPDATE metadata SET id = 8 WHERE id = 7"],      # n rows, 0 to n-1, one twice
+                         ids=["a gap", "a duplicate"])
+def test_a_table_whose_ids_have_gaps_keeps_duckdb_lookups(atlas_copy, tmp_path, change):
     db = atlas_copy / "duckdb" / "metadata.duckdb"
     con = duckdb.connect(str(db))
-    con.execute("DELETE FROM metadata WHERE id = 7")
+    con.execute(change)
     con.close()
     store = MetadataStore.open(db)
     try:
@@ -103,13 +106,16 @@ def test_truncated_hit_columns_are_refused_and_the_atlas_still_opens(atlas_copy,
         pd.testing.assert_frame_equal(atlas.lookup([atlas.count - 1]), want)
 
 
-def test_the_sort_by_id_spills_into_the_derived_data_not_beside_the_metadata_file(atlas_copy, tmp_path):
-    # At 234M records DuckDB's sort spilled 39 GB into metadata.duckdb.tmp beside the published
+def test_duckdb_spills_into_the_derived_data_not_beside_the_metadata_file(atlas_copy, tmp_path):
+    # At 234M records a sort by id spilled 39 GB into metadata.duckdb.tmp beside the published
     # file, whose folder may be read-only (a shared copy) and was this machine's fullest disk.
     with _open(atlas_copy, tmp_path / "home") as atlas:
+        (before,) = atlas.metadata._cursor().execute("SELECT current_setting('memory_limit')").fetchone()
         hitcolumns.write(atlas.metadata, atlas.cache_dir)
-        (setting,) = atlas.metadata._cursor().execute("SELECT current_setting('temp_directory')").fetchone()
+        setting, after = atlas.metadata._cursor().execute(
+            "SELECT current_setting('temp_directory'), current_setting('memory_limit')").fetchone()
         assert setting == str(atlas.cache_dir / hitcolumns.SPILL_DIRECTORY)
+        assert after == before                      # the writer's smaller limit is not left behind
         assert (atlas.cache_dir / hitcolumns.SPILL_DIRECTORY).is_dir()
         assert not (atlas_copy / "duckdb" / "metadata.duckdb.tmp").exists()
 

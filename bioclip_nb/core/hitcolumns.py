@@ -42,6 +42,8 @@ NULL_INT = np.iinfo(np.int64).min
 WRITE_BYTES_PER_RECORD = 120
 #: Memory one pass over a column may use; a larger column is written in several passes of ids.
 PASS_BYTES = 1 << 30
+#: DuckDB's memory while the columns are written (by default it caches up to 80% of RAM).
+DUCKDB_MEMORY = 2 << 30
 #: Where DuckDB spills large queries (``count(DISTINCT id)``), in the derived data: the metadata
 #: file's own folder may be read-only (a shared copy at OSC).
 SPILL_DIRECTORY = ".duckdb-spill"
@@ -54,13 +56,10 @@ class NotEnoughDisk(OSError):
 def write(store, out: Path, progress: bool = False) -> dict | None:
     """Write ``store``'s (a ``MetadataStore``) hit columns into ``out/hit-columns``; the record
     written, or None where the ids are not exactly 0 to n-1."""
-    from tqdm.auto import tqdm
-
-    from .embeddings import arrow_batches
     def con():
         return store._cursor()                         # one cursor per query: no result left open
-    n, lo, hi, distinct = con().execute("SELECT count(*), min(id), max(id), count(DISTINCT id) FROM metadata").fetchone()
-    if not n or lo != 0 or hi != n - 1 or distinct != n:
+    n, lo, hi = con().execute("SELECT count(*), min(id), max(id) FROM metadata").fetchone()
+    if not n or lo != 0 or hi != n - 1 or not _ids_unique(con(), n):
         return None
     Path(out).mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out).free
@@ -69,6 +68,20 @@ def write(store, out: Path, progress: bool = False) -> dict | None:
                             f"free in {out} while they are written ({free / 1e9:.1f} GB is): free some, or "
                             f"prepare --no-hit-columns (searches then read their rows from DuckDB)")
     _spill_into(con(), Path(out) / SPILL_DIRECTORY)
+    (limit,) = con().execute("SELECT current_setting('memory_limit')").fetchone()
+    con().execute(f"SET memory_limit = '{DUCKDB_MEMORY >> 20}MB'")     # its cache of the table, not 80% of RAM
+    try:
+        return _write(store, con, out, n, progress)
+    finally:
+        con().execute("RESET memory_limit")
+        if con().execute("SELECT current_setting('memory_limit')").fetchone()[0] != limit:
+            con().execute("SET memory_limit = ?", [limit])             # someone had set their own
+
+
+def _write(store, con, out: Path, n: int, progress: bool) -> dict:
+    from tqdm.auto import tqdm
+
+    from .embeddings import arrow_batches
     exprs = store.raw_hit_expressions()
     final = Path(out) / DIRECTORY
     work = final.with_name(f".{DIRECTORY}.partial")
@@ -90,6 +103,19 @@ def write(store, out: Path, progress: bool = False) -> dict | None:
     shutil.rmtree(final, ignore_errors=True)
     work.rename(final)
     return record
+
+
+def _ids_unique(cursor, n: int) -> bool:
+    """Whether the ids of ``n`` rows, all within 0 to n-1, are distinct: one scan of the id column
+    into a bitmap of n bytes (``count(DISTINCT id)`` builds a hash table of every id)."""
+    from .embeddings import arrow_batches
+    seen = np.zeros(n, dtype=bool)
+    for batch in arrow_batches(cursor, "SELECT id FROM metadata", BATCH):
+        ids = np.asarray(batch.column(0), dtype=np.int64)
+        if seen[ids].any() or len(np.unique(ids)) != len(ids):
+            return False
+        seen[ids] = True
+    return True
 
 
 def plan(con, exprs: dict, n: int, work: Path) -> tuple[dict, dict, dict]:
