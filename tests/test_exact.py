@@ -329,7 +329,7 @@ def test_a_large_read_announces_each_run_of_adjacent_pages_once(tmp_path, monkey
     rows = np.r_[np.arange(10), 5000, 5001, rng.choice(np.arange(6000, 20_000, 40), 40, replace=False)]
     calls = []
     monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, length, advice: calls.append((off, length, advice)))
-    got, has = FullVectors(data, None, "int8", "test", path).get(rows)
+    got, has = FullVectors(data, None, "int8", "test", path, prefetch=True).get(rows)
     plain, _ = FullVectors(data, None, "int8", "test", path, prefetch=False).get(rows)
     page, header = mmap.PAGESIZE, data.offset
     expected = []
@@ -344,10 +344,16 @@ def test_a_large_read_announces_each_run_of_adjacent_pages_once(tmp_path, monkey
     assert has.all() and np.array_equal(got, plain)
     np.testing.assert_allclose(got, unit[rows], atol=0.02)
     calls.clear()
-    FullVectors(data, None, "int8", "test", path).get(rows[:fullvectors.PREFETCH_FROM - 1])
+    FullVectors(data, None, "int8", "test", path, prefetch=True).get(rows[:fullvectors.PREFETCH_FROM - 1])
     assert calls == []                              # a handful of rows: no advice
     FullVectors(data, None, "int8", "test", path, prefetch=False).get(rows)
     assert calls == []                              # asked not to
+    FullVectors(data, None, "int8", "test", path).get(rows)
+    assert calls == []                              # by default a 15 MB file, which stays in memory, does not
+    big = tmp_path / "big.npy"                      # sparse: 1 GiB of holes, no disk used
+    np.lib.format.open_memmap(big, mode="w+", dtype=np.int8, shape=(fullvectors.PREFETCH_FILE_BYTES // 768 + 1, 768))
+    FullVectors(np.load(big, mmap_mode="r"), None, "int8", "test", big).get(rows)
+    assert len(calls) == len(expected)              # a file of 1 GiB or more does
 
 
 class _RecordingMap:

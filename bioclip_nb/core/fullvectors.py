@@ -24,7 +24,8 @@ default because both were measured (docs/benchmarks.md, "Exact answers"):
 * a read of at least :data:`PREFETCH_FROM` rows first tells the kernel every page it will touch
   (``POSIX_FADV_WILLNEED``, one call per run of adjacent pages), so the disk serves them
   together rather than one fault at a time: 2,000 cold rows in 26 ms instead of 85 ms here. On
-  rows already in memory the advice costs about 1 microsecond a row (``prefetch=False`` skips it).
+  rows already in memory the advice costs about 1 microsecond a row, so by default only files
+  of at least :data:`PREFETCH_FILE_BYTES` announce (``prefetch`` True or False decides instead).
 
 Scans of the whole file (brute-force truth) use :meth:`FullVectors.sequential`, a mapping of
 their own that keeps the kernel's read-ahead.
@@ -51,8 +52,10 @@ PRECISIONS: dict[str, np.dtype] = {"float16": np.dtype(np.float16), "int8": np.d
 #: What ``prepare --embeddings`` writes unless told otherwise (docs/benchmarks.md: int8 keeps
 #: recall@10 and the similarity within 1e-3 at half the disk of float16).
 DEFAULT_PRECISION = "int8"
-#: Reads of at least this many distinct rows announce their pages to the kernel first.
+#: Reads of at least this many distinct rows announce their pages to the kernel first...
 PREFETCH_FROM = 32
+#: ...from a file at least this large, unless ``FullVectors.prefetch`` says otherwise.
+PREFETCH_FILE_BYTES = 1 << 30
 
 
 def encode(unit: np.ndarray, precision: str) -> np.ndarray:
@@ -92,7 +95,7 @@ class FullVectors:
     source: str
     path: Path
     recorded_covered: int | None = None     # ids with a vector, as ``prepare`` recorded it
-    prefetch: bool = True                   # announce a large read's pages to the kernel first
+    prefetch: bool | None = None            # announce a large read's pages first; None: for large files
     random_access: bool = True              # mark the mapping random access before the first read
     _random: bool = field(default=False, init=False, repr=False)
 
@@ -170,7 +173,7 @@ class FullVectors:
         if has.any():
             wanted, back = np.unique(ids[has], return_inverse=True)
             self._mark_random()
-            if self.prefetch and len(wanted) >= PREFETCH_FROM:
+            if len(wanted) >= PREFETCH_FROM and self._announces():
                 self._announce(wanted)
             out[has] = normalise(self.data[wanted])[back]
         return out, has
@@ -184,6 +187,14 @@ class FullVectors:
             return np.load(self.path, mmap_mode="r")[:self.count]
         except (OSError, ValueError):
             return self.data
+
+    def _announces(self) -> bool:
+        """Whether reads announce their pages: as set, else for a file of at least
+        :data:`PREFETCH_FILE_BYTES` (a smaller one stays in memory after its first reads, and
+        there the announcement is only its cost)."""
+        if self.prefetch is not None:
+            return self.prefetch
+        return int(self.data.nbytes) >= PREFETCH_FILE_BYTES
 
     def _mark_random(self) -> None:
         """Mark the mapping random access once: scattered rows, no read-around per fault."""
