@@ -44,8 +44,8 @@ WRITE_BYTES_PER_RECORD = 120
 PASS_BYTES = 1 << 30
 #: DuckDB's memory while the columns are written (by default it caches up to 80% of RAM).
 DUCKDB_MEMORY = 2 << 30
-#: Where DuckDB spills large queries (``count(DISTINCT id)``), in the derived data: the metadata
-#: file's own folder may be read-only (a shared copy at OSC).
+#: Where DuckDB spills large queries (a coded column's DISTINCT values), in the derived data:
+#: the metadata file's own folder may be read-only (a shared copy at OSC).
 SPILL_DIRECTORY = ".duckdb-spill"
 
 
