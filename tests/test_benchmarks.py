@@ -22,6 +22,7 @@ def test_smoke_benchmarks_write_the_report(tmp_path):
                     f"The published shape at {scale.SMOKE_RECORDS:,} records", "Building the rehearsal atlas", "Taxon filters: full pages",
                     "The demo atlas is a smoke test",
                     "bioclip-nb search PHOTO", "Dashboard kernels after one search", "8 clients encoding",
-                    "recall@10 against brute force", "Storing the full vectors", "Encoder runtimes"):
+                    "recall@10 against brute force", "Storing the full vectors", "Encoder runtimes",
+                    "Writing the hit columns"):
         assert heading in report
     assert all(r["full_ours"] == 1.0 for r in data["results"]["probing"]["rows"])     # scope-aware: always full
