@@ -388,3 +388,28 @@ def test_a_mapped_file_is_marked_random_access_before_its_first_read_and_scans_g
     assert scan._mmap is not recorder and np.array_equal(scan, np.load(path))
     in_memory = np.ones((4, 8), np.float32)
     assert FullVectors(in_memory, None, "float32", "test", path).sequential() is in_memory
+
+
+def test_cosines_are_read_from_stored_rows_as_unit_rows_would_give_them(tmp_path):
+    # A re-rank scores its pool with `cosines` (no unit copies of the rows): it must agree with
+    # the unit rows `get` returns, for repeated ids, ids without a vector and an all-zero row.
+    from bioclip_nb.core.fullvectors import FullVectors, encode
+    rng = np.random.default_rng(4)
+    unit = rng.standard_normal((300, 768)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    stored = encode(unit, "int8")
+    stored[7] = 0
+    path = tmp_path / "rows.npy"
+    np.save(path, stored)
+    present = np.packbits(np.arange(300) % 5 != 0, bitorder="little")       # every fifth id has none
+    full = FullVectors(np.load(path, mmap_mode="r"), present, "int8", "test", path)
+    query = unit[11] + 0.3 * unit[12]
+    query /= np.linalg.norm(query)
+    ids = np.r_[11, 12, 7, 10, 11, 299, 300, 42, 12]
+    cos, has = full.cosines(ids, query)
+    rows, had = full.get(ids)
+    assert np.array_equal(has, had) and has.tolist() == [True, True, True, False, True, True, False, True, True]
+    np.testing.assert_allclose(cos, rows @ query, atol=1e-6)
+    assert cos[2] == 0 and (cos[~has] == 0).all()
+    np.testing.assert_allclose(cos[has], (unit[ids[has]] @ query) * (ids[has] != 7), atol=0.01)
+    assert full.cosines([], query)[0].shape == (0,)

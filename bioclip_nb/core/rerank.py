@@ -59,10 +59,9 @@ def rerank(queries: np.ndarray, dist: np.ndarray, ids: np.ndarray, vectors: Full
         found = ids[q] >= 0
         cand = ids[q][found]
         estimate = dist[q][found].astype(np.float32)
-        rows, exact = vectors.get(cand)
-        cos = rows[exact] @ queries[q]
+        cos, exact = vectors.cosines(cand, queries[q])
         score = estimate.copy()
-        score[exact] = np.maximum(2.0 - 2.0 * cos, 0.0) if metric == "l2" else cos
+        score[exact] = (np.maximum(2.0 - 2.0 * cos, 0.0) if metric == "l2" else cos)[exact]
         place = score.copy()
         if exact.any() and not exact.all():
             place[~exact] += np.median(score[exact] - estimate[exact])
