@@ -33,6 +33,7 @@ from . import (
     probing,
     quantizer,
     rehearsal,
+    reranked_full_size,
     runtime,
     scale,
     scopes,
@@ -45,7 +46,7 @@ from .common import SMOKE_ENV
 SUITE = [("scale", scale), ("rehearsal", rehearsal), ("probing", probing), ("search", search), ("scopes", scopes),
          ("quantizer", quantizer), ("umap", umap_map), ("gallery", gallery), ("cards", cards), ("encoder", encoder),
          ("service", service), ("folding", folding), ("demo", demo_baseline),
-         ("exact", exact), ("hitwrite", hitwrite), ("runtime", runtime),
+         ("exact", exact), ("reranked234", reranked_full_size), ("hitwrite", hitwrite), ("runtime", runtime),
          ("embeddings_build", embeddings_build), ("models", models)]
 
 

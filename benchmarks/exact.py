@@ -156,14 +156,22 @@ def published_part(quick: bool, workdir: Path, spectrum: float = 0.0,
     return recall, storage
 
 
-def write_full_vectors(atlas: Atlas, planted: np.ndarray, planted_ids: np.ndarray, chunk: int = 1_000_000) -> Path:
-    """A complete int8 full-vector file for a rehearsal atlas (random rows, the planted ones real)."""
+def write_full_vectors(atlas: Atlas, planted: np.ndarray, planted_ids: np.ndarray, chunk: int = 1_000_000,
+                       only: np.ndarray | None = None) -> Path:
+    """A complete int8 full-vector file for a rehearsal atlas (random rows, the planted ones real).
+    With ``only`` (sorted ids), just those rows are written and the rest of the file is a hole:
+    a file of the atlas's real size that takes only the disk of the rows a benchmark reads."""
     out = atlas.cache_dir
     data = np.lib.format.open_memmap(out / PREPARED_FILE, mode="w+", dtype=np.int8, shape=(atlas.count, atlas.dim))
     rng = np.random.default_rng(0)
-    for start in range(0, atlas.count, chunk):
-        stop = min(start + chunk, atlas.count)
-        data[start:stop] = rng.integers(-127, 128, size=(stop - start, atlas.dim), dtype=np.int8)
+    if only is None:
+        for start in range(0, atlas.count, chunk):
+            stop = min(start + chunk, atlas.count)
+            data[start:stop] = rng.integers(-127, 128, size=(stop - start, atlas.dim), dtype=np.int8)
+    else:
+        for start in range(0, len(only), chunk):
+            part = only[start:start + chunk]
+            data[part] = rng.integers(-127, 128, size=(len(part), atlas.dim), dtype=np.int8)
     data[planted_ids] = encode(planted, "int8")
     data.flush()
     del data

@@ -23,6 +23,6 @@ def test_smoke_benchmarks_write_the_report(tmp_path):
                     "The demo atlas is a smoke test",
                     "bioclip-nb search PHOTO", "Dashboard kernels after one search", "8 clients encoding",
                     "recall@10 against brute force", "Storing the full vectors", "Encoder runtimes",
-                    "Writing the hit columns"):
+                    "Writing the hit columns", "Re-ranked search at the real size"):
         assert heading in report
     assert all(r["full_ours"] == 1.0 for r in data["results"]["probing"]["rows"])     # scope-aware: always full
