@@ -29,7 +29,7 @@ from .common import smoke, table
 from .exact import K, _row, _timed, drop_pages, write_full_vectors
 
 #: Candidates per result re-ranked: the smallest pool and the 1/k-spectrum atlas's calibrated one.
-FACTORS = (10, 200)
+FACTORS = (10, 500)
 NPROBE = 16
 
 

@@ -16,7 +16,7 @@ whose re-ranked top 10 holds at least :data:`TARGET` of what the largest pool re
 atlas's default depth. ``bioclip-nb prepare`` measures it (and ``prepare --embeddings`` after
 joining); an atlas of up to :data:`CALIBRATE_ON_OPEN` records measures it on first search.
 Measured (docs/benchmarks.md): 10 per result on the demo atlas; on 1M-record synthetic
-published-layout atlases, 200 where a species varies mostly along a few dozen directions and
+published-layout atlases, 500 where a species varies mostly along a few dozen directions and
 1,000 (the most tried) where it varies equally in all 768, which 16-byte codes cannot resolve.
 """
 
