@@ -235,8 +235,11 @@ def open_visual(name: str, directory: Path, threads: int | None = None) -> Visua
         return lambda pixels: session.run(None, {"pixels": np.ascontiguousarray(pixels, np.float32)})[0]
     if name == "openvino":
         import openvino as ov
+        # f32 stated: on CPUs with native bfloat16 (AVX512-BF16, AMX) OpenVINO computes in bf16
+        # unless told, and this runtime promises torch's float32 embeddings.
         compiled = ov.Core().compile_model(str(directory / "visual.onnx"), "CPU",
-                                           {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
+                                           {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
+                                            "INFERENCE_PRECISION_HINT": "f32"})
         request = compiled.create_infer_request()
         return lambda pixels: np.array(request.infer({0: np.ascontiguousarray(pixels, np.float32)})[0])
     raise ValueError(f"unknown runtime {name!r}: use one of {', '.join(RUNTIMES)}")
