@@ -28,8 +28,9 @@ from . import scale
 from .common import smoke, table
 from .exact import K, _row, _timed, drop_pages, write_full_vectors
 
-#: Candidates per result re-ranked: the smallest pool and the 1/k-spectrum atlas's calibrated one.
-FACTORS = (10, 500)
+#: Candidates per result re-ranked: the smallest pool, the one an atlas not yet calibrated uses,
+#: and the 1/k-spectrum synthetic atlas's calibrated one.
+FACTORS = (10, rerank.POOL_FACTOR, 500)
 NPROBE = 16
 
 
