@@ -224,6 +224,8 @@ def test_cli_json_csv_and_the_wire_carry_exact(own, tmp_path, capsys):
     assert main([*base, "--format", "csv"]) == 0
     table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
     assert table["exact"].all()
+    assert main([*base, "--format", "table"]) == 0
+    assert "5 hits (exact: re-ranked with full vectors)" in capsys.readouterr().out
     with Atlas.open(own.path, settings=Settings(home=tmp_path)) as atlas:
         hits = atlas.search(own.vectors[0], top_n=3, nprobe=4)
     back = hits_from_json(json.loads(json.dumps(hits_to_json(hits))))

@@ -21,7 +21,7 @@ from ..images.fetch import FetchResult
 from ..images.uploads import load_upload
 from ..layout import Rank, display_name
 from ..names import clean, scientific_name
-from ..outputs import provenance
+from ..outputs import provenance, results
 from ..outputs.provenance import sha256
 from ..request import SearchRequest
 from ..taxonomy import Consensus, TaxonNode, neighbour_consensus, result_tree
@@ -264,17 +264,9 @@ class SearchSession:
         return hits
 
     def exactness(self) -> str:
-        """Whether the page was re-ranked with full vectors (exact order and similarity) or ranked
-        by the index's compressed codes alone (approximate); '' with no results."""
-        hits = self.hits
-        if hits is None or not len(hits) or "exact" not in hits:
-            return ""
-        exact = int(hits["exact"].sum())
-        if exact == len(hits):
-            return "exact: re-ranked with full vectors"
-        if exact == 0:
-            return "approximate: ranked by compressed PQ codes"
-        return f"re-ranked with full vectors; {len(hits) - exact} without one are approximate"
+        """Whether the page was re-ranked with full vectors or ranked by the index's compressed
+        codes alone, in words (:func:`results.exactness`); '' with no results."""
+        return results.exactness(self.hits)
 
     def cancel_fetches(self) -> threading.Event:
         """Stop the previous search's image fetches; return a fresh cancel flag."""

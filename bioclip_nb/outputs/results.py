@@ -90,11 +90,25 @@ def to_csv(hits: pd.DataFrame) -> str:
     return buf.getvalue()
 
 
+def exactness(hits: pd.DataFrame | None) -> str:
+    """Whether ``hits`` were re-ranked with full vectors (exact order and similarity) or ranked by
+    the index's compressed codes alone (approximate), in words; '' with no hits or no ``exact``."""
+    if hits is None or not len(hits) or "exact" not in hits:
+        return ""
+    exact = int(hits["exact"].sum())
+    if exact == len(hits):
+        return "exact: re-ranked with full vectors"
+    if exact == 0:
+        return "approximate: ranked by compressed PQ codes"
+    return f"re-ranked with full vectors; {len(hits) - exact} without one are approximate"
+
+
 def to_table(frames: list[pd.DataFrame], labels: list[str]) -> str:
-    """A readable fixed-width table per query."""
+    """A readable fixed-width table per query, its heading saying whether it was ranked exactly."""
     out = []
     for label, frame in zip(labels, frames):
-        out.append(f"# {label}: {len(frame)} hits")
+        note = exactness(frame)
+        out.append(f"# {label}: {len(frame)} hits" + (f" ({note})" if note else ""))
         if len(frame):
             view = frame[[c for c in TABLE_COLUMNS if c in frame]].copy()
             view["similarity"] = view["similarity"].map(lambda s: f"{s:.3f}")
