@@ -75,12 +75,17 @@ def encode(unit: np.ndarray, precision: str) -> np.ndarray:
 _ONES = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
+def _norms(rows: np.ndarray) -> np.ndarray:
+    """Each float32 row's length, 1 for an all-zero row (which so stays zero when divided)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+    norms[norms == 0] = 1.0
+    return norms
+
+
 def normalise(rows: np.ndarray) -> np.ndarray:
     """Rows as unit-length float32 (an all-zero row stays zero)."""
     out = np.asarray(rows, dtype=np.float32)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return out / norms
+    return out / _norms(out)[:, None]
 
 
 @dataclass
@@ -182,9 +187,7 @@ class FullVectors:
         out = np.zeros(len(has), dtype=np.float32)
         if len(rows):
             rows = np.asarray(rows, dtype=np.float32)
-            norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-            norms[norms == 0] = 1.0
-            out[has] = (rows @ np.asarray(query, dtype=np.float32) / norms)[back]
+            out[has] = (rows @ np.asarray(query, dtype=np.float32) / _norms(rows))[back]
         return out, has
 
     def _read(self, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
